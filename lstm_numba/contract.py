@@ -1,0 +1,219 @@
+"""The plugin contract: what a gate or an activation plugin provides.
+
+Plugins import only this module (plus numpy and numba). The engine owns the GEMMs, the
+time loop, the threads and the memory; a plugin supplies pointwise code that the engine
+compiles into its kernels.
+
+Every function a plugin gives is decorated with :data:`pointwise`.
+
+Activation
+    Two scalar functions::
+
+        forward(x, alpha, beta) -> y
+        derivative(x, y, alpha, beta) -> dy/dx
+
+    ``alpha`` and ``beta`` are the ONNX-style parameters; the values given by the user
+    (or the plugin's defaults) are frozen into the kernels as compile-time constants of
+    the kernel's dtype.
+
+Gate (one batch row, one time step; ``G = n_blocks * H``, ``S = len(state_names)``)::
+
+    forward(gx, gh, s_prev, p, clip, act, ract, s_next)
+    backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp)
+
+    gx       (G,)   input projection   x_t @ W_ih^T + b_ih
+    gh       (G,)   recurrent projection h_{t-1} @ W_hh^T + b_hh
+    s_prev   (S, H) the state before the step; row 0 is h
+    p        (P,)   the gate's extra parameters, concatenated (empty when none)
+    clip     scalar cell clip: clamp pre-activations to [-clip, clip] (inf when off)
+    act      bound activation (Keras ``activation``, ONNX g/h): ``y, dy_dx = act(x)``
+    ract     bound recurrent activation (Keras ``recurrent_activation``, ONNX f)
+    s_next   (S, H) out: the state after the step; row 0 is the output h_t
+    ds_next  (S, H) in: dLoss/ds_next (the engine already added dLoss/dh_t)
+    dgx, dgh (G,)   out: dLoss/dgx and dLoss/dgh
+    ds_prev  (S, H) out: the direct part of dLoss/ds_prev; the engine adds dgh @ W_hh
+    dp       (P,)   in/out: add this row's dLoss/dp
+
+Backward gets the same ``gx`` and ``gh`` that forward saw and recomputes what it needs,
+so a gate keeps no tape of its own.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
+
+from lstm_numba.config import FASTMATH
+
+#: Decorator for a plugin's pointwise functions. Both options matter:
+#:
+#: - ``inline="always"`` inlines the function into the kernels at the Numba IR level. A
+#:   jitted function that takes another jitted function as an argument and is not
+#:   inlined receives it as a runtime object address, and Numba then refuses to cache
+#:   the kernel ("uses dynamic globals"), so every process would recompile.
+#: - ``error_model="numpy"``: with Python's error model every float division carries a
+#:   zero check that stops LLVM from vectorising the loop over H (measured 11x slower for
+#:   the float32 tanh).
+pointwise = njit(inline="always", error_model="numpy", fastmath=FASTMATH)
+
+__all__ = [
+    "pointwise",
+    "Activation",
+    "ExtraParam",
+    "Gate",
+    "clamp",
+    "clip_grad",
+    "fast_exp",
+    "fast_sigmoid",
+    "fast_tanh",
+    "one",
+    "zero",
+]
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation plugin: jitted ``forward`` and ``derivative`` plus default parameters."""
+
+    forward: Callable
+    derivative: Callable
+    alpha: float = 0.0
+    beta: float = 0.0
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class ExtraParam:
+    """A gate parameter beyond the four PyTorch weights: a vector of ``blocks * H`` values.
+
+    ``init`` is ``"uniform"`` (PyTorch's U(-1/sqrt(H), 1/sqrt(H))), ``"zeros"`` or
+    ``"ones"``. Its state_dict key is ``{name}_l{k}`` (plus ``_reverse``).
+    """
+
+    name: str
+    blocks: int
+    init: str = "uniform"
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A gate (cell) plugin. See the module docstring for the step signatures."""
+
+    n_blocks: int
+    state_names: tuple
+    forward: Callable
+    backward: Callable
+    extra_params: tuple = field(default_factory=tuple)
+    doc: str = ""
+
+
+# ---------------------------------------------------------------------------------------
+# Pointwise helpers for plugin authors. In float32 they use a rational tanh (the form
+# Eigen uses) that LLVM vectorises; Numba lowers float32 np.tanh/np.exp to scalar libm calls
+# (DESIGN.md section 3: 30x slower). In float64 they are the exact libm functions.
+# ---------------------------------------------------------------------------------------
+
+_TANH_CLAMP = 7.90531110763549805
+_A1, _A3, _A5, _A7 = 4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08
+_A9, _A11, _A13 = -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16
+_B0, _B2, _B4, _B6 = 4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06
+
+
+def fast_tanh(x):
+    """tanh(x); vectorisable rational approximation in float32 (max error 4e-7)."""
+    return math.tanh(x)
+
+
+def fast_exp(x):
+    """exp(x); float32 via the rational tanh, exp(x) = (1 + tanh(x/2)) / (1 - tanh(x/2))."""
+    return math.exp(x)
+
+
+def fast_sigmoid(x):
+    """1 / (1 + exp(-x)); float32 as 0.5 * tanh(0.5 x) + 0.5."""
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+@njit(inline="always", error_model="numpy", fastmath=FASTMATH)
+def _rational_tanh32(x):
+    f = np.float32
+    xc = min(max(x, f(-_TANH_CLAMP)), f(_TANH_CLAMP))
+    x2 = xc * xc
+    p = x2 * f(_A13) + f(_A11)
+    p = x2 * p + f(_A9)
+    p = x2 * p + f(_A7)
+    p = x2 * p + f(_A5)
+    p = x2 * p + f(_A3)
+    p = x2 * p + f(_A1)
+    p = xc * p
+    q = x2 * f(_B6) + f(_B4)
+    q = x2 * q + f(_B2)
+    q = x2 * q + f(_B0)
+    return p / q
+
+
+@overload(fast_tanh, inline="always")
+def _fast_tanh_impl(x):
+    if x == types.float32:
+        return lambda x: _rational_tanh32(x)
+    return lambda x: np.tanh(x)
+
+
+@overload(fast_sigmoid, inline="always")
+def _fast_sigmoid_impl(x):
+    if x == types.float32:
+        return lambda x: np.float32(0.5) * _rational_tanh32(np.float32(0.5) * x) + np.float32(0.5)
+    return lambda x: 1.0 / (1.0 + np.exp(-x))
+
+
+@overload(fast_exp, inline="always")
+def _fast_exp_impl(x):
+    if x == types.float32:
+
+        def exp32(x):
+            t = _rational_tanh32(np.float32(0.5) * x)
+            return (np.float32(1.0) + t) / (np.float32(1.0) - t)
+
+        return exp32
+    return lambda x: np.exp(x)
+
+
+@njit(inline="always", error_model="numpy", fastmath=FASTMATH)
+def clamp(x, clip):
+    """Clamp a pre-activation to [-clip, clip] (ONNX ``clip``)."""
+    return min(max(x, -clip), clip)
+
+
+def zero(x):
+    """0 of the same float type as ``x`` (a literal 0 would promote float32 to float64)."""
+    return 0.0
+
+
+def one(x):
+    """1 of the same float type as ``x``."""
+    return 1.0
+
+
+def _typed_constant(value):
+    def typer(x):
+        if isinstance(x, types.Float):
+            constant = np.dtype(str(x)).type(value)
+            return lambda x: constant
+        return None
+
+    return typer
+
+
+overload(zero, inline="always")(_typed_constant(0))
+overload(one, inline="always")(_typed_constant(1))
+
+
+@njit(inline="always", error_model="numpy", fastmath=FASTMATH)
+def clip_grad(x, clip):
+    """1 where ``clamp`` passes the gradient of ``x`` through, else 0."""
+    return one(x) if -clip <= x <= clip else zero(x)

@@ -1,0 +1,1 @@
+"""Numba kernels: the time-loop template and the code generator that specialises it."""

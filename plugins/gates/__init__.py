@@ -1,0 +1,1 @@
+"""Built-in gates: ``lstm``, ``peephole``, ``coupled`` and ``gru``."""
