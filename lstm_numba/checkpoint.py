@@ -135,6 +135,7 @@ def _read_members(path: str) -> dict[str, np.ndarray]:
     with open(path, "rb") as f:
         if f.read(4) != _ZIP_MAGIC:
             raise CheckpointError(path, "not an npz (zip) archive")
+    member = None
     try:
         with zipfile.ZipFile(path) as zf:
             arrays = {}
@@ -150,7 +151,7 @@ def _read_members(path: str) -> dict[str, np.ndarray]:
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
         raise CheckpointError(path, f"damaged or truncated archive ({exc})") from exc
     except ValueError as exc:
-        raise CheckpointError(path, f"unreadable array ({exc})") from exc
+        raise CheckpointError(path, f"unreadable array {member!r} ({exc})") from exc
 
 
 def _read_meta(path: str, raw: np.ndarray | None) -> dict:
@@ -168,7 +169,8 @@ def _read_meta(path: str, raw: np.ndarray | None) -> dict:
     if doc.get("version") != VERSION:
         raise CheckpointError(
             path, f"unsupported version {doc.get('version')!r} (this reader handles {VERSION})")
-    if not isinstance(doc.get("meta"), dict) or not isinstance(doc.get("optim"), (dict, type(None))):
+    optim = doc.get("optim")
+    if not isinstance(doc.get("meta"), dict) or not (optim is None or isinstance(optim, dict)):
         raise CheckpointError(path, "metadata lacks a 'meta' object or has a bad 'optim' entry")
     return doc
 
@@ -190,9 +192,9 @@ def load_checkpoint(path) -> Checkpoint:
         if prefix is None:
             raise CheckpointError(path, f"unexpected array {key!r}")
         groups[_PREFIXES[prefix]][key[len(prefix):]] = array
-    if doc["optim"] is None and groups["optim"]:
+    if doc.get("optim") is None and groups["optim"]:
         raise CheckpointError(path, "optimizer arrays present without optimizer metadata")
-    optim_state = None if doc["optim"] is None else {**doc["optim"], **groups["optim"]}
+    optim_state = None if doc.get("optim") is None else {**doc["optim"], **groups["optim"]}
     return Checkpoint(params=groups["params"], meta=doc["meta"],
                       optim_state=optim_state, extra=groups["extra"])
 

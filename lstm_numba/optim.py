@@ -119,7 +119,7 @@ class Optimizer(_ScalarState):
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore hyperparameters, counters and buffers (validated before anything changes)."""
+        """Restore hyperparameters, counters and buffers; on error nothing is changed."""
         old = self._scalar_state()
         self._load_scalars(state)
         try:

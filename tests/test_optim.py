@@ -11,7 +11,8 @@ from lstm_numba.optim import (
 )
 
 STEPS = 25
-SHAPES = {"weight_ih_l0": (8, 3), "weight_hh_l0": (8, 2), "bias_ih_l0": (8,), "head.weight": (1, 2)}
+SHAPES = {"weight_ih_l0": (8, 3), "weight_hh_l0": (8, 2), "bias_ih_l0": (8,),
+          "head.weight": (1, 2)}
 
 
 def make_params(dtype=np.float64, seed=0):
@@ -183,7 +184,8 @@ def test_factories_list_valid_names():
 def test_clip_grad_norm_matches_torch(max_norm):
     torch = pytest.importorskip("torch")
     grads = grads_at(make_params(), 0)
-    tparams = [torch.zeros(g.shape, dtype=torch.float64, requires_grad=True) for g in grads.values()]
+    tparams = [torch.zeros(g.shape, dtype=torch.float64, requires_grad=True)
+               for g in grads.values()]
     for p, g in zip(tparams, grads.values()):
         p.grad = torch.from_numpy(g.copy())
     ref_norm = torch.nn.utils.clip_grad_norm_(tparams, max_norm, foreach=False)

@@ -1,0 +1,56 @@
+"""The ``lstm-numba`` Click group. Subcommands are imported only when invoked, so
+``lstm-numba --help`` is fast and does not import numba (click docs: "Lazily Loading
+Subcommands")."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+#: name -> "module:attribute" of each subcommand, imported on first use.
+SUBCOMMANDS = {
+    "train": "lstm_numba_cli.train:train",
+    "predict": "lstm_numba_cli.predict:predict",
+    "generate": "lstm_numba_cli.generate:generate",
+    "profile": "lstm_numba_cli.profile:profile",
+    "plugins": "lstm_numba_cli.plugins:plugins",
+}
+
+#: One-line help shown by ``lstm-numba --help`` without importing the subcommand.
+SHORT_HELP = {
+    "train": "Train a model on a CSV, a text file or labelled sequences (default: embedded CO2 series).",
+    "predict": "Forecast or classify with a checkpoint; writes CSV.",
+    "generate": "Sample text from a character-level checkpoint.",
+    "profile": "Time each phase of forward/backward and compare with torch.nn.LSTM.",
+    "plugins": "List and check gate and activation plugins.",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported when they are run or asked for help."""
+
+    def list_commands(self, ctx):
+        return sorted(SUBCOMMANDS)
+
+    def get_command(self, ctx, name):
+        target = SUBCOMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, SHORT_HELP[name]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"auto_envvar_prefix": "LSTM_NUMBA", "help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="lstm-numba")
+def cli():
+    """Fast CPU LSTM-family recurrent networks, compiled with Numba.
+
+    Every option can also be set through an environment variable named
+    LSTM_NUMBA_<COMMAND>_<OPTION>, e.g. LSTM_NUMBA_TRAIN_EPOCHS=5.
+    """

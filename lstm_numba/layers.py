@@ -1,0 +1,347 @@
+"""The public recurrent layers: :class:`LSTM` (any gate plugin) and :class:`GRU`.
+
+Shapes and parameter names follow ``torch.nn.LSTM``/``torch.nn.GRU``, so a PyTorch
+``state_dict`` (converted to NumPy) loads unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from lstm_numba import engine, registry, validation
+from lstm_numba.kernels.codegen import PluginRef, load_kernels
+
+
+@dataclass
+class Gradients:
+    """Gradients of the last forward.
+
+    params  dict with the keys and shapes of ``state_dict()``
+    x       dLoss/dx, shaped like x
+    state   dLoss/d(initial state): ``(dh0, dc0)`` for two-state gates, ``dh0`` for GRU
+    """
+
+    params: dict
+    x: np.ndarray
+    state: object
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """One (layer, direction) and the state_dict keys of its parameters."""
+
+    layer: int
+    direction: int
+    input_size: int
+
+    @property
+    def suffix(self) -> str:
+        return f"_l{self.layer}" + ("_reverse" if self.direction else "")
+
+
+class LSTM:
+    """A multi-layer, optionally bidirectional recurrent layer with a pluggable gate.
+
+    Parameters follow ``torch.nn.LSTM``; ``gate``, ``activation`` and
+    ``recurrent_activation`` (Keras names) choose plugins by name, ``*_alpha``/``*_beta``
+    set ONNX-style activation parameters, and ``clip`` clamps gate pre-activations as
+    ONNX's ``clip`` does. ``seed`` fixes the initialisation and the dropout masks.
+    """
+
+    default_gate = "lstm"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, batch_first=False,
+                 bias=True, dropout=0.0, dtype="float32", seed=None, *, gate=None, activation="tanh",
+                 recurrent_activation="sigmoid", activation_alpha=None, activation_beta=None,
+                 recurrent_activation_alpha=None, recurrent_activation_beta=None, clip=None):
+        self.input_size = validation.positive_int("input_size", input_size)
+        self.hidden_size = validation.positive_int("hidden_size", hidden_size)
+        self.num_layers = validation.positive_int("num_layers", num_layers)
+        self.bidirectional = bool(bidirectional)
+        self.batch_first = bool(batch_first)
+        self.bias = bool(bias)
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
+        self.dropout = float(dropout)
+        if clip is not None and not float(clip) > 0:
+            raise ValueError(f"clip: expected a positive threshold or None, got {clip!r}")
+        self.clip = math.inf if clip is None else float(clip)
+        self.dtype = validation.resolve_dtype(dtype)
+        self.seed = seed
+        self.training = True
+
+        self.gate_name = gate or self.default_gate
+        self._gate_entry = registry.get_gate(self.gate_name)
+        self.gate = self._gate_entry.obj
+        self._activations = tuple(
+            self._resolve_activation(label, name, alpha, beta)
+            for label, name, alpha, beta in (
+                ("activation", activation, activation_alpha, activation_beta),
+                ("recurrent_activation", recurrent_activation, recurrent_activation_alpha,
+                 recurrent_activation_beta),
+            )
+        )
+        self._rng = np.random.default_rng(seed)
+        self._slots = [
+            _Slot(layer, direction, self.input_size if layer == 0 else self.hidden_size * self.num_directions)
+            for layer in range(self.num_layers) for direction in range(self.num_directions)
+        ]
+        self._params = self._init_params()
+        self._kernels = None
+        self._last = None
+
+    # ------------------------------------------------------------------ configuration
+    @staticmethod
+    def _resolve_activation(label, name, alpha, beta):
+        entry = registry.get_activation(name)
+        ab = (entry.obj.alpha if alpha is None else float(alpha), entry.obj.beta if beta is None else float(beta))
+        return label, entry, ab
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def state_names(self) -> tuple:
+        return self.gate.state_names
+
+    @property
+    def plugins(self) -> dict:
+        """Names, distributions and versions of the plugins this layer runs (for checkpoints)."""
+        entries = [("gate", self._gate_entry)] + [(label, entry) for label, entry, _ in self._activations]
+        return {label: {"name": e.name, "distribution": e.distribution, "version": e.version}
+                for label, e in entries}
+
+    def config(self) -> dict:
+        """The constructor arguments, JSON-serialisable."""
+        (_, act, act_ab), (_, ract, ract_ab) = self._activations
+        return dict(
+            input_size=self.input_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
+            bidirectional=self.bidirectional, batch_first=self.batch_first, bias=self.bias,
+            dropout=self.dropout, dtype=self.dtype.name, seed=self.seed, gate=self.gate_name,
+            activation=act.name, recurrent_activation=ract.name,
+            activation_alpha=act_ab[0], activation_beta=act_ab[1],
+            recurrent_activation_alpha=ract_ab[0], recurrent_activation_beta=ract_ab[1],
+            clip=None if math.isinf(self.clip) else self.clip,
+        )
+
+    @property
+    def kernels(self):
+        """The generated kernel module for this layer's gate, activations and dtype."""
+        if self._kernels is None:
+            (_, act, act_ab), (_, ract, ract_ab) = self._activations
+            self._kernels = load_kernels(
+                PluginRef(self._gate_entry.name, self._gate_entry.target),
+                PluginRef(act.name, act.target), act_ab, PluginRef(ract.name, ract.target), ract_ab,
+                self.dtype.name,
+            )
+        return self._kernels
+
+    # ------------------------------------------------------------------ parameters
+    def _param_shapes(self, slot: _Slot) -> dict:
+        n_gates = self.gate.n_blocks * self.hidden_size
+        shapes = {f"weight_ih{slot.suffix}": (n_gates, slot.input_size),
+                  f"weight_hh{slot.suffix}": (n_gates, self.hidden_size)}
+        if self.bias:
+            shapes[f"bias_ih{slot.suffix}"] = (n_gates,)
+            shapes[f"bias_hh{slot.suffix}"] = (n_gates,)
+        for extra in self.gate.extra_params:
+            shapes[f"{extra.name}{slot.suffix}"] = (extra.blocks * self.hidden_size,)
+        return shapes
+
+    def _init_params(self) -> dict:
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        inits = {f"{e.name}": e.init for e in self.gate.extra_params}
+        params = {}
+        for slot in self._slots:
+            for key, shape in self._param_shapes(slot).items():
+                init = inits.get(key[: -len(slot.suffix)], "uniform")
+                if init == "uniform":
+                    value = self._rng.uniform(-bound, bound, size=shape)
+                else:
+                    value = np.full(shape, 0.0 if init == "zeros" else 1.0)
+                params[key] = value.astype(self.dtype)
+        return params
+
+    @property
+    def params(self) -> dict:
+        """The live parameter arrays (optimisers update them in place)."""
+        return self._params
+
+    def state_dict(self) -> dict:
+        """A copy of the parameters, with PyTorch's names and layout."""
+        return {key: value.copy() for key, value in self._params.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Load parameters by name; keys and shapes must match exactly."""
+        missing = sorted(set(self._params) - set(state))
+        unexpected = sorted(set(state) - set(self._params))
+        if missing or unexpected:
+            raise ValueError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        loaded = {}
+        for key, current in self._params.items():
+            value = validation.float_array(key, state[key], f"of shape {current.shape}", current.ndim, self.dtype)
+            validation.expect_shape(key, value, current.shape, "")
+            loaded[key] = value
+        for key, value in loaded.items():
+            self._params[key][...] = value
+
+    def _slot_params(self, slot: _Slot):
+        s = slot.suffix
+        n_gates = self.gate.n_blocks * self.hidden_size
+        zeros = np.zeros(n_gates, dtype=self.dtype)
+        extras = [self._params[f"{e.name}{s}"] for e in self.gate.extra_params]
+        extra = np.concatenate(extras) if extras else np.zeros(0, dtype=self.dtype)
+        return (self._params[f"weight_ih{s}"], self._params[f"weight_hh{s}"],
+                self._params.get(f"bias_ih{s}", zeros), self._params.get(f"bias_hh{s}", zeros), extra)
+
+    # ------------------------------------------------------------------ modes
+    def train(self, mode: bool = True):
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # ------------------------------------------------------------------ forward
+    def __call__(self, x, state=None, lengths=None):
+        return self.forward(x, state, lengths)
+
+    def _state_shape(self, batch):
+        return (self.num_layers * self.num_directions, batch, self.hidden_size)
+
+    def _as_time_major(self, name, array):
+        return np.ascontiguousarray(array.transpose(1, 0, 2)) if self.batch_first else array
+
+    def _initial_states(self, state, batch):
+        n_state = len(self.state_names)
+        shape = self._state_shape(batch)
+        if state is None:
+            return np.zeros((n_state,) + shape, dtype=self.dtype)
+        parts = (state,) if n_state == 1 and not isinstance(state, (tuple, list)) else tuple(state)
+        if len(parts) != n_state:
+            raise ValueError(f"state: expected {n_state} arrays ({', '.join(self.state_names)}), got {len(parts)}")
+        arrays = []
+        for name, part in zip(self.state_names, parts):
+            array = validation.float_array(f"state ({name}0)", part, "(L*D, B, H)", 3, self.dtype)
+            validation.expect_shape(f"state ({name}0)", array, shape, "(num_layers*num_directions, batch, hidden)")
+            arrays.append(array)
+        return np.stack(arrays)
+
+    def _pack_state(self, stacked):
+        return stacked[0] if len(self.state_names) == 1 else tuple(stacked)
+
+    def forward(self, x, state=None, lengths=None, *, need_grad=None):
+        """Run the whole sequence.
+
+        x        (T, B, I), or (B, T, I) with ``batch_first``
+        state    initial state: ``(h0, c0)`` each (L*D, B, H) for two-state gates, ``h0``
+                 for GRU; zeros when None
+        lengths  (B,) valid steps per row, 1..T (PyTorch packed-sequence semantics)
+        need_grad  keep what ``backward`` needs; defaults to the training mode
+
+        Returns ``y`` (T, B, D*H) (batch-first when asked) and the final state, shaped
+        like ``state``.
+        """
+        x = validation.float_array("x", x, "(B, T, input_size)" if self.batch_first else "(T, B, input_size)",
+                                   3, self.dtype)
+        x = self._as_time_major("x", x)
+        steps, batch, features = x.shape
+        if steps == 0 or batch == 0:
+            raise ValueError(f"x: expected at least one time step and one batch row, got shape {x.shape}")
+        if features != self.input_size:
+            raise ValueError(f"x: expected last dimension input_size={self.input_size}, got {features}")
+        lengths = (np.full(batch, steps, dtype=np.int64) if lengths is None
+                   else validation.lengths_array(lengths, batch, steps))
+        states0 = self._initial_states(state, batch)
+        keep_tape = self.training if need_grad is None else bool(need_grad)
+
+        finals = np.empty_like(states0)
+        tapes, masks = {}, {}
+        layer_input = x
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction in range(self.num_directions):
+                slot = self._slots[layer * self.num_directions + direction]
+                w_ih, w_hh, b_ih, b_hh, extra = self._slot_params(slot)
+                index = layer * self.num_directions + direction
+                y_dir, final, tape = engine.forward_direction(
+                    self.kernels, layer_input, w_ih, w_hh, b_ih, b_hh, extra, self.clip, lengths,
+                    bool(direction), np.ascontiguousarray(states0[:, index]), keep_tape)
+                finals[:, index] = final
+                tapes[slot] = tape
+                outputs.append(y_dir)
+            layer_output = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
+            if self.training and self.dropout > 0 and layer < self.num_layers - 1:
+                keep = 1.0 - self.dropout
+                masks[layer] = (self._rng.random(layer_output.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
+                layer_output = layer_output * masks[layer]
+            layer_input = layer_output
+        self._last = (tapes, masks, x.shape, lengths) if keep_tape else None
+        y = self._as_time_major("y", layer_input)
+        return y, self._pack_state(finals)
+
+    # ------------------------------------------------------------------ backward
+    def backward(self, dy, dstate=None) -> Gradients:
+        """Gradients of the last forward, given dLoss/dy and optionally dLoss/d(final state)."""
+        if self._last is None:
+            raise RuntimeError("backward() needs a forward() first, run in training mode or with need_grad=True")
+        tapes, masks, x_shape, lengths = self._last
+        steps, batch, _ = x_shape
+        y_shape = (steps, batch, self.num_directions * self.hidden_size)
+        expected = (batch, steps, y_shape[2]) if self.batch_first else y_shape
+        dy = validation.float_array("dy", dy, "shaped like y", 3, self.dtype)
+        validation.expect_shape("dy", dy, expected, "(the shape of y)")
+        dy = self._as_time_major("dy", dy)
+        dstates = (np.zeros((len(self.state_names),) + self._state_shape(batch), dtype=self.dtype)
+                   if dstate is None else self._initial_states(dstate, batch))
+
+        grads, dstates0 = {}, np.empty_like(dstates)
+        d_output = dy
+        for layer in reversed(range(self.num_layers)):
+            if layer in masks:
+                d_output = d_output * masks[layer]
+            d_input = None
+            for direction in range(self.num_directions):
+                slot = self._slots[layer * self.num_directions + direction]
+                index = layer * self.num_directions + direction
+                w_ih, w_hh, _, _, extra = self._slot_params(slot)
+                hidden = slice(direction * self.hidden_size, (direction + 1) * self.hidden_size)
+                g = engine.backward_direction(self.kernels, tapes[slot], w_ih, w_hh, extra, self.clip,
+                                              d_output[:, :, hidden], dstates[:, index])
+                self._store_grads(grads, slot, g)
+                dstates0[:, index] = g.state
+                d_input = g.x if d_input is None else d_input + g.x
+            d_output = d_input
+        return Gradients(
+            params={key: grads[key] for key in self._params},
+            x=self._as_time_major("dx", d_output),
+            state=self._pack_state(dstates0),
+        )
+
+    def _store_grads(self, grads, slot, g) -> None:
+        s = slot.suffix
+        grads[f"weight_ih{s}"] = g.w_ih
+        grads[f"weight_hh{s}"] = g.w_hh
+        if self.bias:
+            grads[f"bias_ih{s}"] = g.b_ih
+            grads[f"bias_hh{s}"] = g.b_hh
+        offset = 0
+        for extra in self.gate.extra_params:
+            size = extra.blocks * self.hidden_size
+            grads[f"{extra.name}{s}"] = g.extra[offset:offset + size]
+            offset += size
+
+    def __repr__(self) -> str:
+        cfg = self.config()
+        shown = ", ".join(f"{k}={v!r}" for k, v in cfg.items() if k not in ("seed",))
+        return f"{type(self).__name__}({shown})"
+
+
+class GRU(LSTM):
+    """A GRU with PyTorch's equations and weights: ``LSTM`` with ``gate="gru"``."""
+
+    default_gate = "gru"

@@ -1,0 +1,62 @@
+"""Input checks for the public API: each failure names the argument, what was expected and
+what was given, so that no Numba typing error or silent garbage reaches a user."""
+
+from __future__ import annotations
+
+import numpy as np
+
+SUPPORTED_DTYPES = ("float32", "float64")
+
+
+def resolve_dtype(dtype) -> np.dtype:
+    """``"float32"``/``"float64"`` (or the numpy equivalents) as a numpy dtype."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved is None or resolved.name not in SUPPORTED_DTYPES:
+        raise TypeError(f"dtype: expected one of {SUPPORTED_DTYPES}, got {dtype!r}")
+    return resolved
+
+
+def positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def float_array(name: str, value, shape_doc: str, ndim: int, dtype: np.dtype) -> np.ndarray:
+    """``value`` as a C-contiguous array of ``dtype`` with ``ndim`` dimensions, all finite.
+
+    Float inputs of another precision are converted; integers, booleans, complex numbers
+    and objects are refused, as are NaN and Inf.
+    """
+    array = np.asarray(value)
+    if array.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a floating-point array {shape_doc}, got dtype {array.dtype}")
+    if array.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array {shape_doc}, got shape {array.shape}")
+    array = np.ascontiguousarray(array, dtype=dtype)
+    finite = np.isfinite(array)
+    if not finite.all():
+        where = tuple(int(i) for i in np.argwhere(~finite)[0])
+        raise ValueError(f"{name}: contains NaN or Inf (first at index {where})")
+    return array
+
+
+def expect_shape(name: str, array: np.ndarray, expected: tuple, meaning: str) -> None:
+    if array.shape != tuple(expected):
+        raise ValueError(f"{name}: expected shape {tuple(expected)} {meaning}, got {array.shape}")
+
+
+def lengths_array(lengths, batch: int, steps: int) -> np.ndarray:
+    """Validate per-row sequence lengths: B integers in 1..T."""
+    array = np.asarray(lengths)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"lengths: expected integers, got dtype {array.dtype}")
+    if array.shape != (batch,):
+        raise ValueError(f"lengths: expected shape ({batch},) (one length per batch row), got {array.shape}")
+    bad = np.flatnonzero((array < 1) | (array > steps))
+    if bad.size:
+        raise ValueError(f"lengths: values must be in 1..T={steps}, got {int(array[bad[0]])} at index {int(bad[0])}")
+    return np.ascontiguousarray(array, dtype=np.int64)
