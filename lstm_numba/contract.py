@@ -16,22 +16,24 @@ Activation
     (or the plugin's defaults) are frozen into the kernels as compile-time constants of
     the kernel's dtype.
 
-Gate (one batch row, one time step; ``G = n_blocks * H``, ``S = len(state_names)``)::
+Gate (one batch row, one time step; ``G = n_blocks * H``, ``S = len(state_names)``).
+Every argument is a 1-D vector; take the per-block views with :func:`blocks` and index
+them with the loop variable only (see :func:`blocks` for why)::
 
     forward(gx, gh, s_prev, p, clip, act, ract, s_next)
     backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp)
 
     gx       (G,)   input projection   x_t @ W_ih^T + b_ih
     gh       (G,)   recurrent projection h_{t-1} @ W_hh^T + b_hh
-    s_prev   (S, H) the state before the step; row 0 is h
+    s_prev   (S*H,) the state before the step, the S vectors concatenated; h first
     p        (P,)   the gate's extra parameters, concatenated (empty when none)
     clip     scalar cell clip: clamp pre-activations to [-clip, clip] (inf when off)
     act      bound activation (Keras ``activation``, ONNX g/h): ``y, dy_dx = act(x)``
     ract     bound recurrent activation (Keras ``recurrent_activation``, ONNX f)
-    s_next   (S, H) out: the state after the step; row 0 is the output h_t
-    ds_next  (S, H) in: dLoss/ds_next (the engine already added dLoss/dh_t)
+    s_next   (S*H,) out: the state after the step; its h part is the output h_t
+    ds_next  (S*H,) in: dLoss/ds_next (the engine already added dLoss/dh_t)
     dgx, dgh (G,)   out: dLoss/dgx and dLoss/dgh
-    ds_prev  (S, H) out: the direct part of dLoss/ds_prev; the engine adds dgh @ W_hh
+    ds_prev  (S*H,) out: the direct part of dLoss/ds_prev; the engine adds dgh @ W_hh
     dp       (P,)   in/out: add this row's dLoss/dp
 
 Backward gets the same ``gx`` and ``gh`` that forward saw and recomputes what it needs,
@@ -66,6 +68,7 @@ __all__ = [
     "Activation",
     "ExtraParam",
     "Gate",
+    "blocks",
     "clamp",
     "clip_grad",
     "fast_exp",
@@ -181,6 +184,31 @@ def _fast_exp_impl(x):
 
         return exp32
     return lambda x: np.exp(x)
+
+
+def blocks(vector, n):
+    """Split ``vector`` (n * H,) into a tuple of ``n`` views of H values each.
+
+    Index gate blocks through these views (``xi[j]``), not with offsets (``gx[H + j]``):
+    Numba adds a negative-index check to ``gx[H + j]`` that stops LLVM from vectorising
+    the loop over H (measured 13x slower).
+    """
+    return tuple(np.split(vector, n))
+
+
+def _make_splitter(count: int):
+    """``(vector, n) -> (vector[0:H], ..., vector[(count-1)*H:count*H])`` for a fixed count."""
+    views = ", ".join(f"vector[{k} * size:{k + 1} * size]" for k in range(count))
+    namespace = {}
+    exec(f"def split_views(vector, n):\n    size = vector.size // {count}\n    return ({views},)\n", namespace)
+    return namespace["split_views"]
+
+
+@overload(blocks, inline="always")
+def _blocks_impl(vector, n):
+    if isinstance(n, types.IntegerLiteral):
+        return _make_splitter(n.literal_value)
+    return None
 
 
 @njit(inline="always", error_model="numpy", fastmath=FASTMATH)

@@ -22,6 +22,9 @@ import numpy as np
 
 @functools.cache
 def _threadpool_controller():
+    # A controller sees only the libraries loaded when it is made: load SciPy's BLAS (the
+    # one Numba's np.dot calls) first.
+    import scipy.linalg.cython_blas  # noqa: F401
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
@@ -34,9 +37,21 @@ def blas_single_thread():
         yield
 
 
-def batch_chunks(batch: int) -> int:
-    """How many row chunks the kernels split the batch into: one per Numba thread."""
-    return max(1, min(batch, numba.get_num_threads()))
+def recurrent_block_rows(batch: int) -> int:
+    """Rows per recurrent GEMM block: about half the batch, a multiple of 8, at most 64.
+
+    A function of the batch size only, so that results do not depend on the thread count;
+    two blocks for batches up to 128 keeps both cores of a small machine busy with GEMMs
+    as large as possible.
+    """
+    half = -(-batch // 2)
+    return min(64, max(8, -(-half // 8) * 8))
+
+
+def batch_chunks(batch: int, block_rows: int) -> int:
+    """Parallel chunks of whole row blocks: one per Numba thread, at most one per block."""
+    n_blocks = -(-batch // block_rows)
+    return max(1, min(n_blocks, numba.get_num_threads()))
 
 
 @dataclass
@@ -45,7 +60,7 @@ class DirectionTape:
 
     x        (T, B, I)       the layer input
     gx       (T, B, G)       input projections, by time index
-    states   (T + 1, S, B, H) states before each step, by step index
+    states   (T + 1, B, S*H) states before each step, by step index
     gh       (T, B, G)       recurrent projections, by step index
     lengths  (B,)
     reverse  bool
@@ -81,16 +96,18 @@ def forward_direction(kernels, x, w_ih, w_hh, b_ih, b_hh, extra, clip, lengths, 
     steps, batch, _ = x.shape
     n_gates, hidden = w_hh.shape
     dtype = x.dtype
-    gx = np.matmul(x.reshape(steps * batch, -1), w_ih.T).reshape(steps, batch, n_gates)
-    gx += b_ih
-    states = np.empty((steps + 1 if keep_tape else 2,) + state0.shape, dtype=dtype)
-    states[0] = state0
+    gx = np.empty((steps, batch, n_gates), dtype=dtype)
+    n_state = state0.shape[0]
+    states = np.empty((steps + 1 if keep_tape else 2, batch, n_state * hidden), dtype=dtype)
+    states[0] = state0.transpose(1, 0, 2).reshape(batch, -1)
     gh = np.empty((steps if keep_tape else 1, batch, n_gates), dtype=dtype)
     y = np.empty((steps, batch, hidden), dtype=dtype)
+    block_rows = recurrent_block_rows(batch)
     with blas_single_thread():
+        kernels.input_projection(x.reshape(steps * batch, -1), w_ih, b_ih, gx.reshape(steps * batch, n_gates))
         kernels.forward_sequence(gx, np.ascontiguousarray(w_hh.T), b_hh, extra, dtype.type(clip), lengths,
-                                 reverse, batch_chunks(batch), states, gh, y)
-    final = states[steps % states.shape[0]].copy()
+                                 reverse, batch_chunks(batch, block_rows), block_rows, states, gh, y)
+    final = states[steps % states.shape[0]].reshape(batch, n_state, hidden).transpose(1, 0, 2).copy()
     tape = DirectionTape(x, gx, states, gh, lengths, reverse) if keep_tape else None
     return y, final, tape
 
@@ -98,24 +115,28 @@ def forward_direction(kernels, x, w_ih, w_hh, b_ih, b_hh, extra, clip, lengths, 
 def backward_direction(kernels, tape: DirectionTape, w_ih, w_hh, extra, clip, dy, dstate) -> DirectionGrads:
     """Backpropagate ``dy`` (T, B, H) and ``dstate`` (S, B, H) through one direction."""
     steps, batch, n_gates = tape.gx.shape
+    rows = steps * batch
     dtype = tape.gx.dtype
-    ds = np.array(dstate, dtype=dtype, order="C")
+    n_state, _, hidden = dstate.shape
+    ds = np.ascontiguousarray(dstate.transpose(1, 0, 2), dtype=dtype).reshape(batch, -1)
     dgx = np.zeros_like(tape.gx)
     dgh = np.empty_like(tape.gh)
     dp_rows = np.zeros((batch, extra.size), dtype=dtype)
+    grads = DirectionGrads(
+        w_ih=np.empty_like(w_ih), w_hh=np.empty_like(w_hh), b_ih=np.empty(n_gates, dtype),
+        b_hh=np.empty(n_gates, dtype), extra=None, x=np.empty_like(tape.x), state=None,
+    )
+    block_rows = recurrent_block_rows(batch)
     with blas_single_thread():
         kernels.backward_sequence(tape.gx, w_hh, extra, dtype.type(clip), tape.lengths, tape.reverse,
-                                  batch_chunks(batch), tape.states, tape.gh, np.ascontiguousarray(dy),
-                                  ds, dgx, dgh, dp_rows)
-    dgx2 = dgx.reshape(steps * batch, n_gates)
-    dgh2 = dgh.reshape(steps * batch, n_gates)
-    h_prev = tape.states[:steps, 0].reshape(steps * batch, -1)
-    return DirectionGrads(
-        w_ih=dgx2.T @ tape.x.reshape(steps * batch, -1),
-        w_hh=dgh2.T @ h_prev,
-        b_ih=dgx2.sum(axis=0),
-        b_hh=dgh2.sum(axis=0),
-        extra=dp_rows.sum(axis=0),
-        x=(dgx2 @ w_ih).reshape(steps, batch, -1),
-        state=ds,
-    )
+                                  batch_chunks(batch, block_rows), block_rows, tape.states, tape.gh,
+                                  np.ascontiguousarray(dy), ds, dgx, dgh, dp_rows)
+        dgx2 = dgx.reshape(rows, n_gates)
+        dgh2 = dgh.reshape(rows, n_gates)
+        kernels.weight_gradients(dgx2, tape.x.reshape(rows, -1), grads.w_ih, grads.b_ih)
+        h_prev = np.ascontiguousarray(tape.states[:steps, :, :hidden]).reshape(rows, -1)
+        kernels.weight_gradients(dgh2, h_prev, grads.w_hh, grads.b_hh)
+        kernels.input_gradient(dgx2, w_ih, grads.x.reshape(rows, -1))
+    grads.extra = dp_rows.sum(axis=0)
+    grads.state = ds.reshape(batch, n_state, hidden).transpose(1, 0, 2)
+    return grads

@@ -207,8 +207,8 @@ class LSTM:
         return self.train(False)
 
     # ------------------------------------------------------------------ forward
-    def __call__(self, x, state=None, lengths=None):
-        return self.forward(x, state, lengths)
+    def __call__(self, x, state=None, lengths=None, *, need_grad=None):
+        return self.forward(x, state, lengths, need_grad=need_grad)
 
     def _state_shape(self, batch):
         return (self.num_layers * self.num_directions, batch, self.hidden_size)

@@ -10,10 +10,11 @@ works because the generated module is a real file.
 Shapes: T steps, B batch rows, H hidden units, G = n_blocks * H gate pre-activations,
 S state vectors (row 0 is h), P extra gate parameters.
 
-Work is split over the batch into ``n_chunks`` contiguous row ranges. A chunk runs all T
-steps for its rows, so a forward or backward pass has a single parallel region and no
-barrier per step. Every per-row result is independent of the chunking, which keeps the
-outputs bitwise reproducible across thread counts.
+The time loops split the batch into ``n_chunks`` runs of whole row blocks. A chunk runs
+all T steps for its rows, so a pass has no barrier per step. The hoisted GEMMs run in
+parallel over fixed blocks. Block boundaries depend only on the problem's shape, never on
+the thread count, so results are bitwise reproducible whatever ``NUMBA_NUM_THREADS`` is.
+All BLAS calls run single-threaded inside Numba's threads (the caller holds the pools).
 
 Row ``b`` is active at step ``s`` while ``s < lengths[b]``. Its time index is ``s`` going
 forward and ``lengths[b] - 1 - s`` in reverse, so the reverse direction starts at each
@@ -29,100 +30,200 @@ import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
 
+#: Rows per block of the hoisted GEMMs over all T * B rows (input projection, dx).
+GEMM_ROW_BLOCK = 512
+#: Row ranges the weight-gradient sums over T * B are split into (partial slabs).
+REDUCTION_PARTS = 8
+
+
 @njit(inline="always")
-def chunk_rows(chunk, n_chunks, batch):
-    """Row range [r0, r1) of ``chunk`` when ``batch`` rows are split into ``n_chunks``."""
-    return chunk * batch // n_chunks, (chunk + 1) * batch // n_chunks
+def split(part, n_parts, total):
+    """Range [lo, hi) of ``part`` when ``total`` items are split into ``n_parts``."""
+    return part * total // n_parts, (part + 1) * total // n_parts
 
 
 @njit(inline="always")
 def time_index(step, length, reverse):
-    """Time index that row of ``length`` valid steps processes at loop ``step``."""
+    """Time index that a row of ``length`` valid steps processes at loop ``step``."""
     return length - 1 - step if reverse else step
 
 
+@njit(inline="always")
+def blocked_dot(a, b, out, r0, r1, block_rows):
+    """out[r0:r1] = a[r0:r1] @ b, one GEMM per fixed block of ``block_rows`` rows.
+
+    ``r0`` and ``r1`` fall on block boundaries (or at the end), so every block is
+    computed with the same shape whoever computes it: row results do not depend on the
+    thread count (OpenBLAS results do depend on the number of rows in a call).
+    """
+    for lo in range(r0, r1, block_rows):
+        hi = min(lo + block_rows, r1)
+        np.dot(a[lo:hi], b, out[lo:hi])
+
+
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
-def forward_sequence(gx, w_hh_t, b_hh, p, clip, lengths, reverse, n_chunks, states, gh_hist, y):
+def input_projection(x2, w_ih, b_ih, gx2):
+    """gx2 = x2 @ w_ih^T + b_ih, in parallel over fixed row blocks.
+
+    x2    (N, I)   N = T * B rows
+    w_ih  (G, I)
+    b_ih  (G,)
+    gx2   (N, G)   out
+    """
+    w_t = np.ascontiguousarray(w_ih.T)
+    n_rows = x2.shape[0]
+    n_blocks = (n_rows + GEMM_ROW_BLOCK - 1) // GEMM_ROW_BLOCK
+    for block in prange(n_blocks):
+        lo = block * GEMM_ROW_BLOCK
+        hi = min(lo + GEMM_ROW_BLOCK, n_rows)
+        np.dot(x2[lo:hi], w_t, gx2[lo:hi])
+        for r in range(lo, hi):
+            for j in range(gx2.shape[1]):
+                gx2[r, j] += b_ih[j]
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
+def forward_sequence(gx, w_hh_t, b_hh, p, clip, lengths, reverse, n_chunks, block_rows, states, gh_hist, y):
     """Run one direction of one layer over the whole sequence.
 
-    gx       (T, B, G)   in: x_t @ W_ih^T + b_ih for every step
-    w_hh_t   (H, G)      in: W_hh transposed, C-contiguous
-    b_hh     (G,)        in
-    p        (P,)        in: extra gate parameters
-    clip     scalar      in: cell clip (inf when off)
-    lengths  (B,) int64  in: valid steps per row, 1..T
-    reverse  bool        in: run the reverse direction
-    n_chunks int         in: batch chunks run in parallel
-    states   (T_s, S, B, H) in/out: states[0] holds the initial state. With T_s = T + 1
+    gx         (T, B, G)   in: x_t @ W_ih^T + b_ih for every step
+    w_hh_t     (H, G)      in: W_hh transposed, C-contiguous
+    b_hh       (G,)        in
+    p          (P,)        in: extra gate parameters
+    clip       scalar      in: cell clip (inf when off)
+    lengths    (B,) int64  in: valid steps per row, 1..T
+    reverse    bool        in: run the reverse direction
+    n_chunks   int         in: parallel chunks, each a run of whole row blocks
+    block_rows int         in: rows per recurrent GEMM block (fixed for a given B)
+    states     (T_s, B, S*H) in/out: states[0] holds the initial state. With T_s = T + 1
                           (training) states[s] is the state before step s and states[T]
                           the final one; with T_s = 2 (inference) the two slots alternate
                           and the final state is states[T % 2].
-    gh_hist  (T_g, B, G) out: h_{s-1} @ W_hh^T + b_hh; T_g = T keeps every step for
+    gh_hist    (T_g, B, G) out: h_{s-1} @ W_hh^T + b_hh; T_g = T keeps every step for
                           backward, T_g = 1 keeps only scratch.
-    y        (T, B, H)   out: h_t at valid steps, zeros at padded ones
+    y          (T, B, H)   out: h_t at valid steps, zeros at padded ones
     """
     n_steps, batch, n_gates = gx.shape
     n_slots = states.shape[0]
     n_gh = gh_hist.shape[0]
+    n_blocks = (batch + block_rows - 1) // block_rows
+    hidden = y.shape[2]
+    h_prev = np.empty((batch, hidden), dtype=states.dtype)
     for chunk in prange(n_chunks):
-        r0, r1 = chunk_rows(chunk, n_chunks, batch)
+        b0, b1 = split(chunk, n_chunks, n_blocks)
+        r0 = b0 * block_rows
+        r1 = min(b1 * block_rows, batch)
         for s in range(n_steps):
             src = s % n_slots
             dst = (s + 1) % n_slots
             gh = gh_hist[s % n_gh]
-            np.dot(states[src, 0, r0:r1], w_hh_t, gh[r0:r1])
+            for b in range(r0, r1):
+                h_prev[b] = states[src, b, :hidden]
+            blocked_dot(h_prev, w_hh_t, gh, r0, r1, block_rows)
             for b in range(r0, r1):
                 length = lengths[b]
                 if s < length:
                     t = time_index(s, length, reverse)
                     for j in range(n_gates):
                         gh[b, j] += b_hh[j]
-                    gate_forward(gx[t, b], gh[b], states[src, :, b], p, clip, act, ract, states[dst, :, b])
-                    y[t, b] = states[dst, 0, b]
+                    gate_forward(gx[t, b], gh[b], states[src, b], p, clip, act, ract, states[dst, b])
+                    y[t, b] = states[dst, b, :hidden]
                 else:
-                    states[dst, :, b] = states[src, :, b]
+                    states[dst, b] = states[src, b]
                     y[s, b] = 0.0
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
-def backward_sequence(gx, w_hh, p, clip, lengths, reverse, n_chunks, states, gh_hist, dy, ds, dgx, dgh, dp_rows):
+def backward_sequence(gx, w_hh, p, clip, lengths, reverse, n_chunks, block_rows, states, gh_hist, dy, ds, dgx,
+                      dgh, dp_rows):
     """Backpropagate one direction of one layer through the whole sequence.
 
-    gx, p, clip, lengths, reverse, n_chunks   as in ``forward_sequence``
+    gx, p, clip, lengths, reverse, n_chunks, block_rows   as in ``forward_sequence``
     w_hh     (G, H)        in: W_hh, C-contiguous
-    states   (T + 1, S, B, H) in: the training-mode state history of forward
+    states   (T + 1, B, S*H) in: the training-mode state history of forward
     gh_hist  (T, B, G)     in: the recurrent projections forward saved
     dy       (T, B, H)     in: dLoss/dy
-    ds       (S, B, H)     in: dLoss/d(final state); out: dLoss/d(initial state)
+    ds       (B, S*H)      in: dLoss/d(final state); out: dLoss/d(initial state)
     dgx      (T, B, G)     out: dLoss/dgx by time index; the caller zero-fills it
     dgh      (T, B, G)     out: dLoss/dgh by step index
     dp_rows  (B, P)        out: per-row dLoss/dp; the caller zero-fills it and sums the
                             rows in a fixed order, so the result does not depend on chunks
     """
     n_steps, batch, n_gates = gx.shape
-    n_state = ds.shape[0]
+    hidden = dy.shape[2]
     ds_prev = np.empty_like(ds)
-    recurrent = np.empty((batch, ds.shape[2]), dtype=ds.dtype)
+    recurrent = np.empty((batch, hidden), dtype=ds.dtype)
+    n_blocks = (batch + block_rows - 1) // block_rows
     for chunk in prange(n_chunks):
-        r0, r1 = chunk_rows(chunk, n_chunks, batch)
+        b0, b1 = split(chunk, n_chunks, n_blocks)
+        r0 = b0 * block_rows
+        r1 = min(b1 * block_rows, batch)
         for s in range(n_steps - 1, -1, -1):
             for b in range(r0, r1):
                 length = lengths[b]
                 if s < length:
                     t = time_index(s, length, reverse)
-                    ds[0, b] += dy[t, b]
+                    for j in range(hidden):
+                        ds[b, j] += dy[t, b, j]
                     gate_backward(
-                        gx[t, b], gh_hist[s, b], states[s, :, b], p, clip, act, ract,
-                        ds[:, b], dgx[t, b], dgh[s, b], ds_prev[:, b], dp_rows[b],
+                        gx[t, b], gh_hist[s, b], states[s, b], p, clip, act, ract,
+                        ds[b], dgx[t, b], dgh[s, b], ds_prev[b], dp_rows[b],
                     )
                 else:
                     dgh[s, b] = 0.0
-                    ds_prev[:, b] = ds[:, b]
-            np.dot(dgh[s, r0:r1], w_hh, recurrent[r0:r1])
+                    ds_prev[b] = ds[b]
+            blocked_dot(dgh[s], w_hh, recurrent, r0, r1, block_rows)
             for b in range(r0, r1):
-                for k in range(n_state):
-                    ds[k, b] = ds_prev[k, b]
-                ds[0, b] += recurrent[b]
+                ds[b] = ds_prev[b]
+                for j in range(hidden):
+                    ds[b, j] += recurrent[b, j]
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
+def weight_gradients(dg2, inputs2, dw, db):
+    """dw = dg2^T @ inputs2 and db = column sums of dg2.
+
+    dg2      (N, G)   gate gradients, N = T * B rows
+    inputs2  (N, K)   what the gates saw (x or h_{t-1})
+    dw       (G, K)   out
+    db       (G,)     out
+
+    The sum over N is split into a fixed number of row ranges (a function of N only),
+    each one GEMM into its own slab in parallel; the slabs are then added in a fixed
+    order, in parallel over rows of ``dw``. Deterministic whatever the thread count.
+    """
+    n_rows, n_gates = dg2.shape
+    n_parts = min(REDUCTION_PARTS, (n_rows + GEMM_ROW_BLOCK - 1) // GEMM_ROW_BLOCK)
+    slabs = np.empty((n_parts, n_gates, inputs2.shape[1]), dtype=dw.dtype)
+    bias_slabs = np.zeros((n_parts, n_gates), dtype=dw.dtype)
+    for part in prange(n_parts):
+        lo, hi = split(part, n_parts, n_rows)
+        np.dot(dg2[lo:hi].T, inputs2[lo:hi], slabs[part])
+        for r in range(lo, hi):
+            for j in range(n_gates):
+                bias_slabs[part, j] += dg2[r, j]
+    for g in prange(n_gates):
+        dw[g] = slabs[0, g]
+        db[g] = bias_slabs[0, g]
+        for part in range(1, n_parts):
+            dw[g] += slabs[part, g]
+            db[g] += bias_slabs[part, g]
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
+def input_gradient(dg2, w_ih, dx2):
+    """dx2 = dg2 @ w_ih, in parallel over fixed row blocks.
+
+    dg2   (N, G)
+    w_ih  (G, I)
+    dx2   (N, I)   out
+    """
+    n_rows = dg2.shape[0]
+    n_blocks = (n_rows + GEMM_ROW_BLOCK - 1) // GEMM_ROW_BLOCK
+    for block in prange(n_blocks):
+        lo = block * GEMM_ROW_BLOCK
+        hi = min(lo + GEMM_ROW_BLOCK, n_rows)
+        np.dot(dg2[lo:hi], w_ih, dx2[lo:hi])
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)

@@ -7,44 +7,56 @@ Three gate blocks, in the order i, g, o:
     h_t = o * act(c_t)
 """
 
-from lstm_numba.contract import Gate, clamp, clip_grad, one, pointwise, zero
+from lstm_numba.contract import Gate, blocks, clamp, clip_grad, one, pointwise, zero
 
 
 @pointwise
 def forward(gx, gh, s_prev, p, clip, act, ract, s_next):
-    hidden = s_next.shape[1]
-    for j in range(hidden):
-        i = ract(clamp(gx[j] + gh[j], clip))[0]
-        g = act(clamp(gx[hidden + j] + gh[hidden + j], clip))[0]
-        o = ract(clamp(gx[2 * hidden + j] + gh[2 * hidden + j], clip))[0]
-        c = (one(i) - i) * s_prev[1, j] + i * g
-        s_next[1, j] = c
-        s_next[0, j] = o * act(c)[0]
+    xi, xg, xo = blocks(gx, 3)
+    hi, hg, ho = blocks(gh, 3)
+    c_prev = blocks(s_prev, 2)[1]
+    h_next, c_next = blocks(s_next, 2)
+    for j in range(h_next.size):
+        i = ract(clamp(xi[j] + hi[j], clip))[0]
+        g = act(clamp(xg[j] + hg[j], clip))[0]
+        o = ract(clamp(xo[j] + ho[j], clip))[0]
+        c = (one(i) - i) * c_prev[j] + i * g
+        c_next[j] = c
+        h_next[j] = o * act(c)[0]
 
 
 @pointwise
 def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp):
-    hidden = ds_next.shape[1]
-    for j in range(hidden):
-        zi = gx[j] + gh[j]
-        zg = gx[hidden + j] + gh[hidden + j]
-        zo = gx[2 * hidden + j] + gh[2 * hidden + j]
+    xi, xg, xo = blocks(gx, 3)
+    hi, hg, ho = blocks(gh, 3)
+    dxi, dxg, dxo = blocks(dgx, 3)
+    dhi, dhg, dho = blocks(dgh, 3)
+    c_prev = blocks(s_prev, 2)[1]
+    dh_next, dc_next = blocks(ds_next, 2)
+    dh_prev, dc_prev = blocks(ds_prev, 2)
+    for j in range(dh_next.size):
+        zi = xi[j] + hi[j]
+        zg = xg[j] + hg[j]
+        zo = xo[j] + ho[j]
         i, di = ract(clamp(zi, clip))
         g, dg = act(clamp(zg, clip))
         o, do = ract(clamp(zo, clip))
-        c_prev = s_prev[1, j]
+        cp = c_prev[j]
         f = one(i) - i
-        tc, dtc = act(f * c_prev + i * g)
-        dh = ds_next[0, j]
-        dc = ds_next[1, j] + dh * o * dtc
-        dzi = dc * (g - c_prev) * di * clip_grad(zi, clip)
+        tc, dtc = act(f * cp + i * g)
+        dh = dh_next[j]
+        dc = dc_next[j] + dh * o * dtc
+        dzi = dc * (g - cp) * di * clip_grad(zi, clip)
         dzg = dc * i * dg * clip_grad(zg, clip)
         dzo = dh * tc * do * clip_grad(zo, clip)
-        dgx[j] = dgh[j] = dzi
-        dgx[hidden + j] = dgh[hidden + j] = dzg
-        dgx[2 * hidden + j] = dgh[2 * hidden + j] = dzo
-        ds_prev[0, j] = zero(dh)
-        ds_prev[1, j] = dc * f
+        dxi[j] = dzi
+        dhi[j] = dzi
+        dxg[j] = dzg
+        dhg[j] = dzg
+        dxo[j] = dzo
+        dho[j] = dzo
+        dh_prev[j] = zero(dh)
+        dc_prev[j] = dc * f
 
 
 gate = Gate(n_blocks=3, state_names=("h", "c"), forward=forward, backward=backward, doc=__doc__)

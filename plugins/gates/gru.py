@@ -7,39 +7,44 @@
 ``torch.nn.GRU``; its weights load unchanged.
 """
 
-from lstm_numba.contract import Gate, clamp, clip_grad, one, pointwise
+from lstm_numba.contract import Gate, blocks, clamp, clip_grad, one, pointwise
 
 
 @pointwise
 def forward(gx, gh, s_prev, p, clip, act, ract, s_next):
-    hidden = s_next.shape[1]
-    for j in range(hidden):
-        r = ract(clamp(gx[j] + gh[j], clip))[0]
-        z = ract(clamp(gx[hidden + j] + gh[hidden + j], clip))[0]
-        n = act(clamp(gx[2 * hidden + j] + r * gh[2 * hidden + j], clip))[0]
-        s_next[0, j] = (one(z) - z) * n + z * s_prev[0, j]
+    xr, xz, xn = blocks(gx, 3)
+    hr, hz, hn = blocks(gh, 3)
+    for j in range(s_next.size):
+        r = ract(clamp(xr[j] + hr[j], clip))[0]
+        z = ract(clamp(xz[j] + hz[j], clip))[0]
+        n = act(clamp(xn[j] + r * hn[j], clip))[0]
+        s_next[j] = (one(z) - z) * n + z * s_prev[j]
 
 
 @pointwise
 def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp):
-    hidden = ds_next.shape[1]
-    for j in range(hidden):
-        zr = gx[j] + gh[j]
-        zz = gx[hidden + j] + gh[hidden + j]
+    xr, xz, xn = blocks(gx, 3)
+    hr, hz, hn = blocks(gh, 3)
+    dxr, dxz, dxn = blocks(dgx, 3)
+    dhr, dhz, dhn = blocks(dgh, 3)
+    for j in range(ds_next.size):
+        zr = xr[j] + hr[j]
+        zz = xz[j] + hz[j]
         r, dr_act = ract(clamp(zr, clip))
         z, dz_act = ract(clamp(zz, clip))
-        zn = gx[2 * hidden + j] + r * gh[2 * hidden + j]
+        zn = xn[j] + r * hn[j]
         n, dn_act = act(clamp(zn, clip))
-        h_prev = s_prev[0, j]
-        dh = ds_next[0, j]
+        dh = ds_next[j]
         dzn = dh * (one(z) - z) * dn_act * clip_grad(zn, clip)
-        dzz = dh * (h_prev - n) * dz_act * clip_grad(zz, clip)
-        dzr = dzn * gh[2 * hidden + j] * dr_act * clip_grad(zr, clip)
-        dgx[j] = dgh[j] = dzr
-        dgx[hidden + j] = dgh[hidden + j] = dzz
-        dgx[2 * hidden + j] = dzn
-        dgh[2 * hidden + j] = dzn * r
-        ds_prev[0, j] = dh * z
+        dzz = dh * (s_prev[j] - n) * dz_act * clip_grad(zz, clip)
+        dzr = dzn * hn[j] * dr_act * clip_grad(zr, clip)
+        dxr[j] = dzr
+        dhr[j] = dzr
+        dxz[j] = dzz
+        dhz[j] = dzz
+        dxn[j] = dzn
+        dhn[j] = dzn * r
+        ds_prev[j] = dh * z
 
 
 gate = Gate(n_blocks=3, state_names=("h",), forward=forward, backward=backward, doc=__doc__)

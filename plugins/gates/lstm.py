@@ -5,48 +5,60 @@
     h_t = o * act(c_t)
 """
 
-from lstm_numba.contract import Gate, clamp, clip_grad, pointwise, zero
+from lstm_numba.contract import Gate, blocks, clamp, clip_grad, pointwise, zero
 
 
 @pointwise
 def forward(gx, gh, s_prev, p, clip, act, ract, s_next):
-    hidden = s_next.shape[1]
-    for j in range(hidden):
-        i = ract(clamp(gx[j] + gh[j], clip))[0]
-        f = ract(clamp(gx[hidden + j] + gh[hidden + j], clip))[0]
-        g = act(clamp(gx[2 * hidden + j] + gh[2 * hidden + j], clip))[0]
-        o = ract(clamp(gx[3 * hidden + j] + gh[3 * hidden + j], clip))[0]
-        c = f * s_prev[1, j] + i * g
-        s_next[1, j] = c
-        s_next[0, j] = o * act(c)[0]
+    xi, xf, xg, xo = blocks(gx, 4)
+    hi, hf, hg, ho = blocks(gh, 4)
+    c_prev = blocks(s_prev, 2)[1]
+    h_next, c_next = blocks(s_next, 2)
+    for j in range(h_next.size):
+        i = ract(clamp(xi[j] + hi[j], clip))[0]
+        f = ract(clamp(xf[j] + hf[j], clip))[0]
+        g = act(clamp(xg[j] + hg[j], clip))[0]
+        o = ract(clamp(xo[j] + ho[j], clip))[0]
+        c = f * c_prev[j] + i * g
+        c_next[j] = c
+        h_next[j] = o * act(c)[0]
 
 
 @pointwise
 def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp):
-    hidden = ds_next.shape[1]
-    for j in range(hidden):
-        zi = gx[j] + gh[j]
-        zf = gx[hidden + j] + gh[hidden + j]
-        zg = gx[2 * hidden + j] + gh[2 * hidden + j]
-        zo = gx[3 * hidden + j] + gh[3 * hidden + j]
+    xi, xf, xg, xo = blocks(gx, 4)
+    hi, hf, hg, ho = blocks(gh, 4)
+    dxi, dxf, dxg, dxo = blocks(dgx, 4)
+    dhi, dhf, dhg, dho = blocks(dgh, 4)
+    c_prev = blocks(s_prev, 2)[1]
+    dh_next, dc_next = blocks(ds_next, 2)
+    dh_prev, dc_prev = blocks(ds_prev, 2)
+    for j in range(dh_next.size):
+        zi = xi[j] + hi[j]
+        zf = xf[j] + hf[j]
+        zg = xg[j] + hg[j]
+        zo = xo[j] + ho[j]
         i, di = ract(clamp(zi, clip))
         f, df = ract(clamp(zf, clip))
         g, dg = act(clamp(zg, clip))
         o, do = ract(clamp(zo, clip))
-        c_prev = s_prev[1, j]
-        tc, dtc = act(f * c_prev + i * g)
-        dh = ds_next[0, j]
-        dc = ds_next[1, j] + dh * o * dtc
+        tc, dtc = act(f * c_prev[j] + i * g)
+        dh = dh_next[j]
+        dc = dc_next[j] + dh * o * dtc
         dzi = dc * g * di * clip_grad(zi, clip)
-        dzf = dc * c_prev * df * clip_grad(zf, clip)
+        dzf = dc * c_prev[j] * df * clip_grad(zf, clip)
         dzg = dc * i * dg * clip_grad(zg, clip)
         dzo = dh * tc * do * clip_grad(zo, clip)
-        dgx[j] = dgh[j] = dzi
-        dgx[hidden + j] = dgh[hidden + j] = dzf
-        dgx[2 * hidden + j] = dgh[2 * hidden + j] = dzg
-        dgx[3 * hidden + j] = dgh[3 * hidden + j] = dzo
-        ds_prev[0, j] = zero(dh)
-        ds_prev[1, j] = dc * f
+        dxi[j] = dzi
+        dhi[j] = dzi
+        dxf[j] = dzf
+        dhf[j] = dzf
+        dxg[j] = dzg
+        dhg[j] = dzg
+        dxo[j] = dzo
+        dho[j] = dzo
+        dh_prev[j] = zero(dh)
+        dc_prev[j] = dc * f
 
 
 gate = Gate(n_blocks=4, state_names=("h", "c"), forward=forward, backward=backward, doc=__doc__)

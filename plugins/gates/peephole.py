@@ -8,53 +8,68 @@ The extra parameter ``weight_peephole`` holds P = [p_i, p_f, p_o], 3 * H values:
     h_t = o * act(c_t)
 """
 
-from lstm_numba.contract import ExtraParam, Gate, clamp, clip_grad, pointwise, zero
+from lstm_numba.contract import ExtraParam, Gate, blocks, clamp, clip_grad, pointwise, zero
 
 
 @pointwise
 def forward(gx, gh, s_prev, p, clip, act, ract, s_next):
-    hidden = s_next.shape[1]
-    for j in range(hidden):
-        c_prev = s_prev[1, j]
-        i = ract(clamp(gx[j] + gh[j] + p[j] * c_prev, clip))[0]
-        f = ract(clamp(gx[hidden + j] + gh[hidden + j] + p[hidden + j] * c_prev, clip))[0]
-        g = act(clamp(gx[2 * hidden + j] + gh[2 * hidden + j], clip))[0]
-        c = f * c_prev + i * g
-        o = ract(clamp(gx[3 * hidden + j] + gh[3 * hidden + j] + p[2 * hidden + j] * c, clip))[0]
-        s_next[1, j] = c
-        s_next[0, j] = o * act(c)[0]
+    xi, xf, xg, xo = blocks(gx, 4)
+    hi, hf, hg, ho = blocks(gh, 4)
+    pi, pf, po = blocks(p, 3)
+    c_prev = blocks(s_prev, 2)[1]
+    h_next, c_next = blocks(s_next, 2)
+    for j in range(h_next.size):
+        i = ract(clamp(xi[j] + hi[j] + pi[j] * c_prev[j], clip))[0]
+        f = ract(clamp(xf[j] + hf[j] + pf[j] * c_prev[j], clip))[0]
+        g = act(clamp(xg[j] + hg[j], clip))[0]
+        c = f * c_prev[j] + i * g
+        o = ract(clamp(xo[j] + ho[j] + po[j] * c, clip))[0]
+        c_next[j] = c
+        h_next[j] = o * act(c)[0]
 
 
 @pointwise
 def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp):
-    hidden = ds_next.shape[1]
-    for j in range(hidden):
-        c_prev = s_prev[1, j]
-        zi = gx[j] + gh[j] + p[j] * c_prev
-        zf = gx[hidden + j] + gh[hidden + j] + p[hidden + j] * c_prev
-        zg = gx[2 * hidden + j] + gh[2 * hidden + j]
+    xi, xf, xg, xo = blocks(gx, 4)
+    hi, hf, hg, ho = blocks(gh, 4)
+    dxi, dxf, dxg, dxo = blocks(dgx, 4)
+    dhi, dhf, dhg, dho = blocks(dgh, 4)
+    pi, pf, po = blocks(p, 3)
+    dpi, dpf, dpo = blocks(dp, 3)
+    c_prev = blocks(s_prev, 2)[1]
+    dh_next, dc_next = blocks(ds_next, 2)
+    dh_prev, dc_prev = blocks(ds_prev, 2)
+    for j in range(dh_next.size):
+        cp = c_prev[j]
+        zi = xi[j] + hi[j] + pi[j] * cp
+        zf = xf[j] + hf[j] + pf[j] * cp
+        zg = xg[j] + hg[j]
         i, di = ract(clamp(zi, clip))
         f, df = ract(clamp(zf, clip))
         g, dg = act(clamp(zg, clip))
-        c = f * c_prev + i * g
-        zo = gx[3 * hidden + j] + gh[3 * hidden + j] + p[2 * hidden + j] * c
+        c = f * cp + i * g
+        zo = xo[j] + ho[j] + po[j] * c
         o, do = ract(clamp(zo, clip))
         tc, dtc = act(c)
-        dh = ds_next[0, j]
+        dh = dh_next[j]
         dzo = dh * tc * do * clip_grad(zo, clip)
-        dc = ds_next[1, j] + dh * o * dtc + dzo * p[2 * hidden + j]
+        dc = dc_next[j] + dh * o * dtc + dzo * po[j]
         dzi = dc * g * di * clip_grad(zi, clip)
-        dzf = dc * c_prev * df * clip_grad(zf, clip)
+        dzf = dc * cp * df * clip_grad(zf, clip)
         dzg = dc * i * dg * clip_grad(zg, clip)
-        dgx[j] = dgh[j] = dzi
-        dgx[hidden + j] = dgh[hidden + j] = dzf
-        dgx[2 * hidden + j] = dgh[2 * hidden + j] = dzg
-        dgx[3 * hidden + j] = dgh[3 * hidden + j] = dzo
-        dp[j] += dzi * c_prev
-        dp[hidden + j] += dzf * c_prev
-        dp[2 * hidden + j] += dzo * c
-        ds_prev[0, j] = zero(dh)
-        ds_prev[1, j] = dc * f + dzi * p[j] + dzf * p[hidden + j]
+        dxi[j] = dzi
+        dhi[j] = dzi
+        dxf[j] = dzf
+        dhf[j] = dzf
+        dxg[j] = dzg
+        dhg[j] = dzg
+        dxo[j] = dzo
+        dho[j] = dzo
+        dpi[j] += dzi * cp
+        dpf[j] += dzf * cp
+        dpo[j] += dzo * c
+        dh_prev[j] = zero(dh)
+        dc_prev[j] = dc * f + dzi * pi[j] + dzf * pf[j]
 
 
 gate = Gate(

@@ -1,0 +1,75 @@
+"""``lstm-numba plugins``: list the installed gate and activation plugins, check one.
+
+Only Click is imported at module level, so ``lstm-numba plugins --help`` (and the help of
+its subcommands) does not import numba.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+_KINDS = click.Choice(["gate", "activation"])
+
+
+@click.group("plugins")
+def plugins():
+    """List and check gate and activation plugins.
+
+    Plugins are registered through the entry-point groups ``lstm_numba.gates`` and
+    ``lstm_numba.activations``; the built-ins take the same path as third parties.
+    """
+
+
+@plugins.command("list")
+@click.option("--kind", type=_KINDS, default=None, help="Only gates or only activations.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
+def list_plugins(kind, as_json):
+    """Show every plugin: name, kind, distribution, version, status and why.
+
+    Status is ok, broken (failed to import or to validate; the reason says why) or
+    shadowed (another distribution's plugin of the same name wins; reach this one as
+    DISTRIBUTION:NAME). A broken plugin does not stop the others from working.
+    """
+    from lstm_numba.registry import plugins as registered
+
+    entries = registered(kind)
+    if as_json:
+        rows = [{"name": e.name, "kind": e.kind, "distribution": e.distribution, "version": e.version,
+                 "status": e.status, "reason": e.reason, "target": e.target} for e in entries]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not entries:
+        click.echo("no plugins registered")
+        return
+    header = ("NAME", "KIND", "DISTRIBUTION", "VERSION", "STATUS", "REASON")
+    rows = [(e.name, e.kind, e.distribution, e.version or "-", e.status, e.reason) for e in entries]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        cells = [str(cell).ljust(width) for cell, width in zip(row, widths)]
+        click.echo("  ".join(cells + [str(row[-1])]).rstrip())
+    counts = {status: sum(e.status == status for e in entries) for status in ("ok", "broken", "shadowed")}
+    click.echo(f"\n{len(entries)} plugins: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
+
+
+@plugins.command("check")
+@click.argument("name")
+@click.option("--kind", type=_KINDS, default=None,
+              help="Whether NAME is a gate or an activation (needed only when both exist).")
+def check_plugin(name, kind):
+    """Check plugin NAME: its backward against finite differences of its forward.
+
+    Prints the report; the exit code is 1 when the check fails or the plugin cannot be
+    loaded.
+    """
+    import lstm_numba as ln
+
+    try:
+        report = ln.check_plugin(name, kind)
+    except ln.PluginError as exc:
+        raise click.ClickException(" ".join(str(exc).split())) from exc
+    click.echo(str(report))
+    if not report.ok:
+        ctx = click.get_current_context()
+        ctx.exit(1)

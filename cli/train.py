@@ -1,0 +1,313 @@
+"""``lstm-numba train``: train a forecaster, a sequence classifier or a character LM.
+
+Only Click is imported at module level (``--help`` must not import numba); the work is in
+:mod:`lstm_numba.train`, imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import click
+
+from lstm_numba_cli.common import explicit_params, friendly_errors, is_tty, one_line, split_names
+
+_POS = click.IntRange(min=1)
+_NONNEG = click.IntRange(min=0)
+TASKS = ("forecast", "classify", "charlm")
+#: CLI parameters that are not TrainConfig fields.
+_CLI_ONLY = {"data_arg", "out", "resume", "metrics", "quiet"}
+#: Settings a resumed run may change.
+_RESUME_MAY_CHANGE = {"epochs", "patience"}
+
+
+def _default_help(forecast, classify=None, charlm=None) -> str:
+    parts = [f"{forecast} (forecast)"]
+    if classify is not None:
+        parts.append(f"{classify} (classify)")
+    if charlm is not None:
+        parts.append(f"{charlm} (charlm)")
+    return ", ".join(parts)
+
+
+@click.command("train")
+@click.argument("data_arg", metavar="[DATA]", required=False, type=click.Path(dir_okay=False))
+@click.option("--data", type=click.Path(dir_okay=False), default=None,
+              help="Training data (same as the DATA argument): a numeric CSV to forecast, a labelled "
+                   ".npz or CSV (sequence_id, label, features...) to classify, or a .txt file for a "
+                   "character LM. Default: the embedded monthly CO2 series (charlm: the embedded "
+                   "Alice text).")
+@click.option("--task", type=click.Choice(TASKS), default=None,
+              help="What to train. Default: inferred from the data file (.txt -> charlm, .npz or a CSV "
+                   "with sequence_id and label -> classify, other CSV -> forecast).")
+@click.option("--target", default=None, help="Forecast: the CSV column to predict (needed when there are "
+                                             "several numeric columns).")
+@click.option("--columns", default=None,
+              help="Forecast: comma-separated input columns (default: every numeric column; the target "
+                   "is added if missing).")
+@click.option("--window", type=_POS, default=None,
+              help="Forecast: input steps per window; charlm: truncated-BPTT chunk length. "
+                   "Default: " + _default_help(24, charlm=64) + ".")
+@click.option("--horizon", type=_POS, default=None,
+              help="Forecast: steps ahead predicted at once (one multi-output head). Default: 12.")
+@click.option("--season", type=_POS, default=None,
+              help="Forecast: seasonal period of the seasonal-naive baseline. Default: 12 for the "
+                   "embedded CO2 series, none otherwise.")
+@click.option("--relative/--absolute", default=None,
+              help="Forecast: express each window relative to its last value (default), or feed "
+                   "absolute normalised levels.")
+@click.option("--seq2seq", is_flag=True, default=False,
+              help="Forecast: sequence-to-sequence training (every step predicts its next horizon).")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Share of the data held out for validation and early stopping (forecast: the end "
+                   "of the series; charlm: the end of the text; classify: random sequences). "
+                   "Default: 0.2 (charlm 0.1).")
+@click.option("--hidden-size", type=_POS, default=None,
+              help="Hidden units per layer. Default: " + _default_help(32, 32, 128) + ".")
+@click.option("--layers", type=_POS, default=1, show_default=True, help="Stacked recurrent layers.")
+@click.option("--bidirectional", is_flag=True, default=False,
+              help="Bidirectional recurrent layers (forecast, classify).")
+@click.option("--gate", default="lstm", show_default=True,
+              help="Gate plugin: lstm, gru, peephole, coupled, or an installed third-party gate "
+                   "(see `lstm-numba plugins list`).")
+@click.option("--activation", default="tanh", show_default=True,
+              help="Cell/candidate activation plugin (Keras `activation`).")
+@click.option("--recurrent-activation", default="sigmoid", show_default=True,
+              help="Gate activation plugin (Keras `recurrent_activation`).")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Dropout between stacked layers (needs --layers >= 2), as in torch.nn.LSTM.")
+@click.option("--embedding-dim", type=_NONNEG, default=32, show_default=True,
+              help="Charlm: character embedding size; 0 feeds one-hot vectors instead.")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True,
+              help="Floating-point precision of weights and computation.")
+@click.option("--epochs", type=_POS, default=None,
+              help="Maximum passes over the training data. Default: " + _default_help(40, 30, 3) + ".")
+@click.option("--batch-size", type=_POS, default=None,
+              help="Sequences per optimizer step (charlm: parallel streams). Default: 32.")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=None,
+              help="Learning rate. Default: " + _default_help(0.01, 0.005, 0.003) + ".")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default=None,
+              help="Optimizer (torch.optim semantics). Default: adam.")
+@click.option("--momentum", type=click.FloatRange(0), default=0.9, show_default=True,
+              help="SGD momentum.")
+@click.option("--weight-decay", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Weight decay (L2 for sgd/adam, decoupled for adamw).")
+@click.option("--clip-grad", type=click.FloatRange(0), default=None,
+              help="Clip gradients to this global L2 norm; 0 disables. Default: 1.0.")
+@click.option("--schedule", type=click.Choice(["none", "cosine", "step"]), default=None,
+              help="Learning-rate schedule over the epochs. Default: cosine (forecast), none otherwise.")
+@click.option("--seed", type=_NONNEG, default=0, show_default=True,
+              help="One seed for the initial weights, shuffling, the classify split and dropout.")
+@click.option("--patience", type=_NONNEG, default=None,
+              help="Early stopping: stop after this many epochs without a better validation loss; "
+                   "0 never stops early. Default: " + _default_help(10, 10, 0) + ".")
+@click.option("--restore-best/--keep-last", default=True, show_default=True,
+              help="At the end, restore the weights of the epoch with the best validation loss.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Checkpoint file, written after every epoch. Default: runs/<task>.npz.")
+@click.option("--resume", is_flag=True, default=False,
+              help="Continue the run saved in --out from its last completed epoch (its settings are "
+                   "kept; only --epochs and --patience may change).")
+@click.option("--metrics", type=click.Path(dir_okay=False), default=None,
+              help="Write one record per epoch to this .csv or .jsonl file.")
+@click.option("-q", "--quiet", is_flag=True, default=False, help="Print only the final summary.")
+@friendly_errors
+def train(data_arg, data, task, columns, out, resume, metrics, quiet, clip_grad, patience, embedding_dim,
+          **options):
+    """Train a model on a CSV, a text file or labelled sequences.
+
+    With no arguments, trains a forecaster on the embedded monthly CO2 series (12 months
+    ahead) and compares it with the naive forecasts.
+
+    \b
+    Examples:
+      lstm-numba train
+      lstm-numba train sales.csv --target units --horizon 4
+      lstm-numba train book.txt --epochs 5 --hidden-size 256
+      lstm-numba train labelled.npz --bidirectional --out runs/clf.npz
+      lstm-numba train --out runs/forecast.npz --resume
+    """
+    ctx = click.get_current_context()
+    if data_arg is not None and data is not None and data_arg != data:
+        raise click.UsageError("give the data either as the DATA argument or with --data, not both")
+    data = data_arg if data_arg is not None else data
+
+    from lstm_numba.tasks import infer_task
+    from lstm_numba.train import MetricsLog, TrainConfig, Trainer
+
+    cfg = TrainConfig(
+        task=task, data=data, columns=split_names(columns),
+        clip_grad=None if clip_grad == 0 else clip_grad,
+        patience=patience, embedding_dim=embedding_dim or None, **options)
+    task_name = task or infer_task(data)
+    out = out or os.path.join("runs", f"{task_name}.npz")
+
+    if resume:
+        trainer = _resume(ctx, cfg, out, patience)
+    else:
+        trainer = Trainer(cfg)
+    cfg = trainer.config
+    log = None
+    if metrics:
+        log = MetricsLog(metrics, trainer.state.history)
+    echo = (lambda *a, **k: None) if quiet else click.echo
+    echo(_header(trainer, out, resumed=resume))
+    if trainer.state.finished:
+        click.echo(f"the run in {out} already finished at epoch {trainer.state.epoch}; nothing to resume")
+    else:
+        t0 = time.perf_counter()
+        trainer.fit(checkpoint=out, callbacks=_Progress(quiet), metrics=log)
+        trainer.elapsed = time.perf_counter() - t0
+    for line in _summary(trainer, out):
+        click.echo(line)
+
+
+def _resume(ctx, cfg, out, patience):
+    from lstm_numba.train import TrainConfig, Trainer
+
+    if not os.path.isfile(out):
+        raise click.ClickException(f"--resume: no checkpoint at {out} (name it with --out)")
+    from lstm_numba.train import read_training_checkpoint
+
+    saved = TrainConfig.from_dict(read_training_checkpoint(out).meta["train"])
+    given = explicit_params(ctx) - _CLI_ONLY - _RESUME_MAY_CHANGE
+    if "data_arg" in explicit_params(ctx):
+        given.add("data")
+    for name in sorted(given):
+        mine, theirs = getattr(cfg, name, None), getattr(saved, name, None)
+        if name == "data" and mine is not None:
+            mine = os.path.abspath(mine)
+        if mine != theirs:
+            raise click.UsageError(
+                f"--{name.replace('_', '-')} {mine} differs from the checkpoint's {theirs}; a resumed "
+                "run keeps its settings (only --epochs and --patience may change)")
+    overrides = {}
+    explicit = explicit_params(ctx)
+    if "epochs" in explicit:
+        overrides["epochs"] = cfg.epochs
+    if "patience" in explicit:
+        overrides["patience"] = patience
+    return Trainer.resume(out, **overrides)
+
+
+def _header(trainer, out, resumed) -> str:
+    cfg, task, model = trainer.config, trainer.task, trainer.model
+    source = os.path.basename(task.path) + (" (embedded)" if getattr(task, "embedded", False) else "")
+    rnn = model.rnn
+    arch = (f"{cfg.gate} {rnn.hidden_size}x{rnn.num_layers}"
+            + (" bidirectional" if rnn.bidirectional else "") + f" {cfg.dtype}")
+    what = {"forecast": f"forecast {cfg.horizon} steps of {getattr(task, 'target', '')!r} from "
+                        f"{cfg.window}-step windows",
+            "classify": f"classify into {getattr(task, 'num_classes', '?')} classes",
+            "charlm": f"character LM, vocabulary {getattr(getattr(task, 'vocab', None), 'size', '?')}, "
+                      f"BPTT {cfg.window}"}[cfg.task]
+    lead = f"resuming {out} at epoch {trainer.state.epoch + 1}" if resumed else f"training -> {out}"
+    return (f"{lead}: {what} on {source}; {task.n_train} training sequences/epoch; {arch}; "
+            f"{cfg.optimizer} lr {cfg.lr:g}, batch {cfg.batch_size}, up to {cfg.epochs} epochs")
+
+
+class _Progress:
+    """A progress bar per epoch on a terminal; one plain line per epoch otherwise."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.tty = is_tty(sys.stdout)
+        self.bar = None
+
+    def epoch_start(self, trainer, epoch, n_batches):
+        self.loss, self.count, self.seqs, self.t0 = 0.0, 0, 0, time.perf_counter()
+        if self.tty and not self.quiet:
+            self.bar = click.progressbar(length=n_batches, label=f"epoch {epoch}/{trainer.config.epochs}",
+                                         item_show_func=lambda text: text, width=24)
+            self.bar.__enter__()
+
+    def batch_end(self, trainer, loss, n):
+        self.loss += loss
+        self.count += 1
+        self.seqs += n
+        if self.bar is not None:
+            rate = self.seqs / max(time.perf_counter() - self.t0, 1e-9)
+            self.bar.update(1, f"loss {self.loss / self.count:.4g}  {rate:,.0f} seq/s")
+
+    def epoch_end(self, trainer, record):
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+        if self.quiet:
+            return
+        click.echo(_epoch_line(trainer, record))
+
+
+def _epoch_line(trainer, r) -> str:
+    parts = [f"epoch {r['epoch']:>3}/{trainer.config.epochs}", f"loss {r['train_loss']:.5g}",
+             f"val {r['val_loss']:.5g}"]
+    if "val_rmse" in r:
+        parts.append(f"rmse {r['val_rmse']:.4g}")
+    if "val_accuracy" in r:
+        parts.append(f"acc {r['val_accuracy']:.3f}")
+    if "val_bpc" in r:
+        parts.append(f"bpc {r['val_bpc']:.4g}")
+    if r.get("seq_per_s"):
+        parts.append(f"{r['seq_per_s']:,.0f} seq/s")
+    parts.append(f"{r['seconds']:.2f}s")
+    if r.get("best"):
+        parts.append("*")
+    return "  ".join(parts)
+
+
+def _summary(trainer, out) -> list[str]:
+    st, cfg, task = trainer.state, trainer.config, trainer.task
+    lines = []
+    how = (f"stopped early at epoch {st.epoch} (no better validation loss for {cfg.patience} epochs)"
+           if st.stopped_early else f"{st.epoch} epochs")
+    elapsed = getattr(trainer, "elapsed", None)
+    lines.append(f"done: {how}, {st.step} steps" + (f", {elapsed:.1f} s" if elapsed is not None else "")
+                 + f"; best validation loss {st.best_val:.5g} at epoch {st.best_epoch}"
+                 + (" (weights restored)" if cfg.restore_best and st.best_epoch != st.epoch else ""))
+    metrics = task.evaluate(trainer.model)
+    if cfg.task == "forecast":
+        lines.extend(_forecast_table(task, metrics, cfg))
+    elif cfg.task == "classify":
+        majority = max((task.y_val == c).mean() for c in range(task.num_classes))
+        lines.append(f"validation ({task.describe_validation()}): accuracy {metrics['val_accuracy']:.3f}, "
+                     f"cross-entropy {metrics['val_loss']:.4f} (majority class: accuracy {majority:.3f})")
+    else:
+        lines.append(f"validation ({task.describe_validation()}): {metrics['val_bpc']:.3f} bits/char, "
+                     f"cross-entropy {metrics['val_loss']:.4f} (uniform: "
+                     f"{_log2(task.vocab.size):.3f} bits/char)")
+        import numpy as np
+
+        start = "\n" if "\n" in task.vocab.chars else task.vocab.chars[0]
+        ids = trainer.model.sample(120, task.vocab.encode(start), temperature=0.8,
+                                   rng=np.random.default_rng(cfg.seed))
+        lines.append("sample: " + one_line(task.vocab.decode(ids)))
+    lines.append(f"checkpoint: {out}")
+    return lines
+
+
+def _log2(n):
+    import math
+
+    return math.log2(n)
+
+
+def _forecast_table(task, metrics, cfg) -> list[str]:
+    base = task.baselines()
+    rows = [(f"model ({cfg.gate})", metrics["val_rmse"], metrics["val_mae"])]
+    rows += [(name, v["rmse"], v["mae"]) for name, v in base.items()]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"validation: {task.describe_validation()}",
+             f"  {'':{width}}  {'RMSE':>9}  {'MAE':>9}"]
+    lines += [f"  {name:{width}}  {rmse:9.4f}  {mae:9.4f}" for name, rmse, mae in rows]
+    if base:
+        best_name, best = min(base.items(), key=lambda kv: kv[1]["rmse"])
+        gain = 1 - metrics["val_rmse"] / best["rmse"] if best["rmse"] > 0 else 0.0
+        if metrics["val_rmse"] < best["rmse"]:
+            lines.append(f"the model beats every naive forecast: RMSE {gain:.0%} below the best "
+                         f"({best_name})")
+        else:
+            lines.append(f"the model does NOT beat the naive forecast ({best_name}): RMSE "
+                         f"{metrics['val_rmse']:.4f} vs {best['rmse']:.4f}")
+    return lines

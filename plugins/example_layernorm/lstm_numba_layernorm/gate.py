@@ -1,0 +1,200 @@
+"""Layer-normalised LSTM (haste's LayerNormLSTM), as an lstm-numba gate plugin.
+
+One batch row, one step; G = 4H, gate order i, f, g, o as in the built-in ``lstm``::
+
+    x_hat = LN(gx)      h_hat = LN(gh)                  LN over all G values
+    z     = gamma_x * x_hat + gamma_h * h_hat + beta    (G,)
+    i = ract(clamp(z_i))  f = ract(clamp(z_f))  g = act(clamp(z_g))  o = ract(clamp(z_o))
+    c_t   = f * c_{t-1} + i * g                         (the state keeps c_t un-normalised)
+    c_hat = LN(c_t)                                     LN over the H values
+    h_t   = o * act(gamma_c * c_hat + beta_c)
+
+with ``LN(v) = (v - mean(v)) / sqrt(var(v) + EPS)``. The extra parameters, concatenated in
+``p`` in this order: ``ln_gamma_x`` (4H, ones), ``ln_gamma_h`` (4H, ones), ``ln_beta``
+(4H, zeros), ``ln_gamma_c`` (H, ones), ``ln_beta_c`` (H, zeros).
+
+Layer normalisation couples the units of a row, so unlike the built-in gates the loops
+below make several passes over the row. They need no scratch memory: forward keeps c_t in
+``s_next`` until its statistics are known, and backward uses its own outputs (``ds_prev``,
+``dgx``) as scratch before writing their final values.
+
+Everything stays in the kernel's float type: a Python float literal or an integer count in
+the arithmetic would promote float32 to float64, so constants go through :func:`like`.
+"""
+
+import numpy as np
+from numba import types
+from numba.extending import overload
+
+from lstm_numba.contract import ExtraParam, Gate, clamp, clip_grad, one, pointwise, zero
+
+EPS = 1e-5
+
+
+def like(x, value):
+    """``value`` converted to the float type of ``x`` (inside jitted code)."""
+    return float(value)
+
+
+@overload(like, inline="always")
+def _like_impl(x, value):
+    if isinstance(x, types.Float):
+        convert = np.float32 if x == types.float32 else np.float64
+        return lambda x, value: convert(value)
+    return None
+
+
+@pointwise
+def _moments(v, eps):
+    """Mean and 1/sqrt(var + eps) of the vector ``v`` (two passes, for accuracy)."""
+    n = like(eps, v.size)
+    mean = zero(eps)
+    for k in range(v.size):
+        mean += v[k]
+    mean = mean / n
+    var = zero(eps)
+    for k in range(v.size):
+        d = v[k] - mean
+        var += d * d
+    return mean, one(eps) / np.sqrt(var / n + eps)
+
+
+@pointwise
+def forward(gx, gh, s_prev, p, clip, act, ract, s_next):
+    hidden = s_next.shape[1]
+    n_gates = 4 * hidden
+    gamma_x, gamma_h, beta = p[:n_gates], p[n_gates:2 * n_gates], p[2 * n_gates:3 * n_gates]
+    gamma_c, beta_c = p[3 * n_gates:3 * n_gates + hidden], p[3 * n_gates + hidden:3 * n_gates + 2 * hidden]
+    eps = like(gx[0], EPS)
+    mx, rx = _moments(gx, eps)
+    mh, rh = _moments(gh, eps)
+    c_prev, h_next, c_next = s_prev[1], s_next[0], s_next[1]
+    for j in range(hidden):
+        zi = gamma_x[j] * (gx[j] - mx) * rx + gamma_h[j] * (gh[j] - mh) * rh + beta[j]
+        k = hidden + j
+        zf = gamma_x[k] * (gx[k] - mx) * rx + gamma_h[k] * (gh[k] - mh) * rh + beta[k]
+        k = 2 * hidden + j
+        zg = gamma_x[k] * (gx[k] - mx) * rx + gamma_h[k] * (gh[k] - mh) * rh + beta[k]
+        i = ract(clamp(zi, clip))[0]
+        f = ract(clamp(zf, clip))[0]
+        g = act(clamp(zg, clip))[0]
+        c_next[j] = f * c_prev[j] + i * g
+    mc, rc = _moments(c_next, eps)
+    for j in range(hidden):
+        k = 3 * hidden + j
+        zo = gamma_x[k] * (gx[k] - mx) * rx + gamma_h[k] * (gh[k] - mh) * rh + beta[k]
+        o = ract(clamp(zo, clip))[0]
+        h_next[j] = o * act(gamma_c[j] * (c_next[j] - mc) * rc + beta_c[j])[0]
+
+
+@pointwise
+def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp):
+    hidden = ds_next.shape[1]
+    n_gates = 4 * hidden
+    gamma_x, gamma_h, beta = p[:n_gates], p[n_gates:2 * n_gates], p[2 * n_gates:3 * n_gates]
+    gamma_c, beta_c = p[3 * n_gates:3 * n_gates + hidden], p[3 * n_gates + hidden:3 * n_gates + 2 * hidden]
+    dgamma_x, dgamma_h, dbeta = dp[:n_gates], dp[n_gates:2 * n_gates], dp[2 * n_gates:3 * n_gates]
+    dgamma_c, dbeta_c = dp[3 * n_gates:3 * n_gates + hidden], dp[3 * n_gates + hidden:3 * n_gates + 2 * hidden]
+    eps = like(gx[0], EPS)
+    mx, rx = _moments(gx, eps)
+    mh, rh = _moments(gh, eps)
+    c_prev, dh_next, dc_next = s_prev[1], ds_next[0], ds_next[1]
+    dh_prev, dc_prev = ds_prev[0], ds_prev[1]
+
+    # Pass 1: recompute c_t into dc_prev (scratch).
+    for j in range(hidden):
+        zi = gamma_x[j] * (gx[j] - mx) * rx + gamma_h[j] * (gh[j] - mh) * rh + beta[j]
+        k = hidden + j
+        zf = gamma_x[k] * (gx[k] - mx) * rx + gamma_h[k] * (gh[k] - mh) * rh + beta[k]
+        k = 2 * hidden + j
+        zg = gamma_x[k] * (gx[k] - mx) * rx + gamma_h[k] * (gh[k] - mh) * rh + beta[k]
+        i = ract(clamp(zi, clip))[0]
+        f = ract(clamp(zf, clip))[0]
+        g = act(clamp(zg, clip))[0]
+        dc_prev[j] = f * c_prev[j] + i * g
+    mc, rc = _moments(dc_prev, eps)
+
+    # Pass 2: through h_t = o * act(gamma_c * c_hat + beta_c). dL/dc_hat goes to dh_prev
+    # (scratch), dL/dz_o to its final place in dgx.
+    s1 = zero(eps)
+    s2 = zero(eps)
+    for j in range(hidden):
+        k = 3 * hidden + j
+        zo = gamma_x[k] * (gx[k] - mx) * rx + gamma_h[k] * (gh[k] - mh) * rh + beta[k]
+        o, do = ract(clamp(zo, clip))
+        c_hat = (dc_prev[j] - mc) * rc
+        a, da = act(gamma_c[j] * c_hat + beta_c[j])
+        dh = dh_next[j]
+        dgx[k] = dh * a * do * clip_grad(zo, clip)
+        d_a = dh * o * da
+        dgamma_c[j] += d_a * c_hat
+        dbeta_c[j] += d_a
+        d_chat = d_a * gamma_c[j]
+        dh_prev[j] = d_chat
+        s1 += d_chat
+        s2 += d_chat * c_hat
+    inv_h = one(eps) / like(eps, hidden)
+    s1 *= inv_h
+    s2 *= inv_h
+
+    # Pass 3: through LN(c_t) and the cell update; dL/dz_{i,f,g} into dgx.
+    for j in range(hidden):
+        c_hat = (dc_prev[j] - mc) * rc
+        dc = dc_next[j] + (dh_prev[j] - s1 - c_hat * s2) * rc
+        zi = gamma_x[j] * (gx[j] - mx) * rx + gamma_h[j] * (gh[j] - mh) * rh + beta[j]
+        k = hidden + j
+        zf = gamma_x[k] * (gx[k] - mx) * rx + gamma_h[k] * (gh[k] - mh) * rh + beta[k]
+        k = 2 * hidden + j
+        zg = gamma_x[k] * (gx[k] - mx) * rx + gamma_h[k] * (gh[k] - mh) * rh + beta[k]
+        i, di = ract(clamp(zi, clip))
+        f, df = ract(clamp(zf, clip))
+        g, dg = act(clamp(zg, clip))
+        dgx[j] = dc * g * di * clip_grad(zi, clip)
+        dgx[hidden + j] = dc * c_prev[j] * df * clip_grad(zf, clip)
+        dgx[2 * hidden + j] = dc * i * dg * clip_grad(zg, clip)
+        dc_prev[j] = dc * f
+        dh_prev[j] = zero(dc)
+
+    # Pass 4: parameter gradients and the sums of the two gate layer norms' backward.
+    sx1 = zero(eps)
+    sx2 = zero(eps)
+    sh1 = zero(eps)
+    sh2 = zero(eps)
+    for k in range(n_gates):
+        dz = dgx[k]
+        x_hat = (gx[k] - mx) * rx
+        h_hat = (gh[k] - mh) * rh
+        dbeta[k] += dz
+        dgamma_x[k] += dz * x_hat
+        dgamma_h[k] += dz * h_hat
+        sx1 += dz * gamma_x[k]
+        sx2 += dz * gamma_x[k] * x_hat
+        sh1 += dz * gamma_h[k]
+        sh2 += dz * gamma_h[k] * h_hat
+    inv_g = one(eps) / like(eps, n_gates)
+    sx1 *= inv_g
+    sx2 *= inv_g
+    sh1 *= inv_g
+    sh2 *= inv_g
+
+    # Pass 5: d LN(v)/dv applied to dz, in place: dv = r * (dv_hat - mean(dv_hat) - v_hat * mean(dv_hat * v_hat)).
+    for k in range(n_gates):
+        dz = dgx[k]
+        dgh[k] = (dz * gamma_h[k] - sh1 - (gh[k] - mh) * rh * sh2) * rh
+        dgx[k] = (dz * gamma_x[k] - sx1 - (gx[k] - mx) * rx * sx2) * rx
+
+
+gate = Gate(
+    n_blocks=4,
+    state_names=("h", "c"),
+    forward=forward,
+    backward=backward,
+    extra_params=(
+        ExtraParam("ln_gamma_x", blocks=4, init="ones"),
+        ExtraParam("ln_gamma_h", blocks=4, init="ones"),
+        ExtraParam("ln_beta", blocks=4, init="zeros"),
+        ExtraParam("ln_gamma_c", blocks=1, init="ones"),
+        ExtraParam("ln_beta_c", blocks=1, init="zeros"),
+    ),
+    doc=__doc__,
+)

@@ -1,0 +1,19 @@
+"""Shared fixtures. Tests compare against independent references only: plain-NumPy code
+written from the equations, float64 finite differences, and PyTorch when installed."""
+
+import numpy as np
+import pytest
+
+
+def max_rel_err(actual, expected) -> float:
+    """max |actual - expected| / max |expected| (0 when both are zero)."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    scale = np.abs(expected).max(initial=0.0)
+    diff = np.abs(actual - expected).max(initial=0.0)
+    return diff / scale if scale > 0 else diff
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
