@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from lstm_numba.kernels import gemm
+
 
 @functools.cache
 def _threadpool_controller():
@@ -104,7 +106,7 @@ def forward_direction(kernels, x, w_ih, w_hh, b_ih, b_hh, extra, clip, lengths, 
     y = np.empty((steps, batch, hidden), dtype=dtype)
     block_rows = recurrent_block_rows(batch)
     with blas_single_thread():
-        kernels.input_projection(x.reshape(steps * batch, -1), w_ih, b_ih, gx.reshape(steps * batch, n_gates))
+        gemm.input_projection(x.reshape(steps * batch, -1), w_ih, b_ih, gx.reshape(steps * batch, n_gates))
         kernels.forward_sequence(gx, np.ascontiguousarray(w_hh.T), b_hh, extra, dtype.type(clip), lengths,
                                  reverse, batch_chunks(batch, block_rows), block_rows, states, gh, y)
     final = states[steps % states.shape[0]].reshape(batch, n_state, hidden).transpose(1, 0, 2).copy()
@@ -133,10 +135,10 @@ def backward_direction(kernels, tape: DirectionTape, w_ih, w_hh, extra, clip, dy
                                   np.ascontiguousarray(dy), ds, dgx, dgh, dp_rows)
         dgx2 = dgx.reshape(rows, n_gates)
         dgh2 = dgh.reshape(rows, n_gates)
-        kernels.weight_gradients(dgx2, tape.x.reshape(rows, -1), grads.w_ih, grads.b_ih)
+        gemm.weight_gradients(dgx2, tape.x.reshape(rows, -1), grads.w_ih, grads.b_ih)
         h_prev = np.ascontiguousarray(tape.states[:steps, :, :hidden]).reshape(rows, -1)
-        kernels.weight_gradients(dgh2, h_prev, grads.w_hh, grads.b_hh)
-        kernels.input_gradient(dgx2, w_ih, grads.x.reshape(rows, -1))
+        gemm.weight_gradients(dgh2, h_prev, grads.w_hh, grads.b_hh)
+        gemm.input_gradient(dgx2, w_ih, grads.x.reshape(rows, -1))
     grads.extra = dp_rows.sum(axis=0)
     grads.state = ds.reshape(batch, n_state, hidden).transpose(1, 0, 2)
     return grads

@@ -29,7 +29,7 @@ import numba
 
 from lstm_numba import contract
 from lstm_numba.config import kernel_cache_dir
-from lstm_numba.kernels import template
+from lstm_numba.kernels import gemm, template
 
 _MARKER = "# ----------------------------------------------------------------- TEMPLATE BODY\n"
 
@@ -121,7 +121,7 @@ def generate_source(gate: PluginRef, act: PluginRef, act_ab, ract: PluginRef, ra
 
 def _source_hash(generated: str, plugin_modules) -> str:
     digest = hashlib.sha256()
-    for part in (generated, inspect.getsource(contract), numba.__version__,
+    for part in (generated, inspect.getsource(contract), inspect.getsource(gemm), numba.__version__,
                  *(_module_source(name) for name in sorted(set(plugin_modules)))):
         digest.update(part.encode())
         digest.update(b"\0")
