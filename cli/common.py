@@ -59,6 +59,31 @@ def friendly_errors(fn):
     return wrapper
 
 
+class Command(click.Command):
+    """A command whose usage errors (bad option values, unknown options) are one line,
+    ``Error: ... (see 'lstm-numba CMD --help')``, like every other error."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            raise _one_line_usage(exc) from None
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _one_line_usage(exc) from None
+
+
+def _one_line_usage(exc: click.UsageError) -> click.ClickException:
+    ctx = exc.ctx
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    error = click.ClickException(one_line(exc.format_message()) + hint)
+    error.exit_code = exc.exit_code  # 2, as Click uses for usage errors
+    return error
+
+
 def split_names(text: str | None) -> list[str] | None:
     """``"a,b, c"`` -> ``["a", "b", "c"]``; None or blank -> None."""
     if text is None or not text.strip():
@@ -80,7 +105,7 @@ def is_tty(stream=None) -> bool:
 def open_output(path: str):
     """A text file for writing (``-`` = stdout), creating parent directories."""
     if path == "-":
-        return click.get_text_stream("stdout")
+        return sys.stdout
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     return open(path, "w", encoding="utf-8", newline="")

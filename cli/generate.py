@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import click
 
-from lstm_numba_cli.common import friendly_errors
+from lstm_numba_cli.common import Command, friendly_errors
 
 
-@click.command("generate")
+@click.command("generate", cls=Command)
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--length", "-n", type=click.IntRange(min=0), default=300, show_default=True,
               help="Characters to generate after the prime.")

@@ -11,10 +11,10 @@ import re
 
 import click
 
-from lstm_numba_cli.common import friendly_errors, open_output
+from lstm_numba_cli.common import Command, friendly_errors, open_output
 
 
-@click.command("predict")
+@click.command("predict", cls=Command)
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--data", type=click.Path(dir_okay=False), default=None,
               help="Forecast: a CSV with the training columns; the forecast starts after its last row. "

@@ -12,7 +12,7 @@ import time
 
 import click
 
-from lstm_numba_cli.common import explicit_params, friendly_errors, is_tty, one_line, split_names
+from lstm_numba_cli.common import Command, explicit_params, friendly_errors, is_tty, one_line, split_names
 
 _POS = click.IntRange(min=1)
 _NONNEG = click.IntRange(min=0)
@@ -32,7 +32,7 @@ def _default_help(forecast, classify=None, charlm=None) -> str:
     return ", ".join(parts)
 
 
-@click.command("train")
+@click.command("train", cls=Command)
 @click.argument("data_arg", metavar="[DATA]", required=False, type=click.Path(dir_okay=False))
 @click.option("--data", type=click.Path(dir_okay=False), default=None,
               help="Training data (same as the DATA argument): a numeric CSV to forecast, a labelled "
@@ -83,17 +83,17 @@ def _default_help(forecast, classify=None, charlm=None) -> str:
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True,
               help="Floating-point precision of weights and computation.")
 @click.option("--epochs", type=_POS, default=None,
-              help="Maximum passes over the training data. Default: " + _default_help(40, 30, 3) + ".")
+              help="Maximum passes over the training data. Default: " + _default_help(40, 30, 10) + ".")
 @click.option("--batch-size", type=_POS, default=None,
               help="Sequences per optimizer step (charlm: parallel streams). Default: 32.")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=None,
-              help="Learning rate. Default: " + _default_help(0.01, 0.005, 0.003) + ".")
+              help="Learning rate. Default: " + _default_help(0.01, 0.005, 0.01) + ".")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default=None,
               help="Optimizer (torch.optim semantics). Default: adam.")
 @click.option("--momentum", type=click.FloatRange(0), default=0.9, show_default=True,
               help="SGD momentum.")
-@click.option("--weight-decay", type=click.FloatRange(0), default=0.0, show_default=True,
-              help="Weight decay (L2 for sgd/adam, decoupled for adamw).")
+@click.option("--weight-decay", type=click.FloatRange(0), default=None,
+              help="Weight decay (L2 for sgd/adam, decoupled for adamw). Default: 0.01 for adamw, 0 otherwise.")
 @click.option("--clip-grad", type=click.FloatRange(0), default=None,
               help="Clip gradients to this global L2 norm; 0 disables. Default: 1.0.")
 @click.option("--schedule", type=click.Choice(["none", "cosine", "step"]), default=None,
@@ -158,7 +158,14 @@ def train(data_arg, data, task, columns, out, resume, metrics, quiet, clip_grad,
         click.echo(f"the run in {out} already finished at epoch {trainer.state.epoch}; nothing to resume")
     else:
         t0 = time.perf_counter()
-        trainer.fit(checkpoint=out, callbacks=_Progress(quiet), metrics=log)
+        try:
+            trainer.fit(checkpoint=out, callbacks=_Progress(quiet), metrics=log)
+        except KeyboardInterrupt:
+            done = trainer.state.epoch
+            click.echo(f"\ninterrupted during epoch {done + 1}; "
+                       + (f"{out} holds epoch {done}: continue with `lstm-numba train --out {out} --resume`"
+                          if done else "no epoch was completed"), err=True)
+            raise SystemExit(130) from None
         trainer.elapsed = time.perf_counter() - t0
     for line in _summary(trainer, out):
         click.echo(line)

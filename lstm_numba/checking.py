@@ -14,6 +14,9 @@ A gate gets:
 - ``writes``: forward writes all of ``s_next``; backward writes all of ``dgx``, ``dgh`` and
   ``ds_prev`` and *adds* to ``dp`` (the engine calls it once per step on the same row of
   ``dp``); neither mutates ``gx``, ``gh``, ``s_prev`` or ``p``;
+- ``float32 step``: the float32 step, compiled afresh, has no float64 instruction in it (a
+  Python float literal or an integer count promotes float32 arithmetic to float64, which
+  slows every kernel and is easy to miss);
 - ``layer float64`` and ``layer float32``: an ``ln.LSTM(gate=name)``, 2 layers,
   bidirectional, on a tiny batch with lengths: outputs, final states and all gradients have
   the right shapes and dtype and are finite. These compile the full kernels in both dtypes.
@@ -185,11 +188,11 @@ def _gate_kernels(entry, dtype: str):
 class _StepProblem:
     """Random inputs of one gate step and a projection loss over the new state."""
 
-    gx: np.ndarray
-    gh: np.ndarray
-    s_prev: np.ndarray
-    p: np.ndarray
-    w: np.ndarray
+    gx: np.ndarray      # (G,)
+    gh: np.ndarray      # (G,)
+    s_prev: np.ndarray  # (S*H,) the state vectors concatenated, h first
+    p: np.ndarray       # (P,)
+    w: np.ndarray       # (S*H,) the loss is sum(w * s_next)
 
     @property
     def inputs(self):
@@ -206,9 +209,9 @@ def _step_problem(gate, hidden: int, seed: int, spread: float) -> _StepProblem:
     return _StepProblem(
         gx=rng.normal(0.0, spread, n_gates),
         gh=rng.normal(0.0, 0.5 * spread, n_gates),
-        s_prev=rng.normal(0.0, 0.8, (len(gate.state_names), hidden)),
+        s_prev=rng.normal(0.0, 0.8, len(gate.state_names) * hidden),
         p=np.concatenate(p) if p else np.zeros(0),
-        w=rng.normal(0.0, 1.0, (len(gate.state_names), hidden)),
+        w=rng.normal(0.0, 1.0, len(gate.state_names) * hidden),
     )
 
 
@@ -230,7 +233,15 @@ def _step_backward(kernels, prob: _StepProblem, clip: float, dp0=None):
     return grads
 
 
-def _gate_fd(kernels, prob: _StepProblem, clip: float, step: float = _GATE_STEP):
+def _label(key: str, index: tuple, state_names: tuple, size: int) -> str:
+    """``dgx[3]``, or ``ds_prev[c][1]`` for element 1 of state vector c."""
+    if key == "s_prev":
+        hidden = size // len(state_names)
+        return f"ds_prev[{state_names[index[0] // hidden]}][{index[0] % hidden}]"
+    return f"d{key}[{', '.join(str(i) for i in index)}]"
+
+
+def _gate_fd(kernels, prob: _StepProblem, clip: float, state_names: tuple, step: float = _GATE_STEP):
     """Compare analytic and central-difference gradients for every input element.
 
     Returns (ok, detail, analytic). An element whose one-sided differences disagree by
@@ -261,9 +272,10 @@ def _gate_fd(kernels, prob: _StepProblem, clip: float, step: float = _GATE_STEP)
             err = abs(fd - an) if np.isfinite(an) else math.inf
             rel = err / (abs(an) + 1e-2 * scale)
             if rel > worst:
-                worst, worst_at = rel, f"d{key}{list(index)}"
+                worst, worst_at = rel, _label(key, index, state_names, value.size)
             if err > tol:
-                bad.append(f"d{key}{list(index)}: backward {an:.6g}, finite difference {fd:.6g}")
+                bad.append(f"{_label(key, index, state_names, value.size)}: backward {an:.6g}, "
+                           f"finite difference {fd:.6g}")
     detail = (f"{n_checked} inputs, max rel err {worst:.1e}" + (f" at {worst_at}" if worst_at else "")
               + (f", {n_skipped} skipped at kinks" if n_skipped else ""))
     if bad:
@@ -276,14 +288,14 @@ def _gate_fd(kernels, prob: _StepProblem, clip: float, step: float = _GATE_STEP)
 
 def _check_gate_gradient(kernels, gate) -> tuple:
     prob = _step_problem(gate, _GATE_HIDDEN, seed=1, spread=0.7)
-    ok, detail, _ = _gate_fd(kernels, prob, math.inf)
+    ok, detail, _ = _gate_fd(kernels, prob, math.inf, gate.state_names)
     return ok, f"float64 step, tanh/sigmoid: {detail}"
 
 
 def _check_gate_gradient_clip(kernels, gate) -> tuple:
     clip = 0.9
     prob = _step_problem(gate, _GATE_HIDDEN, seed=2, spread=1.5)
-    ok, detail, clipped = _gate_fd(kernels, prob, clip)
+    ok, detail, clipped = _gate_fd(kernels, prob, clip, gate.state_names)
     free = _step_backward(kernels, prob, math.inf)
     changed = sum(int(np.sum(clipped[k] != free[k])) for k in free)
     total = sum(v.size for v in free.values())

@@ -414,8 +414,10 @@ MODEL_TYPES = {cls.type_name: cls for cls in (SequenceRegressor, Forecaster, Seq
 
 
 def build_model(config: dict):
-    """Rebuild a model from its ``config()``."""
+    """Rebuild a model from its ``config()``. An ``"rnn"`` entry (the recurrent layer's own
+    ``LSTM.config()``, which training checkpoints add for tools) is ignored."""
     config = dict(config)
+    config.pop("rnn", None)
     kind = config.pop("type", None)
     if kind not in MODEL_TYPES:
         raise ValueError(f"unknown model type {kind!r}; known: {', '.join(sorted(MODEL_TYPES))}")

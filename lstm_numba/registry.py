@@ -138,7 +138,7 @@ class Registry:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._entries: dict[tuple[str, str, str], PluginEntry] = {}
+        self._entries: dict[tuple[str, str, str, str], PluginEntry] = {}
 
     def _candidates(self, kind: str, name: str | None):
         """Entry points of ``kind`` (named ``name`` when given), winner of each name first."""
@@ -146,7 +146,9 @@ class Registry:
         return sorted(points, key=lambda ep: (ep.name, _precedence(ep)))
 
     def _entry(self, kind: str, entry_point, shadowed_by: str | None) -> PluginEntry:
-        key = (kind, entry_point.name, entry_point.value)
+        # The distribution is part of the key: two distributions may point one name at the
+        # same target, and each must keep its own entry (and qualified name).
+        key = (kind, entry_point.name, entry_point.value, _distribution_of(entry_point)[0])
         with self._lock:
             if key not in self._entries:
                 self._entries[key] = _load(kind, entry_point)

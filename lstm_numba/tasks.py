@@ -119,8 +119,11 @@ class ForecastTask:
         self.target_index = target_index
         self.season = cfg.season
         self.values = cols.values
-        self.data = D.prepare_forecast(cols.values, target_index, cfg.window, cfg.horizon,
-                                       cfg.val_fraction, seasonal_period=self.season)
+        try:
+            self.data = D.prepare_forecast(cols.values, target_index, cfg.window, cfg.horizon,
+                                           cfg.val_fraction, seasonal_period=self.season)
+        except ValueError as exc:
+            raise TrainingError(f"{self.path}: {exc}") from None
         self.normalizer = self.data.normalizer
         d = self.data
         self.x_train, self.y_train = self._transform(d.x_train, d.y_train)

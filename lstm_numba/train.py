@@ -35,6 +35,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,8 +60,8 @@ TASK_DEFAULTS = {
     "classify": dict(window=None, horizon=None, hidden_size=32, epochs=30, batch_size=32,
                      lr=5e-3, optimizer="adam", clip_grad=1.0, patience=10,
                      val_fraction=0.2, relative=False, schedule="none"),
-    "charlm": dict(window=64, horizon=None, hidden_size=128, epochs=3, batch_size=32,
-                   lr=3e-3, optimizer="adam", clip_grad=1.0, patience=None,
+    "charlm": dict(window=64, horizon=None, hidden_size=128, epochs=10, batch_size=32,
+                   lr=1e-2, optimizer="adam", clip_grad=1.0, patience=None,
                    val_fraction=0.1, relative=False, schedule="none"),
 }
 SCHEDULES = ("none", "cosine", "step")
@@ -109,7 +110,7 @@ class TrainConfig:
     lr: float | None = None
     optimizer: str | None = None
     momentum: float = 0.9
-    weight_decay: float = 0.0
+    weight_decay: float | None = None
     clip_grad: float | None = None
     schedule: str | None = None
     seed: int = 0
@@ -148,6 +149,13 @@ class TrainConfig:
         if self.task == "forecast":
             positive("horizon")
             positive("season", allow_none=True)
+        if self.task != "forecast":
+            given = [name for name in ("target", "columns", "horizon", "season") if getattr(self, name)]
+            given += ["seq2seq"] if self.seq2seq else []
+            given += ["window"] if self.task == "classify" and self.window else []
+            if given:
+                raise ValueError(f"{', '.join(n.replace('_', '-') for n in given)}: only for --task "
+                                 f"forecast, not {self.task}")
         if self.task == "charlm":
             if self.embedding_dim:  # None or 0: one-hot input
                 positive("embedding_dim")
@@ -231,10 +239,15 @@ def check_plugins(path, plugins: dict) -> None:
             raise ckpt.CheckpointError(
                 path, f"needs the {kind} plugin {name!r} ({role}; from {dist} {version}), which "
                       f"cannot be loaded here: {exc}. Install the distribution that provides it.") from None
-        del entry
+        wanted = info.get("version")
+        if wanted and entry.version and wanted != entry.version:
+            warnings.warn(f"checkpoint {os.fspath(path)!r} was trained with {kind} plugin {name!r} "
+                          f"{wanted}; {entry.version} is installed", stacklevel=3)
 
 
 def read_training_checkpoint(path):
+    """Load a checkpoint written by :meth:`Trainer.save` and check that it is one and that
+    every plugin it needs is installed; raises ``CheckpointError`` naming the file."""
     c = ckpt.load_checkpoint(path)
     meta = c.meta
     if meta.get("kind") != CHECKPOINT_KIND:
@@ -297,7 +310,7 @@ class Trainer:
         kw = {}
         if cfg.optimizer == "sgd":
             kw["momentum"] = cfg.momentum
-        if cfg.weight_decay or cfg.optimizer == "adamw":
+        if cfg.weight_decay is not None:  # None: the optimizer's default (adamw 0.01, else 0)
             kw["weight_decay"] = cfg.weight_decay
         return optim.make_optimizer(cfg.optimizer, self.model.params, cfg.lr, **kw)
 
@@ -359,16 +372,23 @@ class Trainer:
             if cfg.patience and st.bad_epochs >= cfg.patience:
                 st.stopped_early = True
             if st.stopped_early or st.epoch >= cfg.epochs:
-                st.finished = True
-                if cfg.restore_best and self.best_params is not None:
-                    self.model.load_state_dict(self.best_params)
+                self._finish()
             if checkpoint is not None:
                 self.save(checkpoint)
             if metrics is not None:
                 metrics.write(st.history[-1])
             cb.epoch_end(self, st.history[-1])
+        if not st.finished:  # resumed with fewer epochs than already done
+            self._finish()
+            if checkpoint is not None:
+                self.save(checkpoint)
         self.model.eval()
         return st
+
+    def _finish(self) -> None:
+        self.state.finished = True
+        if self.config.restore_best and self.best_params is not None:
+            self.model.load_state_dict(self.best_params)
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, path) -> None:

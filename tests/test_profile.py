@@ -108,6 +108,9 @@ def test_phases_hook_restores_kernels():
     real = model.kernels
     out = prof.phase_breakdown(model, np.zeros((2, 2, 2), np.float32), np.ones((2, 2, 3), np.float32), repeat=1)
     assert model.kernels is real
+    from lstm_numba import engine
+    from lstm_numba.kernels import gemm
+    assert engine.gemm is gemm
     assert out["notes"] == []
     assert out["phases_ms"]["input_gemm"] > 0
 

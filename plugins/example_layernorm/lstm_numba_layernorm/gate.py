@@ -16,7 +16,8 @@ with ``LN(v) = (v - mean(v)) / sqrt(var(v) + EPS)``. The extra parameters, conca
 Layer normalisation couples the units of a row, so unlike the built-in gates the loops
 below make several passes over the row. They need no scratch memory: forward keeps c_t in
 ``s_next`` until its statistics are known, and backward uses its own outputs (``ds_prev``,
-``dgx``) as scratch before writing their final values.
+``dgx``) as scratch before writing their final values. As the contract asks, per-unit
+loops index block views (``blocks``) with the loop variable only.
 
 Everything stays in the kernel's float type: a Python float literal or an integer count in
 the arithmetic would promote float32 to float64, so constants go through :func:`like`.
@@ -26,7 +27,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from lstm_numba.contract import ExtraParam, Gate, clamp, clip_grad, one, pointwise, zero
+from lstm_numba.contract import ExtraParam, Gate, blocks, clamp, clip_grad, one, pointwise, zero
 
 EPS = 1e-5
 
@@ -60,72 +61,76 @@ def _moments(v, eps):
 
 
 @pointwise
+def _params(p):
+    """The 14 H-blocks of ``p``: gamma_x (4), gamma_h (4), beta (4), gamma_c, beta_c."""
+    return blocks(p, 14)
+
+
+@pointwise
 def forward(gx, gh, s_prev, p, clip, act, ract, s_next):
-    hidden = s_next.shape[1]
-    n_gates = 4 * hidden
-    gamma_x, gamma_h, beta = p[:n_gates], p[n_gates:2 * n_gates], p[2 * n_gates:3 * n_gates]
-    gamma_c, beta_c = p[3 * n_gates:3 * n_gates + hidden], p[3 * n_gates + hidden:3 * n_gates + 2 * hidden]
+    xi, xf, xg, xo = blocks(gx, 4)
+    hi, hf, hg, ho = blocks(gh, 4)
+    (axi, axf, axg, axo, ahi, ahf, ahg, aho, bi, bf, bg, bo, gamma_c, beta_c) = _params(p)
+    c_prev = blocks(s_prev, 2)[1]
+    h_next, c_next = blocks(s_next, 2)
     eps = like(gx[0], EPS)
     mx, rx = _moments(gx, eps)
     mh, rh = _moments(gh, eps)
-    c_prev, h_next, c_next = s_prev[1], s_next[0], s_next[1]
-    for j in range(hidden):
-        zi = gamma_x[j] * (gx[j] - mx) * rx + gamma_h[j] * (gh[j] - mh) * rh + beta[j]
-        k = hidden + j
-        zf = gamma_x[k] * (gx[k] - mx) * rx + gamma_h[k] * (gh[k] - mh) * rh + beta[k]
-        k = 2 * hidden + j
-        zg = gamma_x[k] * (gx[k] - mx) * rx + gamma_h[k] * (gh[k] - mh) * rh + beta[k]
+    for j in range(c_next.size):
+        zi = axi[j] * (xi[j] - mx) * rx + ahi[j] * (hi[j] - mh) * rh + bi[j]
+        zf = axf[j] * (xf[j] - mx) * rx + ahf[j] * (hf[j] - mh) * rh + bf[j]
+        zg = axg[j] * (xg[j] - mx) * rx + ahg[j] * (hg[j] - mh) * rh + bg[j]
         i = ract(clamp(zi, clip))[0]
         f = ract(clamp(zf, clip))[0]
         g = act(clamp(zg, clip))[0]
         c_next[j] = f * c_prev[j] + i * g
     mc, rc = _moments(c_next, eps)
-    for j in range(hidden):
-        k = 3 * hidden + j
-        zo = gamma_x[k] * (gx[k] - mx) * rx + gamma_h[k] * (gh[k] - mh) * rh + beta[k]
+    for j in range(h_next.size):
+        zo = axo[j] * (xo[j] - mx) * rx + aho[j] * (ho[j] - mh) * rh + bo[j]
         o = ract(clamp(zo, clip))[0]
         h_next[j] = o * act(gamma_c[j] * (c_next[j] - mc) * rc + beta_c[j])[0]
 
 
 @pointwise
 def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp):
-    hidden = ds_next.shape[1]
-    n_gates = 4 * hidden
-    gamma_x, gamma_h, beta = p[:n_gates], p[n_gates:2 * n_gates], p[2 * n_gates:3 * n_gates]
-    gamma_c, beta_c = p[3 * n_gates:3 * n_gates + hidden], p[3 * n_gates + hidden:3 * n_gates + 2 * hidden]
+    xi, xf, xg, xo = blocks(gx, 4)
+    hi, hf, hg, ho = blocks(gh, 4)
+    dxi, dxf, dxg, dxo = blocks(dgx, 4)
+    (axi, axf, axg, axo, ahi, ahf, ahg, aho, bi, bf, bg, bo, gamma_c, beta_c) = _params(p)
+    n_gates = gx.size
+    gamma_x, gamma_h = p[:n_gates], p[n_gates:2 * n_gates]
     dgamma_x, dgamma_h, dbeta = dp[:n_gates], dp[n_gates:2 * n_gates], dp[2 * n_gates:3 * n_gates]
-    dgamma_c, dbeta_c = dp[3 * n_gates:3 * n_gates + hidden], dp[3 * n_gates + hidden:3 * n_gates + 2 * hidden]
+    dp_blocks = blocks(dp, 14)
+    dgamma_c, dbeta_c = dp_blocks[12], dp_blocks[13]
+    c_prev = blocks(s_prev, 2)[1]
+    dh_next, dc_next = blocks(ds_next, 2)
+    dh_prev, dc_prev = blocks(ds_prev, 2)
     eps = like(gx[0], EPS)
     mx, rx = _moments(gx, eps)
     mh, rh = _moments(gh, eps)
-    c_prev, dh_next, dc_next = s_prev[1], ds_next[0], ds_next[1]
-    dh_prev, dc_prev = ds_prev[0], ds_prev[1]
 
-    # Pass 1: recompute c_t into dc_prev (scratch).
-    for j in range(hidden):
-        zi = gamma_x[j] * (gx[j] - mx) * rx + gamma_h[j] * (gh[j] - mh) * rh + beta[j]
-        k = hidden + j
-        zf = gamma_x[k] * (gx[k] - mx) * rx + gamma_h[k] * (gh[k] - mh) * rh + beta[k]
-        k = 2 * hidden + j
-        zg = gamma_x[k] * (gx[k] - mx) * rx + gamma_h[k] * (gh[k] - mh) * rh + beta[k]
+    # Pass 1: recompute c_t, into dc_prev as scratch.
+    for j in range(dc_prev.size):
+        zi = axi[j] * (xi[j] - mx) * rx + ahi[j] * (hi[j] - mh) * rh + bi[j]
+        zf = axf[j] * (xf[j] - mx) * rx + ahf[j] * (hf[j] - mh) * rh + bf[j]
+        zg = axg[j] * (xg[j] - mx) * rx + ahg[j] * (hg[j] - mh) * rh + bg[j]
         i = ract(clamp(zi, clip))[0]
         f = ract(clamp(zf, clip))[0]
         g = act(clamp(zg, clip))[0]
         dc_prev[j] = f * c_prev[j] + i * g
     mc, rc = _moments(dc_prev, eps)
 
-    # Pass 2: through h_t = o * act(gamma_c * c_hat + beta_c). dL/dc_hat goes to dh_prev
-    # (scratch), dL/dz_o to its final place in dgx.
+    # Pass 2: through h_t = o * act(gamma_c * c_hat + beta_c). dLoss/dc_hat goes to dh_prev
+    # as scratch, dLoss/dz_o to its final place in dgx.
     s1 = zero(eps)
     s2 = zero(eps)
-    for j in range(hidden):
-        k = 3 * hidden + j
-        zo = gamma_x[k] * (gx[k] - mx) * rx + gamma_h[k] * (gh[k] - mh) * rh + beta[k]
+    for j in range(dh_prev.size):
+        zo = axo[j] * (xo[j] - mx) * rx + aho[j] * (ho[j] - mh) * rh + bo[j]
         o, do = ract(clamp(zo, clip))
         c_hat = (dc_prev[j] - mc) * rc
         a, da = act(gamma_c[j] * c_hat + beta_c[j])
         dh = dh_next[j]
-        dgx[k] = dh * a * do * clip_grad(zo, clip)
+        dxo[j] = dh * a * do * clip_grad(zo, clip)
         d_a = dh * o * da
         dgamma_c[j] += d_a * c_hat
         dbeta_c[j] += d_a
@@ -133,29 +138,27 @@ def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp)
         dh_prev[j] = d_chat
         s1 += d_chat
         s2 += d_chat * c_hat
-    inv_h = one(eps) / like(eps, hidden)
+    inv_h = one(eps) / like(eps, dh_prev.size)
     s1 *= inv_h
     s2 *= inv_h
 
-    # Pass 3: through LN(c_t) and the cell update; dL/dz_{i,f,g} into dgx.
-    for j in range(hidden):
+    # Pass 3: through LN(c_t) and the cell update; dLoss/dz_{i,f,g} into dgx.
+    for j in range(dc_prev.size):
         c_hat = (dc_prev[j] - mc) * rc
         dc = dc_next[j] + (dh_prev[j] - s1 - c_hat * s2) * rc
-        zi = gamma_x[j] * (gx[j] - mx) * rx + gamma_h[j] * (gh[j] - mh) * rh + beta[j]
-        k = hidden + j
-        zf = gamma_x[k] * (gx[k] - mx) * rx + gamma_h[k] * (gh[k] - mh) * rh + beta[k]
-        k = 2 * hidden + j
-        zg = gamma_x[k] * (gx[k] - mx) * rx + gamma_h[k] * (gh[k] - mh) * rh + beta[k]
+        zi = axi[j] * (xi[j] - mx) * rx + ahi[j] * (hi[j] - mh) * rh + bi[j]
+        zf = axf[j] * (xf[j] - mx) * rx + ahf[j] * (hf[j] - mh) * rh + bf[j]
+        zg = axg[j] * (xg[j] - mx) * rx + ahg[j] * (hg[j] - mh) * rh + bg[j]
         i, di = ract(clamp(zi, clip))
         f, df = ract(clamp(zf, clip))
         g, dg = act(clamp(zg, clip))
-        dgx[j] = dc * g * di * clip_grad(zi, clip)
-        dgx[hidden + j] = dc * c_prev[j] * df * clip_grad(zf, clip)
-        dgx[2 * hidden + j] = dc * i * dg * clip_grad(zg, clip)
+        dxi[j] = dc * g * di * clip_grad(zi, clip)
+        dxf[j] = dc * c_prev[j] * df * clip_grad(zf, clip)
+        dxg[j] = dc * i * dg * clip_grad(zg, clip)
         dc_prev[j] = dc * f
         dh_prev[j] = zero(dc)
 
-    # Pass 4: parameter gradients and the sums of the two gate layer norms' backward.
+    # Pass 4: the parameter gradients and the sums that the two gate norms' backward needs.
     sx1 = zero(eps)
     sx2 = zero(eps)
     sh1 = zero(eps)
@@ -177,7 +180,8 @@ def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp)
     sh1 *= inv_g
     sh2 *= inv_g
 
-    # Pass 5: d LN(v)/dv applied to dz, in place: dv = r * (dv_hat - mean(dv_hat) - v_hat * mean(dv_hat * v_hat)).
+    # Pass 5: the norms' backward, dv = r * (dv_hat - mean(dv_hat) - v_hat * mean(dv_hat * v_hat))
+    # with dv_hat = gamma * dz; dgx holds dz until it is overwritten.
     for k in range(n_gates):
         dz = dgx[k]
         dgh[k] = (dz * gamma_h[k] - sh1 - (gh[k] - mh) * rh * sh2) * rh

@@ -1,0 +1,186 @@
+"""The example third-party distribution ``plugins/example_layernorm`` (``lstm-numba-layernorm``,
+gate ``layernorm_lstm``), installed for real with pip into the running environment.
+
+The install copies the source to a temporary directory first (so no ``build/`` or
+``*.egg-info`` lands in the repository), runs offline (``--no-index``, ``--no-deps``,
+``--no-build-isolation``: the environment's setuptools builds it) and is idempotent: a
+second run reinstalls the same version. The package is uninstalled again at the end unless
+it was installed before the tests started.
+
+Building a wheel offline needs setuptools >= 70.1 or the ``wheel`` package in the
+environment; a bare ``python3.11 -m venv`` has setuptools 65 and no ``wheel``. There the
+test falls back to pip's isolated build, which downloads setuptools (so it needs the
+index), and skips, saying why, when that fails too.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lstm_numba as ln
+from conftest import max_rel_err
+from lstm_numba.registry import REGISTRY
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "plugins" / "example_layernorm"
+DIST, PACKAGE, GATE = "lstm-numba-layernorm", "lstm_numba_layernorm", "layernorm_lstm"
+
+
+def _pip(*args):
+    return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, timeout=600)
+
+
+def _version(dist):
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _installed_version():
+    return _version(DIST)
+
+
+def _can_build_offline() -> bool:
+    """setuptools builds wheels by itself from 70.1; older ones need the wheel package."""
+    version = _version("setuptools")
+    if version is None:
+        return False
+    major_minor = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+    return major_minor >= (70, 1) or _version("wheel") is not None
+
+
+def _forget_module():
+    for name in [n for n in sys.modules if n == PACKAGE or n.startswith(PACKAGE + ".")]:
+        del sys.modules[name]
+    importlib.invalidate_caches()
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    if _pip("--version").returncode != 0:
+        pytest.skip("pip is not available in this environment")
+    was_installed = _installed_version() is not None
+    source = tmp_path_factory.mktemp("dist") / "example_layernorm"
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    if _can_build_offline():
+        result = _pip("install", "--no-deps", "--no-build-isolation", "--no-index", str(source))
+        assert result.returncode == 0, f"pip install failed:\n{result.stdout}\n{result.stderr}"
+    else:
+        result = _pip("install", "--no-deps", str(source))
+        if result.returncode != 0:
+            pytest.skip(f"cannot build {DIST}: setuptools {_version('setuptools')} without the wheel package "
+                        f"cannot build offline, and pip's isolated build failed: {result.stderr.strip()[-300:]}")
+    _forget_module()
+    REGISTRY.clear()
+    yield
+    REGISTRY.clear()
+    if not was_installed:
+        _pip("uninstall", "--yes", DIST)
+        _forget_module()
+
+
+def test_example_imports_only_the_contract_from_the_engine():
+    for path in (EXAMPLE / PACKAGE).glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            else:
+                continue
+            engine = [m for m in modules if m.split(".")[0] in ("lstm_numba", "lstm_numba_plugins")]
+            assert all(m == "lstm_numba.contract" for m in engine), f"{path.name} imports {engine}"
+
+
+def test_found_through_its_entry_point(installed):
+    assert _installed_version() == "0.1.0"
+    (entry,) = [e for e in ln.plugins("gate") if e.name == GATE]
+    assert (entry.distribution, entry.version, entry.status) == (DIST, "0.1.0", "ok")
+    assert entry.target == f"{PACKAGE}.gate:gate"
+    assert Path(sys.modules[f"{PACKAGE}.gate"].__file__).resolve().parent != (EXAMPLE / PACKAGE).resolve()
+    rnn = ln.LSTM(3, 4, gate=GATE)
+    assert rnn.plugins["gate"] == {"name": GATE, "distribution": DIST, "version": "0.1.0"}
+    params = rnn.state_dict()
+    assert np.all(params["ln_gamma_x_l0"] == 1) and params["ln_gamma_x_l0"].shape == (16,)
+    assert np.all(params["ln_gamma_h_l0"] == 1) and np.all(params["ln_beta_l0"] == 0)
+    assert np.all(params["ln_gamma_c_l0"] == 1) and np.all(params["ln_beta_c_l0"] == 0)
+    assert params["ln_gamma_c_l0"].shape == (4,)
+
+
+def test_check_plugin_passes(installed):
+    report = ln.check_plugin(GATE)
+    assert report.ok, str(report)
+    assert (report.kind, report.distribution, report.version) == ("gate", DIST, "0.1.0")
+
+
+def _layer_norm(v, eps=1e-5):
+    mean = v.mean(axis=-1, keepdims=True)
+    return (v - mean) / np.sqrt(v.var(axis=-1, keepdims=True) + eps)
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _reference(params, x, h0, c0, clip):
+    """haste's LayerNormLSTM equations, one layer, forward direction, plain NumPy."""
+    h, c = h0, c0
+    ys = []
+    for t in range(x.shape[0]):
+        z = (params["ln_gamma_x_l0"] * _layer_norm(x[t] @ params["weight_ih_l0"].T + params["bias_ih_l0"])
+             + params["ln_gamma_h_l0"] * _layer_norm(h @ params["weight_hh_l0"].T + params["bias_hh_l0"])
+             + params["ln_beta_l0"])
+        z = np.clip(z, -clip, clip)
+        zi, zf, zg, zo = np.split(z, 4, axis=1)
+        c = _sigmoid(zf) * c + _sigmoid(zi) * np.tanh(zg)
+        h = _sigmoid(zo) * np.tanh(params["ln_gamma_c_l0"] * _layer_norm(c) + params["ln_beta_c_l0"])
+        ys.append(h)
+    return np.stack(ys), h, c
+
+
+@pytest.mark.parametrize("clip", [None, 0.7])
+def test_matches_the_layernorm_lstm_equations(installed, clip):
+    rnn = ln.LSTM(3, 5, dtype="float64", seed=0, gate=GATE, clip=clip)
+    rng = np.random.default_rng(1)
+    params = {k: v + 0.3 * rng.normal(size=v.shape) for k, v in rnn.state_dict().items()}  # gains != 1
+    rnn.load_state_dict(params)
+    x = rng.normal(size=(6, 2, 3))
+    h0, c0 = rng.normal(size=(1, 2, 5)), rng.normal(size=(1, 2, 5))
+    y, (h_n, c_n) = rnn(x, (h0, c0))
+    y_ref, h_ref, c_ref = _reference(params, x, h0[0], c0[0], np.inf if clip is None else clip)
+    assert max_rel_err(y, y_ref) < 1e-12
+    assert max_rel_err(h_n[0], h_ref) < 1e-12 and max_rel_err(c_n[0], c_ref) < 1e-12
+
+
+@pytest.mark.parametrize("clip", [None, 0.5], ids=["noclip", "clip"])
+def test_layer_gradients_match_finite_differences(installed, clip):
+    from test_plugins_gates import _layer_fd
+
+    worst = _layer_fd(GATE, clip)
+    assert max(worst.values()) < 1e-6, worst
+
+
+def test_trains_with_sgd(installed):
+    rnn = ln.LSTM(3, 8, gate=GATE, dtype="float64", seed=0)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(10, 4, 3))
+    target = np.sin(np.cumsum(x, axis=0))[..., :1] * np.ones((1, 1, 8))
+    losses = []
+    for _ in range(30):
+        y, _ = rnn(x)
+        diff = y - target
+        losses.append(float(np.mean(diff ** 2)))
+        grads = rnn.backward(2.0 * diff / diff.size)
+        for key, value in rnn.params.items():
+            value -= 0.5 * grads.params[key]
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert all(np.isfinite(losses))
