@@ -7,11 +7,16 @@
 """
 
 from lstm_numba.layers import GRU, LSTM, Gradients
+from lstm_numba.models import CharLM, Forecaster, SequenceClassifier, SequenceRegressor
 from lstm_numba.registry import PluginError, plugins
+from lstm_numba.train import TrainConfig, Trainer, load_trained
 
 __version__ = "0.1.0"
 
-__all__ = ["GRU", "LSTM", "Gradients", "PluginError", "check_plugin", "plugins", "__version__"]
+__all__ = [
+    "CharLM", "Forecaster", "GRU", "Gradients", "LSTM", "PluginError", "SequenceClassifier",
+    "SequenceRegressor", "TrainConfig", "Trainer", "__version__", "check_plugin", "load_trained", "plugins",
+]
 
 
 def check_plugin(name: str, kind: str | None = None):

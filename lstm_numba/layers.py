@@ -101,6 +101,14 @@ class LSTM:
         return label, entry, ab
 
     @property
+    def rng(self) -> np.random.Generator:
+        """The generator behind the initialisation and the dropout masks (seeded by ``seed``).
+
+        Checkpoints save and restore its state so that a resumed run draws the same masks.
+        """
+        return self._rng
+
+    @property
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
 
@@ -176,18 +184,8 @@ class LSTM:
         return {key: value.copy() for key, value in self._params.items()}
 
     def load_state_dict(self, state: dict) -> None:
-        """Load parameters by name; keys and shapes must match exactly."""
-        missing = sorted(set(self._params) - set(state))
-        unexpected = sorted(set(state) - set(self._params))
-        if missing or unexpected:
-            raise ValueError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
-        loaded = {}
-        for key, current in self._params.items():
-            value = validation.float_array(key, state[key], f"of shape {current.shape}", current.ndim, self.dtype)
-            validation.expect_shape(key, value, current.shape, "")
-            loaded[key] = value
-        for key, value in loaded.items():
-            self._params[key][...] = value
+        """Load parameters by name; keys and shapes must match exactly (nothing changes on error)."""
+        validation.load_params(self._params, state)
 
     def _slot_params(self, slot: _Slot):
         s = slot.suffix

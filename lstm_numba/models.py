@@ -93,23 +93,8 @@ class _RecurrentModel:
         return {key: value.copy() for key, value in self._params.items()}
 
     def load_state_dict(self, state: dict) -> None:
-        """Load parameters by name; keys and shapes must match exactly (nothing changes
-        on error)."""
-        missing = sorted(set(self._params) - set(state))
-        unexpected = sorted(set(state) - set(self._params))
-        if missing or unexpected:
-            raise ValueError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
-        loaded = {}
-        for key, current in self._params.items():
-            value = np.asarray(state[key])
-            if value.shape != current.shape:
-                raise ValueError(f"load_state_dict: {key} has shape {value.shape}, "
-                                 f"the model expects {current.shape}")
-            if value.dtype.kind != "f" or not np.all(np.isfinite(value)):
-                raise ValueError(f"load_state_dict: {key} must be finite floating-point values")
-            loaded[key] = value
-        for key, value in loaded.items():
-            self._params[key][...] = value
+        """Load parameters by name; keys and shapes must match exactly (nothing changes on error)."""
+        validation.load_params(self._params, state)
 
     @property
     def plugins(self) -> dict:

@@ -410,7 +410,7 @@ class Trainer:
                          "best_val": _json_float(st.best_val)},
             "history": st.history,
             "rng": {"shuffle": ckpt.rng_state_to_json(self.shuffle_rng),
-                    "dropout": ckpt.rng_state_to_json(self.model.rnn._rng)},
+                    "dropout": ckpt.rng_state_to_json(self.model.rnn.rng)},
             "schedule": None if self.schedule is None else self.schedule.state_dict(),
         }
         extra = {} if self.best_params is None else {f"best/{k}": v for k, v in self.best_params.items()}
@@ -450,7 +450,7 @@ class Trainer:
             if trainer.schedule is not None:
                 trainer.schedule.load_state_dict(meta["schedule"])
             trainer.shuffle_rng = ckpt.rng_from_json(meta["rng"]["shuffle"])
-            trainer.model.rnn._rng.bit_generator.state = ckpt.rng_from_json(
+            trainer.model.rnn.rng.bit_generator.state = ckpt.rng_from_json(
                 meta["rng"]["dropout"]).bit_generator.state
             best = {k[len("best/"):]: v for k, v in c.extra.items() if k.startswith("best/")}
             if best:
