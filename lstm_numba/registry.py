@@ -137,7 +137,7 @@ class Registry:
     """Loads and caches the plugins of both groups; thread-safe."""
 
     def __init__(self):
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: a plugin may query the registry on import
         self._entries: dict[tuple[str, str, str, str], PluginEntry] = {}
 
     def _candidates(self, kind: str, name: str | None):

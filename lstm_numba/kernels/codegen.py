@@ -94,12 +94,24 @@ class PluginRef:
         return self.target.partition(":")[2]
 
 
-def _module_source(module_name: str) -> str:
-    module = sys.modules.get(module_name) or importlib.import_module(module_name)
+def _module_source(module) -> str:
     try:
         return inspect.getsource(module)
     except (OSError, TypeError):  # no source on disk: fall back to the module's identity
-        return f"{module_name}:{getattr(module, '__version__', '')}:{getattr(module, '__file__', '')}"
+        return f"{module.__name__}:{getattr(module, '__version__', '')}:{getattr(module, '__file__', '')}"
+
+
+def _package_sources(module_name: str) -> list[str]:
+    """Sources of every loaded module of the plugin's top-level package, in name order.
+
+    A gate that imports a helper from elsewhere in its own package is recompiled when the
+    helper changes. (Code imported from other packages is not tracked; the plugin guide
+    says so.)
+    """
+    importlib.import_module(module_name)
+    package = module_name.partition(".")[0]
+    names = sorted(name for name in list(sys.modules) if name == package or name.startswith(package + "."))
+    return [f"{name}\n{_module_source(sys.modules[name])}" for name in names if sys.modules[name] is not None]
 
 
 def _format_params(alpha: float, beta: float) -> str:
@@ -121,8 +133,9 @@ def generate_source(gate: PluginRef, act: PluginRef, act_ab, ract: PluginRef, ra
 
 def _source_hash(generated: str, plugin_modules) -> str:
     digest = hashlib.sha256()
+    packages = sorted({name.partition(".")[0]: name for name in plugin_modules}.values())
     for part in (generated, inspect.getsource(contract), inspect.getsource(gemm), numba.__version__,
-                 *(_module_source(name) for name in sorted(set(plugin_modules)))):
+                 *(source for name in packages for source in _package_sources(name))):
         digest.update(part.encode())
         digest.update(b"\0")
     return digest.hexdigest()[:16]
