@@ -17,8 +17,8 @@ _KINDS = click.Choice(["gate", "activation"])
 def plugins():
     """List and check gate and activation plugins.
 
-    Plugins are registered through the entry-point groups ``lstm_numba.gates`` and
-    ``lstm_numba.activations``; the built-ins take the same path as third parties.
+    Plugins are registered through the entry-point groups lstm_numba.gates and
+    lstm_numba.activations; the built-ins take the same path as third parties.
     """
 
 
@@ -26,7 +26,7 @@ def plugins():
 @click.option("--kind", type=_KINDS, default=None, help="Only gates or only activations.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
 def list_plugins(kind, as_json):
-    """Show every plugin: name, kind, distribution, version, status and why.
+    """Show every plugin with its distribution, version and status.
 
     Status is ok, broken (failed to import or to validate; the reason says why) or
     shadowed (another distribution's plugin of the same name wins; reach this one as
@@ -58,7 +58,7 @@ def list_plugins(kind, as_json):
 @click.option("--kind", type=_KINDS, default=None,
               help="Whether NAME is a gate or an activation (needed only when both exist).")
 def check_plugin(name, kind):
-    """Check plugin NAME: its backward against finite differences of its forward.
+    """Check plugin NAME (finite differences, shapes, dtypes); exit 1 on failure.
 
     Prints the report; the exit code is 1 when the check fails or the plugin cannot be
     loaded.
