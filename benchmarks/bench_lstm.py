@@ -125,17 +125,6 @@ class Pair:
         y.backward(self.tdy)
 
 
-def timed_block(fn, calls: int, warmup: int = 1) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return samples
-
-
 def run_config(name, c, rounds, calls, pause, phases) -> dict:
     from lstm_numba import profile as prof
 
@@ -151,7 +140,7 @@ def run_config(name, c, rounds, calls, pause, phases) -> dict:
             order = ("ours", "torch") if r % 2 == 0 else ("torch", "ours")
             for impl in order:
                 time.sleep(pause)
-                samples[(impl, mode)] += timed_block(fns[(impl, mode)], calls)
+                samples[(impl, mode)] += prof.time_calls(fns[(impl, mode)], calls)
     flops = forward_flops(c)
     rows = []
     for mode in MODES:

@@ -77,18 +77,6 @@ def blas_rows() -> list[dict]:
                                      "threading_layer", "filepath")} for row in threadpool_info()]
 
 
-def timed(fn, calls: int, warmup: int = 1) -> list[float]:
-    """``calls`` timings of ``fn`` after ``warmup`` untimed calls (pools wake up, caches fill)."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return samples
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -110,6 +98,7 @@ def main(argv=None) -> int:
     import numba
 
     import lstm_numba as ln
+    from lstm_numba.profile import time_calls
 
     if args.threads:
         numba.set_num_threads(args.threads)
@@ -170,7 +159,7 @@ def main(argv=None) -> int:
     for r in range(args.rounds):
         for key in (order if r % 2 == 0 else order[::-1]):
             time.sleep(args.pause)
-            samples[key] += timed(fns[key], args.calls)
+            samples[key] += time_calls(fns[key], args.calls)
 
     med = {k: statistics.median(v) for k, v in samples.items()}
     print(f"\nforward+backward, {args.rounds * args.calls} repeats each (median ms, min in brackets):")

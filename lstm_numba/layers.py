@@ -13,6 +13,7 @@ import numpy as np
 
 from lstm_numba import engine, registry, validation
 from lstm_numba.kernels.codegen import PluginRef, load_kernels
+from lstm_numba.parameters import ParameterOwner
 
 
 @dataclass
@@ -42,7 +43,7 @@ class _Slot:
         return f"_l{self.layer}" + ("_reverse" if self.direction else "")
 
 
-class LSTM:
+class LSTM(ParameterOwner):
     """A multi-layer, optionally bidirectional recurrent layer with a pluggable gate.
 
     Parameters follow ``torch.nn.LSTM``; ``gate``, ``activation`` and
@@ -173,19 +174,6 @@ class LSTM:
                     value = np.full(shape, 0.0 if init == "zeros" else 1.0)
                 params[key] = value.astype(self.dtype)
         return params
-
-    @property
-    def params(self) -> dict:
-        """The live parameter arrays (optimisers update them in place)."""
-        return self._params
-
-    def state_dict(self) -> dict:
-        """A copy of the parameters, with PyTorch's names and layout."""
-        return {key: value.copy() for key, value in self._params.items()}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Load parameters by name; keys and shapes must match exactly (nothing changes on error)."""
-        validation.load_params(self._params, state)
 
     def _slot_params(self, slot: _Slot):
         s = slot.suffix

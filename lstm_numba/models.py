@@ -37,6 +37,7 @@ import numpy as np
 
 from lstm_numba import validation
 from lstm_numba.heads import Dense, Embedding
+from lstm_numba.parameters import ParameterOwner
 from lstm_numba.layers import LSTM
 
 __all__ = [
@@ -57,7 +58,7 @@ def _fresh_seed() -> int:
     return int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
 
 
-class _RecurrentModel:
+class _RecurrentModel(ParameterOwner):
     """Shared plumbing: the rnn, the head, the parameter dict, modes and state dicts."""
 
     type_name = ""
@@ -82,19 +83,6 @@ class _RecurrentModel:
     def features(self) -> int:
         """Width of the rnn's output: ``num_directions * hidden_size``."""
         return self.rnn.num_directions * self.rnn.hidden_size
-
-    @property
-    def params(self) -> dict:
-        """Live parameter arrays, ``"part.name"`` -> array (optimizers update in place)."""
-        return self._params
-
-    def state_dict(self) -> dict:
-        """Copies of the parameters."""
-        return {key: value.copy() for key, value in self._params.items()}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Load parameters by name; keys and shapes must match exactly (nothing changes on error)."""
-        validation.load_params(self._params, state)
 
     @property
     def plugins(self) -> dict:

@@ -61,21 +61,3 @@ def lengths_array(lengths, batch: int, steps: int) -> np.ndarray:
         raise ValueError(f"lengths: values must be in 1..T={steps}, got {int(array[bad[0]])} at index {int(bad[0])}")
     return np.ascontiguousarray(array, dtype=np.int64)
 
-
-def load_params(live: dict, state: dict) -> None:
-    """Copy ``state`` into the live parameter arrays ``live``, by name.
-
-    Keys must match exactly and every value must be a finite float array of the live
-    array's shape (other float dtypes are converted). Nothing changes on error.
-    """
-    missing = sorted(set(live) - set(state))
-    unexpected = sorted(set(state) - set(live))
-    if missing or unexpected:
-        raise ValueError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
-    loaded = {}
-    for key, current in live.items():
-        value = float_array(key, state[key], f"of shape {current.shape}", current.ndim, current.dtype)
-        expect_shape(key, value, current.shape, "")
-        loaded[key] = value
-    for key, value in loaded.items():
-        live[key][...] = value
