@@ -29,7 +29,6 @@ GFLOP/s count the GEMM work only: forward ``2·T·B·G·(I+H)`` per direction wi
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import os
 import shutil
@@ -61,9 +60,6 @@ BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OM
             "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER")
 
 #: Where a training checkpoint may keep the layer's ``LSTM.config()`` dict, tried in order.
-CONFIG_PATHS = (("model", "rnn"), ("config", "rnn"), ("model", "config"), ("config", "model"),
-                ("rnn",), ("model",), ("config",), ())
-
 _PAUSE_S = 0.75  # between implementations: pools left spinning distort the next one
 
 
@@ -257,119 +253,19 @@ def measure_compile(config: dict, timeout: float = 600.0) -> dict:
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def _looks_like_config(obj) -> bool:
-    return isinstance(obj, dict) and "input_size" in obj and "hidden_size" in obj
-
-
-def config_from_meta(meta: dict) -> tuple[dict, str]:
-    """Find an ``LSTM.config()`` dict in checkpoint metadata; returns it and where it was.
-
-    Tries ``meta["model"]["rnn"]``, ``meta["config"]["rnn"]`` and the other places in
-    :data:`CONFIG_PATHS`, then any nested dict with ``input_size`` and ``hidden_size``.
-    Raises ``ValueError`` naming the places looked at.
-    """
-    for path in CONFIG_PATHS:
-        node = meta
-        for key in path:
-            node = node.get(key) if isinstance(node, dict) else None
-        if _looks_like_config(node):
-            return node, "meta" + "".join(f"[{k!r}]" for k in path)
-    stack = [("meta", meta)]
-    while stack:
-        where, node = stack.pop(0)
-        if isinstance(node, dict):
-            if _looks_like_config(node):
-                return node, where
-            stack.extend((f"{where}[{k!r}]", v) for k, v in node.items())
-    looked = ", ".join("meta" + "".join(f"[{k!r}]" for k in p) for p in CONFIG_PATHS if p)
-    raise ValueError(f"no layer config (a dict with input_size and hidden_size) in the metadata; "
-                     f"looked at {looked} and every nested dict")
-
-
-def _find_first(meta, keys):
-    stack = [meta]
-    while stack:
-        node = stack.pop(0)
-        if isinstance(node, dict):
-            for key in keys:
-                value = node.get(key)
-                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                    return value
-            stack.extend(node.values())
-    return None
-
-
 def model_from_checkpoint(path) -> tuple:
-    """Build the checkpoint's recurrent layer stack and load its parameters.
+    """The recurrent layers of an ``lstm-numba train`` checkpoint, with its weights.
 
-    A training checkpoint (``lstm-numba train``) keeps the whole model's ``config()`` with a
-    ``"type"`` in ``meta["model"]``: the model is rebuilt with
-    :func:`lstm_numba.models.build_model`, its weights loaded, and its ``.rnn`` profiled.
-    Otherwise the first ``LSTM.config()`` dict found by :func:`config_from_meta` is built
-    and the parameters are looked up under any key prefix (``"rnn."``, ...).
-
-    Returns ``(model, info)`` where ``info`` has ``config_at``, ``params_loaded``, the
-    parameter-key ``prefix``, ``seq_len`` and ``batch_size`` when the metadata has them
-    (training config first), and ``notes``. Raises
-    ``lstm_numba.checkpoint.CheckpointError``, ``lstm_numba.PluginError`` or ``ValueError``.
+    Returns ``(layer, info)``; ``info`` holds the task and the sequence length and batch
+    size it was trained with (``seq_len`` is None for classification, whose length comes
+    from the data). Raises ``CheckpointError`` naming the file (including a missing
+    plugin).
     """
-    from lstm_numba.checkpoint import load_checkpoint
+    from lstm_numba.train import load_trained
 
-    ckpt = load_checkpoint(path)
-    meta = ckpt.meta
-    train = meta.get("train") if isinstance(meta.get("train"), dict) else {}
-    info = {
-        "seq_len": _find_first(train, _SEQ_KEYS) or _find_first(meta, _SEQ_KEYS),
-        "batch_size": _find_first(train, _BATCH_KEYS) or _find_first(meta, _BATCH_KEYS),
-    }
-    model_cfg = meta.get("model")
-    if isinstance(model_cfg, dict) and "type" in model_cfg:
-        model, prefix = _model_from_training_checkpoint(model_cfg, ckpt.params)
-        info.update(config_at=f"meta['model'] ({model_cfg['type']} model; profiling its rnn)",
-                    params_loaded=True, prefix=prefix, notes=[])
-        return model, info
-    model, extra = _layer_from_config(meta, ckpt.params)
-    info.update(extra)
-    return model, info
-
-
-_SEQ_KEYS = ("seq_len", "bptt", "window", "steps", "seq_length")
-_BATCH_KEYS = ("batch_size", "batch")
-
-
-def _model_from_training_checkpoint(model_cfg: dict, params: dict):
-    from lstm_numba.models import build_model
-
-    full = build_model(model_cfg)
-    full.load_state_dict(params)
-    rnn = getattr(full, "rnn", None)
-    if rnn is None:
-        raise ValueError(f"a {model_cfg['type']!r} model has no .rnn layer to profile")
-    prefix = "rnn." if any(key.startswith("rnn.") for key in params) else ""
-    return rnn, prefix
-
-
-def _layer_from_config(meta: dict, params: dict):
-    from lstm_numba import LSTM
-
-    config, where = config_from_meta(meta)
-    accepted = set(inspect.signature(LSTM.__init__).parameters) - {"self"}
-    unknown = sorted(set(config) - accepted)
-    model = LSTM(**{k: v for k, v in config.items() if k in accepted})
-    notes = [f"ignored config keys {unknown}"] if unknown else []
-    wanted = set(model.state_dict())
-    prefix, state = None, None
-    candidates = sorted({key[: len(key) - len(w)] for key in params for w in wanted if key.endswith(w)}, key=len)
-    for cand in candidates:
-        sub = {key[len(cand):]: value for key, value in params.items() if key.startswith(cand)}
-        if wanted <= set(sub):
-            prefix, state = cand, {k: sub[k] for k in wanted}
-            break
-    if state is not None:
-        model.load_state_dict(state)
-    else:
-        notes.append("the layer's parameters are not in the checkpoint under any prefix; timing random weights")
-    return model, {"config_at": where, "params_loaded": state is not None, "prefix": prefix, "notes": notes}
+    trained = load_trained(path)
+    return trained.model.rnn, {"task": trained.task, "seq_len": trained.config.window,
+                               "batch_size": trained.config.batch_size}
 
 
 # ----------------------------------------------------------------------------- phases

@@ -142,13 +142,13 @@ def test_garbage_checkpoint(tmp_path):
     assert "not an npz" in one_line_error(["--checkpoint", str(path)])
 
 
-def test_checkpoint_without_config(tmp_path):
+def test_checkpoint_that_is_not_a_training_checkpoint(tmp_path):
     from lstm_numba.checkpoint import save_checkpoint
 
     path = tmp_path / "noconfig.npz"
     save_checkpoint(path, {"w": np.zeros(3)}, {"something": {"else": 1}})
     line = one_line_error(["--checkpoint", str(path)])
-    assert "no layer config" in line and "meta['model']['rnn']" in line
+    assert str(path) in line and "not a training checkpoint" in line
 
 
 def test_checkpoint_with_model_options_is_usage_error(tmp_path):
@@ -156,33 +156,26 @@ def test_checkpoint_with_model_options_is_usage_error(tmp_path):
     assert "--hidden-size" in line and "--checkpoint" in line
 
 
-def _save_layer_checkpoint(path, meta_for, prefix="rnn."):
-    import lstm_numba as ln
-    from lstm_numba.checkpoint import save_checkpoint
+def _train_checkpoint(tmp_path):
+    """A real ``lstm-numba train`` checkpoint: a 2-layer GRU forecaster, window 6, batch 4."""
+    from lstm_numba import TrainConfig, Trainer
 
-    layer = ln.LSTM(3, 5, num_layers=2, gate="gru", seed=7)
-    params = {prefix + k: v for k, v in layer.state_dict().items()}
-    params["head.weight"] = np.ones((1, 5), dtype=np.float32)
-    save_checkpoint(path, params, meta_for(layer.config()))
-    return layer
+    data = tmp_path / "s.csv"
+    data.write_text("v\n" + "\n".join(str(np.sin(i / 3)) for i in range(40)) + "\n")
+    path = tmp_path / "forecast.npz"
+    cfg = TrainConfig(data=str(data), window=6, horizon=2, hidden_size=5, layers=2, gate="gru",
+                      epochs=1, batch_size=4, seed=7)
+    trainer = Trainer(cfg)
+    trainer.fit(checkpoint=path)
+    return path, trainer.model
 
 
-@pytest.mark.parametrize("meta_for", [lambda cfg: {"model": {"rnn": cfg}}, lambda cfg: {"config": {"rnn": cfg}},
-                                      lambda cfg: {"config": cfg, "train": {"seq_len": 4, "batch_size": 3}}])
-def test_checkpoint_profile(tmp_path, meta_for):
-    path = tmp_path / "layer.npz"
-    _save_layer_checkpoint(path, meta_for)
-    doc = invoke_json(["--checkpoint", str(path), "--repeat", "1", "--no-compile", "--no-torch", "-T", "4",
-                       "-B", "3"])
+def test_checkpoint_profile(tmp_path):
+    path, model = _train_checkpoint(tmp_path)
+    doc = invoke_json(["--checkpoint", str(path), "--repeat", "1", "--no-compile", "--no-torch"])
     cfg = doc["config"]
-    assert (cfg["gate"], cfg["input_size"], cfg["hidden_size"], cfg["num_layers"]) == ("gru", 3, 5, 2)
-    assert (cfg["steps"], cfg["batch"]) == (4, 3)
+    assert (cfg["gate"], cfg["input_size"], cfg["hidden_size"], cfg["num_layers"]) == ("gru", 1, 5, 2)
+    assert (cfg["steps"], cfg["batch"]) == (6, 4)  # the training window and batch size
     assert any("weights loaded" in note for note in doc["notes"]), doc["notes"]
     assert _positive(doc["phases_ms"]["forward_kernel"])
 
-
-def test_checkpoint_sizes_from_training_meta(tmp_path):
-    path = tmp_path / "layer.npz"
-    _save_layer_checkpoint(path, lambda cfg: {"config": cfg, "train": {"window": 6, "batch_size": 2}}, prefix="")
-    doc = invoke_json(["--checkpoint", str(path), "--repeat", "1", "--no-compile", "--no-torch"])
-    assert (doc["config"]["steps"], doc["config"]["batch"]) == (6, 2)

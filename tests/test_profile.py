@@ -7,7 +7,6 @@ import pytest
 
 import lstm_numba as ln
 from lstm_numba import profile as prof
-from lstm_numba.checkpoint import save_checkpoint
 
 
 def test_forward_flops_formula():
@@ -25,58 +24,19 @@ def test_model_flops_from_params(gate, blocks):
     assert rec == 4 * 2 * 7 * 2 * blocks * 5 * 5
 
 
-CFG = {"input_size": 3, "hidden_size": 4, "gate": "lstm"}
-
-
-@pytest.mark.parametrize("meta, where", [
-    ({"model": {"rnn": CFG}}, "meta['model']['rnn']"),
-    ({"config": {"rnn": CFG}}, "meta['config']['rnn']"),
-    ({"config": CFG}, "meta['config']"),
-    ({"deep": {"er": {"x": CFG}}}, "meta['deep']['er']['x']"),
-])
-def test_config_from_meta(meta, where):
-    cfg, found = prof.config_from_meta(meta)
-    assert cfg == CFG and found == where
-
-
-def test_config_from_meta_missing():
-    with pytest.raises(ValueError, match="no layer config"):
-        prof.config_from_meta({"model": {"type": "x"}, "n": 3})
-
-
-def test_model_from_generic_checkpoint(tmp_path):
-    layer = ln.LSTM(3, 4, bidirectional=True, seed=1)
-    path = tmp_path / "c.npz"
-    meta = {"config": {"rnn": {**layer.config(), "future_option": 1}}, "train": {"bptt": 9, "batch_size": 5}}
-    save_checkpoint(path, {f"net.rnn.{k}": v for k, v in layer.state_dict().items()}, meta)
-    model, info = prof.model_from_checkpoint(path)
-    assert info["params_loaded"] and info["prefix"] == "net.rnn."
-    assert (info["seq_len"], info["batch_size"]) == (9, 5)
-    assert any("future_option" in n for n in info["notes"])
-    for key, value in layer.state_dict().items():
-        np.testing.assert_array_equal(model.state_dict()[key], value)
-
-
-def test_model_from_checkpoint_without_params(tmp_path):
-    path = tmp_path / "c.npz"
-    save_checkpoint(path, {"other": np.zeros(2)}, {"model": {"rnn": CFG}})
-    model, info = prof.model_from_checkpoint(path)
-    assert not info["params_loaded"] and model.hidden_size == 4
-    assert any("random weights" in n for n in info["notes"])
-
-
 def test_model_from_training_checkpoint(tmp_path):
-    models = pytest.importorskip("lstm_numba.models")
-    full = models.build_model({"type": "regressor", "input_size": 2, "output_size": 1, "hidden_size": 6,
-                               "num_layers": 1, "gate": "gru", "seed": 3})
+    data = tmp_path / "s.csv"
+    data.write_text("v\n" + "\n".join(str(np.cos(i / 4)) for i in range(40)) + "\n")
     path = tmp_path / "t.npz"
-    meta = {"kind": "x", "model": full.config(), "train": {"window": 12, "batch_size": 8}}
-    save_checkpoint(path, full.state_dict(), meta)
+    trainer = ln.Trainer(ln.TrainConfig(data=str(data), window=12, horizon=2, hidden_size=6, gate="gru",
+                                        epochs=1, batch_size=8, seed=3))
+    trainer.fit(checkpoint=path)
     model, info = prof.model_from_checkpoint(path)
     assert isinstance(model, ln.LSTM) and model.gate_name == "gru" and model.hidden_size == 6
-    assert (info["seq_len"], info["batch_size"]) == (12, 8)
+    assert info == {"task": "forecast", "seq_len": 12, "batch_size": 8}
     for key, value in model.state_dict().items():
-        np.testing.assert_array_equal(value, full.state_dict()["rnn." + key])
+        np.testing.assert_array_equal(value, trainer.model.state_dict()["rnn." + key])
+
 
 
 def test_timed_kernels_passes_through():
