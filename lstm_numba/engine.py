@@ -121,7 +121,7 @@ def backward_direction(kernels, tape: DirectionTape, w_ih, w_hh, extra, clip, dy
     dtype = tape.gx.dtype
     n_state, _, hidden = dstate.shape
     ds = np.ascontiguousarray(dstate.transpose(1, 0, 2), dtype=dtype).reshape(batch, -1)
-    dgx = np.zeros_like(tape.gx)
+    dgx = np.empty_like(tape.gx)
     dgh = np.empty_like(tape.gh)
     dp_rows = np.zeros((batch, extra.size), dtype=dtype)
     grads = DirectionGrads(

@@ -114,7 +114,7 @@ def backward_sequence(gx, w_hh, p, clip, lengths, reverse, n_chunks, block_rows,
     gh_hist  (T, B, G)     in: the recurrent projections forward saved
     dy       (T, B, H)     in: dLoss/dy
     ds       (B, S*H)      in: dLoss/d(final state); out: dLoss/d(initial state)
-    dgx      (T, B, G)     out: dLoss/dgx by time index; the caller zero-fills it
+    dgx      (T, B, G)     out: dLoss/dgx by time index, zeros at padded steps
     dgh      (T, B, G)     out: dLoss/dgh by step index
     dp_rows  (B, P)        out: per-row dLoss/dp; the caller zero-fills it and sums the
                             rows in a fixed order, so the result does not depend on chunks
@@ -141,6 +141,7 @@ def backward_sequence(gx, w_hh, p, clip, lengths, reverse, n_chunks, block_rows,
                     )
                 else:
                     dgh[s, b] = 0.0
+                    dgx[s, b] = 0.0
                     ds_prev[b] = ds[b]
             blocked_dot(dgh[s], w_hh, recurrent, r0, r1, block_rows)
             for b in range(r0, r1):
