@@ -120,33 +120,9 @@ def _future_dates(path, n):
 
 def _load_sequences(path):
     """``(x, lengths, labels or None)`` from a labelled file; an ``.npz`` may lack ``y``."""
-    import numpy as np
-
     from lstm_numba.data import load_labelled
 
-    if str(path).lower().endswith(".npz") and os.path.isfile(path):
-        with np.load(path, allow_pickle=False) as z:
-            has_y = "y" in z.files
-            if not has_y:
-                if "x" not in z.files:
-                    raise ValueError(f"{path}: missing array 'x'; found {sorted(z.files)}")
-                x = z["x"]
-                lengths = z["lengths"] if "lengths" in z.files else None
-        if not has_y:
-            if x.ndim != 3 or x.dtype.kind not in "iuf":
-                raise ValueError(f"{path}: x must be a numeric (N, T, F) array, got shape {x.shape} "
-                                 f"dtype {x.dtype}")
-            x = x.astype(np.float64)
-            if not np.all(np.isfinite(x)):
-                raise ValueError(f"{path}: x contains NaN or infinite values")
-            n, t, _ = x.shape
-            if lengths is None:
-                lengths = np.full(n, t, dtype=np.int64)
-            elif lengths.shape != (n,) or lengths.dtype.kind not in "iu" or (
-                    n and (lengths.min() < 1 or lengths.max() > t)):
-                raise ValueError(f"{path}: lengths must be ({n},) integers in [1, {t}]")
-            return x, lengths.astype(np.int64), None
-    seqs = load_labelled(path)
+    seqs = load_labelled(path, require_labels=False)
     return seqs.x, seqs.lengths, seqs.y
 
 

@@ -412,7 +412,8 @@ def iterate_bptt(stream: np.ndarray, bptt: int) -> Iterator[tuple[np.ndarray, np
 
 class LabelledSequences(NamedTuple):
     """Padded sequences ``x`` ``(N, T, F)`` float64 (zeros past each length), their
-    ``lengths`` ``(N,)`` int64 and integer class labels ``y`` ``(N,)`` int64."""
+    ``lengths`` ``(N,)`` int64 and integer class labels ``y`` ``(N,)`` int64 (None for
+    an unlabelled ``.npz`` loaded with ``require_labels=False``)."""
 
     x: np.ndarray
     y: np.ndarray
@@ -431,14 +432,14 @@ def _integer_labels(y, path) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def _load_npz(path) -> LabelledSequences:
+def _load_npz(path, require_labels: bool) -> LabelledSequences:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except ValueError as exc:  # object (ragged) arrays need pickle, refused above
         raise ValueError(f"{path}: cannot read arrays ({exc}); ragged sequences must be "
                          "padded to (N, T, F) with a 'lengths' array") from None
-    for key in ("x", "y"):
+    for key in ("x", "y") if require_labels else ("x",):
         if key not in arrays:
             raise ValueError(f"{path}: missing array {key!r}; found {sorted(arrays)}")
     x = arrays["x"]
@@ -449,8 +450,8 @@ def _load_npz(path) -> LabelledSequences:
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{path}: x contains NaN or infinite values")
     n, t, _ = x.shape
-    y = _integer_labels(arrays["y"], path)
-    if len(y) != n:
+    y = _integer_labels(arrays["y"], path) if "y" in arrays else None
+    if y is not None and len(y) != n:
         raise ValueError(f"{path}: y has {len(y)} labels but x has {n} sequences")
     if "lengths" in arrays:
         lengths = arrays["lengths"]
@@ -500,11 +501,12 @@ def _load_long_csv(path) -> LabelledSequences:
     return LabelledSequences(x, y, lengths)
 
 
-def load_labelled(path) -> LabelledSequences:
+def load_labelled(path, require_labels: bool = True) -> LabelledSequences:
     """Load labelled sequences for classification.
 
-    - ``.npz``: arrays ``x`` ``(N, T, F)``, ``y`` ``(N,)`` integer labels, optional
-      ``lengths`` ``(N,)`` (values past each length are zeroed).
+    - ``.npz``: arrays ``x`` ``(N, T, F)``, ``y`` ``(N,)`` integer labels (optional with
+      ``require_labels=False``, e.g. for prediction), optional ``lengths`` ``(N,)``
+      (values past each length are zeroed).
     - ``.csv``, long format: columns ``sequence_id``, ``label`` and any feature columns, one
       row per time step, rows of each sequence in time order. Sequences may differ in
       length (padded with zeros); they keep the order of their first row.
@@ -517,7 +519,7 @@ def load_labelled(path) -> LabelledSequences:
         raise ValueError(f"{path}: unsupported file type {suffix!r}; use .npz or .csv")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
-    return _load_npz(path) if suffix == ".npz" else _load_long_csv(path)
+    return _load_npz(path, require_labels) if suffix == ".npz" else _load_long_csv(path)
 
 
 # ------------------------------------------------------------------------- batching

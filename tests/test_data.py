@@ -290,3 +290,16 @@ def test_iterate_minibatches_reproducible():
     assert not all(np.array_equal(x, y) for x, y in zip(a, batches(8)))
     plain = list(data.iterate_minibatches(5, 2, None, shuffle=False))
     np.testing.assert_array_equal(np.concatenate(plain), np.arange(5))
+
+
+def test_unlabelled_npz_only_when_labels_are_optional(tmp_path):
+    from lstm_numba.data import load_labelled
+
+    path = tmp_path / "x.npz"
+    np.savez(path, x=np.ones((3, 4, 2)), lengths=np.array([4, 2, 1]))
+    with pytest.raises(ValueError, match=r"missing array 'y'"):
+        load_labelled(path)
+    seqs = load_labelled(path, require_labels=False)
+    assert seqs.y is None and seqs.x.shape == (3, 4, 2)
+    np.testing.assert_array_equal(seqs.lengths, [4, 2, 1])
+    assert seqs.x[2, 1:].sum() == 0  # zeroed past each length
