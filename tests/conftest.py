@@ -14,6 +14,17 @@ def max_rel_err(actual, expected) -> float:
     return diff / scale if scale > 0 else diff
 
 
+def central_difference(loss, array, index, step):
+    """(loss(array[index] + step) - loss(array[index] - step)) / (2 step), perturbing in place."""
+    saved = array[index]
+    array[index] = saved + step
+    plus = loss()
+    array[index] = saved - step
+    minus = loss()
+    array[index] = saved
+    return (plus - minus) / (2 * step)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import lstm_numba as ln
+from conftest import central_difference
 
 EPS = 1e-6
 
@@ -19,16 +20,7 @@ def numeric_grad(fn, array, rng, n_probe=12):
     """Central differences at ``n_probe`` random entries of ``array`` (perturbed in place)."""
     flat = array.reshape(-1)
     idx = rng.choice(flat.size, size=min(n_probe, flat.size), replace=False)
-    out = []
-    for i in idx:
-        saved = flat[i]
-        flat[i] = saved + EPS
-        plus = fn()
-        flat[i] = saved - EPS
-        minus = fn()
-        flat[i] = saved
-        out.append((plus - minus) / (2 * EPS))
-    return idx, np.array(out)
+    return idx, np.array([central_difference(fn, flat, i, EPS) for i in idx])
 
 
 @pytest.mark.parametrize("bidirectional,lengths,batch_first", [(False, None, False), (True, [4, 1, 3], True)])

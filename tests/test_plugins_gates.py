@@ -17,7 +17,7 @@ import pytest
 
 import lstm_numba as ln
 import naive_gates as ng
-from conftest import max_rel_err
+from conftest import central_difference, max_rel_err
 
 GATES = ["lstm", "peephole", "coupled", "gru"]
 
@@ -157,13 +157,7 @@ def _layer_fd(gate, clip, seed=0, step=1e-6):
     for name, array in targets.items():
         fd = np.zeros_like(array)
         for index in np.ndindex(array.shape):
-            old = array[index]
-            array[index] = old + step
-            lp = loss()
-            array[index] = old - step
-            lm = loss()
-            array[index] = old
-            fd[index] = (lp - lm) / (2 * step)
+            fd[index] = central_difference(loss, array, index, step)
         an = analytic[name]
         scale = max(np.abs(an).max(), 1e-3)
         worst[name] = float(np.max(np.abs(fd - an) / (np.abs(an) + 1e-2 * scale)))
