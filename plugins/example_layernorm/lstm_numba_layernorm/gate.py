@@ -67,27 +67,38 @@ def _params(p):
 
 
 @pointwise
+def _z(gamma_x, x, gamma_h, h, beta, j, mx, rx, mh, rh):
+    """One pre-activation: gamma_x * x_hat + gamma_h * h_hat + beta, for unit ``j`` of a block."""
+    return gamma_x[j] * (x[j] - mx) * rx + gamma_h[j] * (h[j] - mh) * rh + beta[j]
+
+
+@pointwise
+def _cell(gx, gh, p, c_prev, clip, act, ract, mx, rx, mh, rh, c_out):
+    """c_out = f * c_{t-1} + i * g: forward's cell update, which backward recomputes."""
+    xi, xf, xg, _ = blocks(gx, 4)
+    hi, hf, hg, _ = blocks(gh, 4)
+    (axi, axf, axg, _, ahi, ahf, ahg, _, bi, bf, bg, _, _, _) = _params(p)
+    for j in range(c_out.size):
+        i = ract(clamp(_z(axi, xi, ahi, hi, bi, j, mx, rx, mh, rh), clip))[0]
+        f = ract(clamp(_z(axf, xf, ahf, hf, bf, j, mx, rx, mh, rh), clip))[0]
+        g = act(clamp(_z(axg, xg, ahg, hg, bg, j, mx, rx, mh, rh), clip))[0]
+        c_out[j] = f * c_prev[j] + i * g
+
+
+@pointwise
 def forward(gx, gh, s_prev, p, clip, act, ract, s_next):
-    xi, xf, xg, xo = blocks(gx, 4)
-    hi, hf, hg, ho = blocks(gh, 4)
-    (axi, axf, axg, axo, ahi, ahf, ahg, aho, bi, bf, bg, bo, gamma_c, beta_c) = _params(p)
+    xo = blocks(gx, 4)[3]
+    ho = blocks(gh, 4)[3]
+    (_, _, _, axo, _, _, _, aho, _, _, _, bo, gamma_c, beta_c) = _params(p)
     c_prev = blocks(s_prev, 2)[1]
     h_next, c_next = blocks(s_next, 2)
     eps = like(gx[0], EPS)
     mx, rx = _moments(gx, eps)
     mh, rh = _moments(gh, eps)
-    for j in range(c_next.size):
-        zi = axi[j] * (xi[j] - mx) * rx + ahi[j] * (hi[j] - mh) * rh + bi[j]
-        zf = axf[j] * (xf[j] - mx) * rx + ahf[j] * (hf[j] - mh) * rh + bf[j]
-        zg = axg[j] * (xg[j] - mx) * rx + ahg[j] * (hg[j] - mh) * rh + bg[j]
-        i = ract(clamp(zi, clip))[0]
-        f = ract(clamp(zf, clip))[0]
-        g = act(clamp(zg, clip))[0]
-        c_next[j] = f * c_prev[j] + i * g
+    _cell(gx, gh, p, c_prev, clip, act, ract, mx, rx, mh, rh, c_next)
     mc, rc = _moments(c_next, eps)
     for j in range(h_next.size):
-        zo = axo[j] * (xo[j] - mx) * rx + aho[j] * (ho[j] - mh) * rh + bo[j]
-        o = ract(clamp(zo, clip))[0]
+        o = ract(clamp(_z(axo, xo, aho, ho, bo, j, mx, rx, mh, rh), clip))[0]
         h_next[j] = o * act(gamma_c[j] * (c_next[j] - mc) * rc + beta_c[j])[0]
 
 
@@ -110,14 +121,7 @@ def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp)
     mh, rh = _moments(gh, eps)
 
     # Pass 1: recompute c_t, into dc_prev as scratch.
-    for j in range(dc_prev.size):
-        zi = axi[j] * (xi[j] - mx) * rx + ahi[j] * (hi[j] - mh) * rh + bi[j]
-        zf = axf[j] * (xf[j] - mx) * rx + ahf[j] * (hf[j] - mh) * rh + bf[j]
-        zg = axg[j] * (xg[j] - mx) * rx + ahg[j] * (hg[j] - mh) * rh + bg[j]
-        i = ract(clamp(zi, clip))[0]
-        f = ract(clamp(zf, clip))[0]
-        g = act(clamp(zg, clip))[0]
-        dc_prev[j] = f * c_prev[j] + i * g
+    _cell(gx, gh, p, c_prev, clip, act, ract, mx, rx, mh, rh, dc_prev)
     mc, rc = _moments(dc_prev, eps)
 
     # Pass 2: through h_t = o * act(gamma_c * c_hat + beta_c). dLoss/dc_hat goes to dh_prev
@@ -125,7 +129,7 @@ def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp)
     s1 = zero(eps)
     s2 = zero(eps)
     for j in range(dh_prev.size):
-        zo = axo[j] * (xo[j] - mx) * rx + aho[j] * (ho[j] - mh) * rh + bo[j]
+        zo = _z(axo, xo, aho, ho, bo, j, mx, rx, mh, rh)
         o, do = ract(clamp(zo, clip))
         c_hat = (dc_prev[j] - mc) * rc
         a, da = act(gamma_c[j] * c_hat + beta_c[j])
@@ -146,9 +150,9 @@ def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp)
     for j in range(dc_prev.size):
         c_hat = (dc_prev[j] - mc) * rc
         dc = dc_next[j] + (dh_prev[j] - s1 - c_hat * s2) * rc
-        zi = axi[j] * (xi[j] - mx) * rx + ahi[j] * (hi[j] - mh) * rh + bi[j]
-        zf = axf[j] * (xf[j] - mx) * rx + ahf[j] * (hf[j] - mh) * rh + bf[j]
-        zg = axg[j] * (xg[j] - mx) * rx + ahg[j] * (hg[j] - mh) * rh + bg[j]
+        zi = _z(axi, xi, ahi, hi, bi, j, mx, rx, mh, rh)
+        zf = _z(axf, xf, ahf, hf, bf, j, mx, rx, mh, rh)
+        zg = _z(axg, xg, ahg, hg, bg, j, mx, rx, mh, rh)
         i, di = ract(clamp(zi, clip))
         f, df = ract(clamp(zf, clip))
         g, dg = act(clamp(zg, clip))
