@@ -14,6 +14,9 @@ A gate gets:
 - ``writes``: forward writes all of ``s_next``; backward writes all of ``dgx``, ``dgh`` and
   ``ds_prev`` and *adds* to ``dp`` (the engine calls it once per step on the same row of
   ``dp``); neither mutates ``gx``, ``gh``, ``s_prev`` or ``p``;
+- ``elementwise``: for a gate declared ``elementwise``, the step on the hidden units split
+  into two parts (the engine's part-major layout) gives what the step on the whole row
+  gives, forward and backward; a gate that mixes units must not declare it;
 - ``float32 step``: the float32 step, compiled afresh, has no float64 instruction in it (a
   Python float literal or an integer count promotes float32 arithmetic to float64, which
   slows every kernel and is easy to miss);
@@ -332,6 +335,40 @@ def _check_gate_writes(kernels, gate) -> tuple:
         ", inputs untouched"
 
 
+def _check_gate_elementwise(kernels, gate) -> tuple:
+    """Split the hidden units in two parts, as the engine does, and compare with the whole row."""
+    if not gate.elementwise:
+        return True, "not declared: the engine always runs this gate on whole rows"
+    from lstm_numba.engine import part_major
+
+    hidden, parts = 2 * _GATE_HIDDEN, 2
+    prob = _step_problem(gate, hidden, seed=6, spread=0.7)
+    whole_next = _step_forward(kernels, prob, math.inf)
+    whole = _step_backward(kernels, prob, math.inf)
+    order = {key: part_major(value.size // hidden, hidden, parts) for key, value in prob.inputs.items()}
+    order["w"] = order["s_prev"]
+    split = _StepProblem(**{key: getattr(prob, key)[order[key]].copy() for key in ("gx", "gh", "s_prev", "p", "w")})
+    split_next = np.empty_like(whole_next)
+    split_grads = {key: np.zeros_like(value) for key, value in whole.items()}
+    for part in range(parts):
+        piece = _StepProblem(**{key: np.array_split(getattr(split, key), parts)[part]
+                                for key in ("gx", "gh", "s_prev", "p", "w")})
+        np.array_split(split_next, parts)[part][:] = _step_forward(kernels, piece, math.inf)
+        for key, value in _step_backward(kernels, piece, math.inf).items():
+            np.array_split(split_grads[key], parts)[part][:] = value
+    mismatched = []
+    if not np.allclose(split_next, whole_next[order["s_prev"]], rtol=1e-12, atol=1e-12):
+        mismatched.append("s_next")
+    for key, label in (("gx", "dgx"), ("gh", "dgh"), ("s_prev", "ds_prev"), ("p", "dp")):
+        if not np.allclose(split_grads[key], whole[key][order[key]], rtol=1e-12, atol=1e-12):
+            mismatched.append(label)
+    if mismatched:
+        return False, (f"declared elementwise, but {', '.join(mismatched)} change when the {hidden} hidden units "
+                       f"are split into {parts} parts: unit j must depend only on unit j of each block "
+                       "(set elementwise=False)")
+    return True, f"s_next, dgx, dgh, ds_prev and dp agree with the hidden units split into {parts} parts"
+
+
 _PROMOTIONS = {
     "float to double": re.compile(r"fpext float [^\n]* to double"),
     "int to double": re.compile(r"[su]itofp [^\n]* to double"),
@@ -429,6 +466,7 @@ def _check_gate(report: PluginReport, entry, name: str) -> None:
         _run(report, "gradient", _check_gate_gradient, kernels, gate)
         _run(report, "gradient with clip", _check_gate_gradient_clip, kernels, gate)
         _run(report, "writes", _check_gate_writes, kernels, gate)
+        _run(report, "elementwise", _check_gate_elementwise, kernels, gate)
     _run(report, "float32 step", _check_gate_float32, entry, gate)
     for dtype in ("float64", "float32"):
         _run(report, f"layer {dtype}", _check_gate_layer, name, dtype)

@@ -93,6 +93,7 @@ class LSTM(ParameterOwner):
         self._params = self._init_params()
         self._kernels = None
         self._last = None
+        self._workspaces = {slot: engine.Workspace() for slot in self._slots}
 
     # ------------------------------------------------------------------ configuration
     @staticmethod
@@ -255,7 +256,7 @@ class LSTM(ParameterOwner):
                 w_ih, w_hh, b_ih, b_hh, extra = self._slot_params(slot)
                 index = layer * self.num_directions + direction
                 y_dir, final, tape = engine.forward_direction(
-                    self.kernels, layer_input, w_ih, w_hh, b_ih, b_hh, extra, self.clip, lengths,
+                    self.kernels, self.gate.elementwise, self._workspaces[slot], layer_input, w_ih, w_hh, b_ih, b_hh, extra, self.clip, lengths,
                     bool(direction), np.ascontiguousarray(states0[:, index]), keep_tape)
                 finals[:, index] = final
                 tapes[slot] = tape
@@ -294,10 +295,9 @@ class LSTM(ParameterOwner):
             for direction in range(self.num_directions):
                 slot = self._slots[layer * self.num_directions + direction]
                 index = layer * self.num_directions + direction
-                w_ih, w_hh, _, _, extra = self._slot_params(slot)
                 hidden = slice(direction * self.hidden_size, (direction + 1) * self.hidden_size)
-                g = engine.backward_direction(self.kernels, tapes[slot], w_ih, w_hh, extra, self.clip,
-                                              d_output[:, :, hidden], dstates[:, index])
+                g = engine.backward_direction(self.kernels, self._workspaces[slot], tapes[slot], self.clip, d_output[:, :, hidden],
+                                              dstates[:, index])
                 self._store_grads(grads, slot, g)
                 dstates0[:, index] = g.state
                 d_input = g.x if d_input is None else d_input + g.x

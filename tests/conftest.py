@@ -39,3 +39,20 @@ def pytest_sessionstart(session):
         missing = [name for name in ("torch", "onnxruntime") if importlib.util.find_spec(name) is None]
         if missing:
             raise pytest.UsageError(f"CI=true but {missing} are not installed: parity tests would be skipped")
+
+
+@pytest.fixture(params=["rows", "hidden-split"])
+def tiling(request, monkeypatch):
+    """Run a test under each tiling of the time loops (``lstm_numba.engine.tiling``).
+
+    ``rows`` is what tiny test shapes get anyway. ``hidden-split`` lowers the thresholds
+    and pretends to have 4 cores, so elementwise gates split any even H into 2 or 4 parts
+    (down to one unit each) whatever this machine has.
+    """
+    from lstm_numba import engine
+
+    if request.param == "hidden-split":
+        monkeypatch.setattr(engine, "HIDDEN_SPLIT_MIN_FLOPS", 0)
+        monkeypatch.setattr(engine, "HIDDEN_SPLIT_MIN_UNITS", 1)
+        monkeypatch.setattr(engine.numba.config, "NUMBA_DEFAULT_NUM_THREADS", 4)
+    return request.param

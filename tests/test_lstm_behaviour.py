@@ -92,25 +92,30 @@ def test_non_contiguous_and_other_float_inputs_are_converted():
 
 DETERMINISM_SCRIPT = textwrap.dedent("""
     import sys, numpy as np, lstm_numba as ln, numba
+    from lstm_numba import engine
+    if sys.argv[2] == "hidden-split":  # as the conftest fixture: 4 parts of 8 units
+        engine.HIDDEN_SPLIT_MIN_FLOPS, engine.HIDDEN_SPLIT_MIN_UNITS = 0, 1
+        numba.config.NUMBA_DEFAULT_NUM_THREADS = 4
     rng = np.random.default_rng(0)
     rnn = ln.LSTM(16, 32, num_layers=2, bidirectional=True, dtype="float32", seed=0)
     x = rng.standard_normal((12, 9, 16)).astype(np.float32)
     y, (h, c) = rnn(x, lengths=[12, 3, 7, 12, 1, 9, 12, 5, 2])
     g = rnn.backward(rng.standard_normal(y.shape).astype(np.float32))
     np.savez(sys.argv[1], y=y, h=h, c=c, dx=g.x, dh0=g.state[0], **g.params)
-    print(numba.get_num_threads())
+    print(numba.get_num_threads(), engine.tiling(True, 9, 32, 128).parts)
 """)
 
 
-def test_bitwise_identical_across_thread_counts(tmp_path):
+@pytest.mark.parametrize("tiling,parts", [("rows", 1), ("hidden-split", 4)])
+def test_bitwise_identical_across_thread_counts(tmp_path, tiling, parts):
     results = {}
     for threads in ("1", "2", "3"):
         out = tmp_path / f"run{threads}.npz"
         env = dict(os.environ, NUMBA_NUM_THREADS=threads)
-        proc = subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT, str(out)], env=env,
+        proc = subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT, str(out), tiling], env=env,
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.strip() == threads
+        assert proc.stdout.split() == [threads, str(parts)]
         results[threads] = dict(np.load(out))
     for threads in ("2", "3"):
         for key, value in results["1"].items():

@@ -24,9 +24,9 @@ def numeric_grad(fn, array, rng, n_probe=12):
 
 
 @pytest.mark.parametrize("bidirectional,lengths,batch_first", [(False, None, False), (True, [4, 1, 3], True)])
-def test_finite_differences(bidirectional, lengths, batch_first):
+def test_finite_differences(bidirectional, lengths, batch_first, tiling):
     rng = np.random.default_rng(3)
-    steps, batch, inputs, hidden, layers = 4, 3, 2, 3, 2
+    steps, batch, inputs, hidden, layers = 4, 3, 2, 4, 2
     rnn = ln.LSTM(inputs, hidden, num_layers=layers, bidirectional=bidirectional, batch_first=batch_first,
                   dtype="float64", seed=1)
     x = rng.standard_normal((batch, steps, inputs) if batch_first else (steps, batch, inputs))

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import lstm_numba as ln
+from lstm_numba import engine
 from conftest import max_rel_err
 
 torch = pytest.importorskip("torch")
@@ -42,8 +43,8 @@ CASES = [
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("layers,bidirectional,batch_first,lengths,with_state", CASES)
-def test_matches_torch(dtype, layers, bidirectional, batch_first, lengths, with_state):
-    steps, batch, inputs, hidden = 6, 4, 3, 5
+def test_matches_torch(dtype, layers, bidirectional, batch_first, lengths, with_state, tiling):
+    steps, batch, inputs, hidden = 6, 4, 3, 6
     rng = np.random.default_rng(layers * 10 + bidirectional)
     rnn = ln.LSTM(inputs, hidden, num_layers=layers, bidirectional=bidirectional, batch_first=batch_first,
                   dtype=dtype, seed=7)
@@ -58,6 +59,7 @@ def test_matches_torch(dtype, layers, bidirectional, batch_first, lengths, with_
     c0 = rng.standard_normal(state_shape).astype(dtype) if with_state else np.zeros(state_shape, dtype)
 
     y, (h_n, c_n) = rnn.forward(x, (h0, c0) if with_state else None, lengths=lengths)
+    assert engine.tiling(True, batch, hidden, 4 * hidden).parts == (2 if tiling == "hidden-split" else 1)
     dy = rng.standard_normal(y.shape).astype(dtype)
     dh = rng.standard_normal(h_n.shape).astype(dtype)
     dc = rng.standard_normal(c_n.shape).astype(dtype)

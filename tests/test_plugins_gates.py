@@ -89,13 +89,13 @@ def assert_small(errors, tol):
 
 @pytest.mark.parametrize("clip", [None, 0.5], ids=["noclip", "clip"])
 @pytest.mark.parametrize("gate", GATES)
-def test_matches_reference_float64(gate, clip):
+def test_matches_reference_float64(gate, clip, tiling):
     assert_small(compare_with_reference(gate, "float64", clip=clip), 1e-12)
 
 
 @pytest.mark.parametrize("clip", [None, 0.5], ids=["noclip", "clip"])
 @pytest.mark.parametrize("gate", GATES)
-def test_matches_reference_float32(gate, clip):
+def test_matches_reference_float32(gate, clip, tiling):
     assert_small(compare_with_reference(gate, "float32", clip=clip), 1e-5)
 
 
@@ -180,8 +180,8 @@ def test_check_plugin_passes_builtin_gate(gate):
     assert (report.kind, report.name, report.distribution, report.version) == \
         ("gate", gate, "lstm-numba", ln.__version__)
     names = [c.name for c in report.checks]
-    assert names == ["load", "gradient", "gradient with clip", "writes", "float32 step", "layer float64",
-                     "layer float32"]
+    assert names == ["load", "gradient", "gradient with clip", "writes", "elementwise", "float32 step",
+                     "layer float64", "layer float32"]
     assert "clip=0.9 changed" in report.checks[2].detail
     text = str(report)
     assert text.splitlines()[0] == f"gate '{gate}' from lstm-numba {ln.__version__} " \

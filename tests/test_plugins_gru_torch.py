@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
 TOL = {"float64": 1e-9, "float32": 1e-4}
-T, B, I, H = 6, 4, 3, 5
+T, B, I, H = 6, 4, 3, 6
 
 
 def _run_both(dtype, num_layers, bidirectional, lengths, seed=0):
@@ -61,7 +61,7 @@ def _run_both(dtype, num_layers, bidirectional, lengths, seed=0):
     (2, True, [6, 3, 1, 5]),
     (3, False, [2, 6, 4, 6]),
 ], ids=["1layer", "2layer-bi", "2layer-bi-lengths", "3layer-lengths"])
-def test_gru_matches_torch(dtype, num_layers, bidirectional, lengths):
+def test_gru_matches_torch(dtype, num_layers, bidirectional, lengths, tiling):
     errors = _run_both(dtype, num_layers, bidirectional, None if lengths is None else np.array(lengths))
     bad = {k: f"{v:.2e}" for k, v in errors.items() if not v <= TOL[dtype]}
     assert not bad, f"errors above {TOL[dtype]:g} ({dtype}): {bad}"

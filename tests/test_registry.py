@@ -123,6 +123,29 @@ SLOPPY_GATE = """
                 extra_params=(ExtraParam("bias_extra", blocks=1, init="zeros"),))
 """
 
+# A correct gate that mixes hidden units (unit j reads unit j + 1 of h_prev) but declares
+# itself elementwise: only the ``elementwise`` check can catch it.
+MIXING_GATE = """
+    from lstm_numba.contract import Gate, pointwise
+
+    @pointwise
+    def forward(gx, gh, s_prev, p, clip, act, ract, s_next):
+        n = s_next.size
+        for j in range(n):
+            s_next[j] = act(gx[j] + gh[j] + s_prev[(j + 1) % n])[0]
+
+    @pointwise
+    def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp):
+        n = ds_next.size
+        for j in range(n):
+            dz = ds_next[j] * act(gx[j] + gh[j] + s_prev[(j + 1) % n])[1]
+            dgx[j] = dz
+            dgh[j] = dz
+            ds_prev[(j + 1) % n] = dz
+
+    gate = Gate(n_blocks=1, state_names=("h",), forward=forward, backward=backward, elementwise=True)
+"""
+
 
 # --------------------------------------------------------------------------- built-ins
 
@@ -337,6 +360,21 @@ def test_check_plugin_reports_a_wrong_gate_backward(fake):
     assert report.checks[0].name == "load" and report.checks[0].ok
     text = str(report)
     assert text.splitlines()[0].startswith("gate 'sloppy' from sloppy-gates 0.0.1") and "FAILED" in text
+
+
+def test_check_plugin_catches_a_false_elementwise_claim(fake):
+    fake.module("lnt_mixing_gate", MIXING_GATE)
+    fake.distribution("mixing-gates", "0.0.1", gates={"mixing": "lnt_mixing_gate:gate"})
+    report = ln.check_plugin("mixing")
+    failed = {c.name: c.detail for c in report.failed}
+    assert list(failed) == ["elementwise"], report
+    assert "s_next" in failed["elementwise"] and "set elementwise=False" in failed["elementwise"]
+    honest = MIXING_GATE.replace(", elementwise=True", "")
+    fake.module("lnt_mixing_gate_honest", honest)
+    fake.distribution("mixing-gates-honest", "0.0.1", gates={"mixing_honest": "lnt_mixing_gate_honest:gate"})
+    report = ln.check_plugin("mixing_honest")
+    assert report.ok, report
+    assert "not declared" in next(c.detail for c in report.checks if c.name == "elementwise")
 
 
 # --------------------------------------------------------------------------- duplicates

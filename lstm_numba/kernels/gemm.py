@@ -44,22 +44,27 @@ def input_projection(x2, w_ih, b_ih, gx2):
                 gx2[r, j] += b_ih[j]
 
 
+def reduction_parts(n_rows: int) -> int:
+    """How many row ranges (and slabs) ``weight_gradients`` splits a sum over ``n_rows`` into."""
+    return min(REDUCTION_PARTS, -(-n_rows // GEMM_ROW_BLOCK))
+
+
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
-def weight_gradients(dg2, inputs2, dw, db):
+def weight_gradients(dg2, inputs2, dw, db, slabs):
     """dw = dg2^T @ inputs2 and db = column sums of dg2.
 
-    dg2      (N, G)   gate gradients, N = T * B rows
-    inputs2  (N, K)   what the gates saw (x or h_{t-1})
-    dw       (G, K)   out
-    db       (G,)     out
+    dg2      (N, G)        gate gradients, N = T * B rows
+    inputs2  (N, K)        what the gates saw (x or h_{t-1})
+    dw       (G, K)        out
+    db       (G,)          out
+    slabs    (R, G, K)     scratch, R = reduction_parts(N)
 
-    The sum over N is split into a fixed number of row ranges (a function of N only),
-    each one GEMM into its own slab in parallel; the slabs are then added in a fixed
-    order, in parallel over rows of ``dw``. Deterministic whatever the thread count.
+    The sum over N is split into R row ranges (a function of N only), each one GEMM into
+    its own slab in parallel; the slabs are then added in a fixed order, in parallel over
+    rows of ``dw``. Deterministic whatever the thread count.
     """
     n_rows, n_gates = dg2.shape
-    n_parts = min(REDUCTION_PARTS, (n_rows + GEMM_ROW_BLOCK - 1) // GEMM_ROW_BLOCK)
-    slabs = np.empty((n_parts, n_gates, inputs2.shape[1]), dtype=dw.dtype)
+    n_parts = slabs.shape[0]
     bias_slabs = np.zeros((n_parts, n_gates), dtype=dw.dtype)
     for part in prange(n_parts):
         lo, hi = split(part, n_parts, n_rows)

@@ -8,10 +8,13 @@ pointwise code runs inside these loops exactly as a built-in's does, and ``cache
 works because the generated module is a real file.
 
 Shapes: T steps, B batch rows, H hidden units, G = n_blocks * H gate pre-activations,
-S state vectors (row 0 is h), P extra gate parameters.
+S state vectors (row 0 is h), P extra gate parameters, U hidden parts of W = H / U units.
 
-The time loops split the batch into ``n_chunks`` runs of whole row blocks. A chunk runs
-all T steps for its rows, so a pass has no barrier per step. Block boundaries depend only
+Each time step is split into tiles: a hidden part (U of them) times a chunk of whole row
+blocks. With U = 1 (any gate) a chunk runs all T steps for its rows, so a pass has no
+barrier per step. With U > 1 (gates declared ``elementwise``: unit j of the output depends
+only on unit j of the inputs) each step's tiles run in parallel and end with a barrier,
+and each thread packs only its own part of the recurrent weights. Tile shapes depend only
 on the problem's shape, never on the thread count, so results are bitwise reproducible
 whatever ``NUMBA_NUM_THREADS`` is. BLAS calls run single-threaded inside Numba's threads
 (the caller holds the pools). The hoisted GEMMs, which do not depend on the gate, live in
@@ -52,55 +55,167 @@ def blocked_dot(a, b, out, r0, r1, block_rows):
         np.dot(a[lo:hi], b, out[lo:hi])
 
 
+@njit(inline="always")
+def tile_rows(tile, n_parts, n_chunks, block_rows, batch):
+    """Hidden part and row range [r0, r1) of ``tile``; chunks are runs of whole row blocks."""
+    part = tile % n_parts
+    chunk = tile // n_parts
+    b0, b1 = split(chunk, n_chunks, (batch + block_rows - 1) // block_rows)
+    return part, b0 * block_rows, min(b1 * block_rows, batch)
+
+
+@njit(inline="always")
+def forward_tile(s, part, r0, r1, block_rows, gx, w_hh_t, b_hh, p, clip, lengths, reverse, states, h_hist,
+                 gh_hist, y):
+    """Step ``s`` for rows [r0, r1) and the hidden units of ``part`` (see forward_sequence)."""
+    n_parts, hidden, part_gates = w_hh_t.shape
+    width = hidden // n_parts
+    part_state = states.shape[2] // n_parts
+    part_p = p.size // n_parts
+    n_slots = states.shape[0]
+    src = s % n_slots
+    dst = (s + 1) % n_slots
+    g0 = part * part_gates
+    s0 = part * part_state
+    p0 = part * part_p
+    u0 = part * width
+    p_part = p[p0:p0 + part_p]
+    bias = b_hh[g0:g0 + part_gates]
+    gh = gh_hist[s % gh_hist.shape[0], part]
+    blocked_dot(h_hist[src], w_hh_t[part], gh, r0, r1, block_rows)
+    # Loops index 1-D views with the loop variable only, so that LLVM vectorises them.
+    for b in range(r0, r1):
+        length = lengths[b]
+        h_next = h_hist[dst, b, u0:u0 + width]
+        s_next = states[dst, b, s0:s0 + part_state]
+        if s < length:
+            t = time_index(s, length, reverse)
+            gh_row = gh[b]
+            for j in range(part_gates):
+                gh_row[j] += bias[j]
+            gate_forward(gx[t, b, g0:g0 + part_gates], gh_row, states[src, b, s0:s0 + part_state], p_part, clip,
+                         act, ract, s_next)
+            y_row = y[t, b, u0:u0 + width]
+            for j in range(width):
+                h_next[j] = s_next[j]
+                y_row[j] = s_next[j]
+        else:
+            s_prev = states[src, b, s0:s0 + part_state]
+            h_prev = h_hist[src, b, u0:u0 + width]
+            y_row = y[s, b, u0:u0 + width]
+            for j in range(part_state):
+                s_next[j] = s_prev[j]
+            for j in range(width):
+                h_next[j] = h_prev[j]
+                y_row[j] = 0.0
+
+
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
-def forward_sequence(gx, w_hh_t, b_hh, p, clip, lengths, reverse, n_chunks, block_rows, states, gh_hist, y):
+def forward_sequence(gx, w_hh_t, b_hh, p, clip, lengths, reverse, n_chunks, block_rows, states, h_hist, gh_hist,
+                     y):
     """Run one direction of one layer over the whole sequence.
 
-    gx         (T, B, G)   in: x_t @ W_ih^T + b_ih for every step
-    w_hh_t     (H, G)      in: W_hh transposed, C-contiguous
-    b_hh       (G,)        in
-    p          (P,)        in: extra gate parameters
-    clip       scalar      in: cell clip (inf when off)
-    lengths    (B,) int64  in: valid steps per row, 1..T
-    reverse    bool        in: run the reverse direction
-    n_chunks   int         in: parallel chunks, each a run of whole row blocks
-    block_rows int         in: rows per recurrent GEMM block (fixed for a given B)
-    states     (T_s, B, S*H) in/out: states[0] holds the initial state. With T_s = T + 1
-                          (training) states[s] is the state before step s and states[T]
-                          the final one; with T_s = 2 (inference) the two slots alternate
-                          and the final state is states[T % 2].
-    gh_hist    (T_g, B, G) out: h_{s-1} @ W_hh^T + b_hh; T_g = T keeps every step for
-                          backward, T_g = 1 keeps only scratch.
-    y          (T, B, H)   out: h_t at valid steps, zeros at padded ones
+    Vectors of ``k`` blocks of H (gate pre-activations, states, extra parameters) are
+    *part-major*: the hidden units are split into U equal parts of W = H / U, and each
+    part holds its k blocks of W contiguously. A gate applied to one part is the same gate
+    with H = W. U = 1 is the plain layout.
+
+    gx         (T, B, G)       in: x_t @ W_ih^T + b_ih for every step, part-major
+    w_hh_t     (U, H, G/U)     in: W_hh^T, one contiguous column part per hidden part
+    b_hh       (G,)            in: part-major
+    p          (P,)            in: extra gate parameters, part-major
+    clip       scalar          in: cell clip (inf when off)
+    lengths    (B,) int64      in: valid steps per row, 1..T
+    reverse    bool            in: run the reverse direction
+    n_chunks   int             in: row chunks, each a run of whole row blocks
+    block_rows int             in: rows per recurrent GEMM block (fixed for a given shape)
+    states     (T_s, B, S*H)   in/out: part-major; states[0] holds the initial state. With
+                               T_s = T + 1 (training) states[s] is the state before step s
+                               and states[T] the final one; with T_s = 2 (inference) the
+                               two slots alternate and the final state is states[T % 2].
+    h_hist     (T_s, B, H)     in/out: the h part of ``states`` in the plain layout (the
+                               recurrent GEMM's input); h_hist[0] holds h_0
+    gh_hist    (T_g, U, B, G/U) out: h_{s-1} @ W_hh^T + b_hh per part; T_g = T keeps every
+                               step for backward, T_g = 1 keeps only scratch
+    y          (T, B, H)       out: h_t at valid steps, zeros at padded ones
+
+    With U = 1 each chunk runs all T steps for its rows: no barrier per step. With U > 1
+    every step is split into U * n_chunks tiles and ends with a barrier, since each part's
+    GEMM reads the whole h_{s-1}; each weight part is then packed by one thread only.
+    Tile shapes depend on the problem's shape only, never on the thread count, so results
+    are bitwise reproducible whatever ``NUMBA_NUM_THREADS`` is.
     """
-    n_steps, batch, n_gates = gx.shape
-    n_slots = states.shape[0]
-    n_gh = gh_hist.shape[0]
-    n_blocks = (batch + block_rows - 1) // block_rows
-    hidden = y.shape[2]
-    h_prev = np.empty((batch, hidden), dtype=states.dtype)
-    for chunk in prange(n_chunks):
-        b0, b1 = split(chunk, n_chunks, n_blocks)
-        r0 = b0 * block_rows
-        r1 = min(b1 * block_rows, batch)
+    n_parts = w_hh_t.shape[0]
+    n_steps, batch, _ = gx.shape
+    if n_parts == 1:
+        for chunk in prange(n_chunks):
+            part, r0, r1 = tile_rows(chunk, 1, n_chunks, block_rows, batch)
+            for s in range(n_steps):
+                forward_tile(s, part, r0, r1, block_rows, gx, w_hh_t, b_hh, p, clip, lengths, reverse, states,
+                             h_hist, gh_hist, y)
+    else:
         for s in range(n_steps):
-            src = s % n_slots
-            dst = (s + 1) % n_slots
-            gh = gh_hist[s % n_gh]
-            for b in range(r0, r1):
-                h_prev[b] = states[src, b, :hidden]
-            blocked_dot(h_prev, w_hh_t, gh, r0, r1, block_rows)
-            for b in range(r0, r1):
-                length = lengths[b]
-                if s < length:
-                    t = time_index(s, length, reverse)
-                    for j in range(n_gates):
-                        gh[b, j] += b_hh[j]
-                    gate_forward(gx[t, b], gh[b], states[src, b], p, clip, act, ract, states[dst, b])
-                    y[t, b] = states[dst, b, :hidden]
-                else:
-                    states[dst, b] = states[src, b]
-                    y[s, b] = 0.0
+            for tile in prange(n_parts * n_chunks):
+                part, r0, r1 = tile_rows(tile, n_parts, n_chunks, block_rows, batch)
+                forward_tile(s, part, r0, r1, block_rows, gx, w_hh_t, b_hh, p, clip, lengths, reverse, states,
+                             h_hist, gh_hist, y)
+
+
+@njit(inline="always")
+def backward_carry(s, part, r0, r1, block_rows, w_hh, dgh, ds, ds_prev, recurrent):
+    """Finish step ``s`` for rows [r0, r1) and one hidden part: ds = ds_prev + dgh[s] @ W_hh."""
+    n_parts, _, width = w_hh.shape
+    part_state = ds.shape[1] // n_parts
+    s0 = part * part_state
+    blocked_dot(dgh[s], w_hh[part], recurrent[part], r0, r1, block_rows)
+    for b in range(r0, r1):
+        ds_row = ds[b, s0:s0 + part_state]
+        ds_prev_row = ds_prev[b, s0:s0 + part_state]
+        recurrent_row = recurrent[part, b]
+        for j in range(part_state):
+            ds_row[j] = ds_prev_row[j]
+        for j in range(width):
+            ds_row[j] += recurrent_row[j]
+
+
+@njit(inline="always")
+def backward_tile(s, part, r0, r1, block_rows, gx, w_hh, p, clip, lengths, reverse, states, gh_hist, dy, ds,
+                  dgx, dgh, dp_rows, ds_prev, recurrent):
+    """Carry step ``s + 1`` into ``ds``, then the gate's backward of step ``s``, for one tile."""
+    n_steps = dgh.shape[0]
+    n_parts, _, width = w_hh.shape
+    part_gates = dgh.shape[2] // n_parts
+    part_state = ds.shape[1] // n_parts
+    part_p = p.size // n_parts
+    g0 = part * part_gates
+    s0 = part * part_state
+    p0 = part * part_p
+    u0 = part * width
+    p_part = p[p0:p0 + part_p]
+    if s + 1 < n_steps:
+        backward_carry(s + 1, part, r0, r1, block_rows, w_hh, dgh, ds, ds_prev, recurrent)
+    for b in range(r0, r1):
+        length = lengths[b]
+        ds_row = ds[b, s0:s0 + part_state]
+        ds_prev_row = ds_prev[b, s0:s0 + part_state]
+        if s < length:
+            t = time_index(s, length, reverse)
+            dy_row = dy[t, b, u0:u0 + width]
+            for j in range(width):
+                ds_row[j] += dy_row[j]
+            gate_backward(
+                gx[t, b, g0:g0 + part_gates], gh_hist[s, part, b], states[s, b, s0:s0 + part_state], p_part, clip,
+                act, ract, ds_row, dgx[t, b, g0:g0 + part_gates], dgh[s, b, g0:g0 + part_gates], ds_prev_row,
+                dp_rows[b, p0:p0 + part_p],
+            )
+        else:
+            dgh_row = dgh[s, b, g0:g0 + part_gates]
+            dgx_row = dgx[s, b, g0:g0 + part_gates]
+            for j in range(part_gates):
+                dgh_row[j] = 0.0
+                dgx_row[j] = 0.0
+            for j in range(part_state):
+                ds_prev_row[j] = ds_row[j]
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
@@ -108,46 +223,42 @@ def backward_sequence(gx, w_hh, p, clip, lengths, reverse, n_chunks, block_rows,
                       dgh, dp_rows):
     """Backpropagate one direction of one layer through the whole sequence.
 
-    gx, p, clip, lengths, reverse, n_chunks, block_rows   as in ``forward_sequence``
-    w_hh     (G, H)        in: W_hh, C-contiguous
-    states   (T + 1, B, S*H) in: the training-mode state history of forward
-    gh_hist  (T, B, G)     in: the recurrent projections forward saved
+    gx, p, clip, lengths, reverse, n_chunks, block_rows, states, gh_hist   as in
+                           ``forward_sequence`` (states and gh_hist as training kept them)
+    w_hh     (U, G, W)     in: W_hh with part-major rows, one contiguous column part per
+                           hidden part (W = H / U)
     dy       (T, B, H)     in: dLoss/dy
-    ds       (B, S*H)      in: dLoss/d(final state); out: dLoss/d(initial state)
-    dgx      (T, B, G)     out: dLoss/dgx by time index, zeros at padded steps
-    dgh      (T, B, G)     out: dLoss/dgh by step index
-    dp_rows  (B, P)        out: per-row dLoss/dp; the caller zero-fills it and sums the
-                            rows in a fixed order, so the result does not depend on chunks
+    ds       (B, S*H)      in: dLoss/d(final state); out: dLoss/d(initial state); part-major
+    dgx      (T, B, G)     out: dLoss/dgx by time index, zeros at padded steps; part-major
+    dgh      (T, B, G)     out: dLoss/dgh by step index; part-major
+    dp_rows  (B, P)        out: per-row dLoss/dp, part-major; the caller zero-fills it and
+                           sums the rows in a fixed order, so the result does not depend
+                           on the tiles
+
+    Tiles as in ``forward_sequence``. Each step first finishes the one after it
+    (ds = ds_prev + dgh[s + 1] @ W_hh, which needs every part of dgh[s + 1]), so one
+    barrier per step suffices when U > 1.
     """
-    n_steps, batch, n_gates = gx.shape
-    hidden = dy.shape[2]
+    n_steps, batch, _ = gx.shape
+    n_parts, _, width = w_hh.shape
     ds_prev = np.empty_like(ds)
-    recurrent = np.empty((batch, hidden), dtype=ds.dtype)
-    n_blocks = (batch + block_rows - 1) // block_rows
-    for chunk in prange(n_chunks):
-        b0, b1 = split(chunk, n_chunks, n_blocks)
-        r0 = b0 * block_rows
-        r1 = min(b1 * block_rows, batch)
+    recurrent = np.empty((n_parts, batch, width), dtype=ds.dtype)
+    if n_parts == 1:
+        for chunk in prange(n_chunks):
+            part, r0, r1 = tile_rows(chunk, 1, n_chunks, block_rows, batch)
+            for s in range(n_steps - 1, -1, -1):
+                backward_tile(s, part, r0, r1, block_rows, gx, w_hh, p, clip, lengths, reverse, states, gh_hist, dy,
+                              ds, dgx, dgh, dp_rows, ds_prev, recurrent)
+            backward_carry(0, part, r0, r1, block_rows, w_hh, dgh, ds, ds_prev, recurrent)
+    else:
         for s in range(n_steps - 1, -1, -1):
-            for b in range(r0, r1):
-                length = lengths[b]
-                if s < length:
-                    t = time_index(s, length, reverse)
-                    for j in range(hidden):
-                        ds[b, j] += dy[t, b, j]
-                    gate_backward(
-                        gx[t, b], gh_hist[s, b], states[s, b], p, clip, act, ract,
-                        ds[b], dgx[t, b], dgh[s, b], ds_prev[b], dp_rows[b],
-                    )
-                else:
-                    dgh[s, b] = 0.0
-                    dgx[s, b] = 0.0
-                    ds_prev[b] = ds[b]
-            blocked_dot(dgh[s], w_hh, recurrent, r0, r1, block_rows)
-            for b in range(r0, r1):
-                ds[b] = ds_prev[b]
-                for j in range(hidden):
-                    ds[b, j] += recurrent[b, j]
+            for tile in prange(n_parts * n_chunks):
+                part, r0, r1 = tile_rows(tile, n_parts, n_chunks, block_rows, batch)
+                backward_tile(s, part, r0, r1, block_rows, gx, w_hh, p, clip, lengths, reverse, states, gh_hist, dy,
+                              ds, dgx, dgh, dp_rows, ds_prev, recurrent)
+        for tile in prange(n_parts * n_chunks):
+            part, r0, r1 = tile_rows(tile, n_parts, n_chunks, block_rows, batch)
+            backward_carry(0, part, r0, r1, block_rows, w_hh, dgh, ds, ds_prev, recurrent)
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)

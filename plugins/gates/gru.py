@@ -47,4 +47,5 @@ def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp)
         ds_prev[j] = dh * z
 
 
-gate = Gate(n_blocks=3, state_names=("h",), forward=forward, backward=backward, doc=__doc__)
+gate = Gate(n_blocks=3, state_names=("h",), forward=forward, backward=backward, elementwise=True,
+            doc=__doc__)

@@ -78,5 +78,6 @@ gate = Gate(
     forward=forward,
     backward=backward,
     extra_params=(ExtraParam("weight_peephole", blocks=3, init="uniform"),),
+    elementwise=True,
     doc=__doc__,
 )

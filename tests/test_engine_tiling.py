@@ -1,0 +1,91 @@
+"""The engine's choices that must not change results: the tiling of the time loops and the
+arrays reused between calls. Parity under each tiling is in the torch and reference tests
+(their ``tiling`` fixture); these check the choices themselves."""
+
+import numpy as np
+import pytest
+
+import lstm_numba as ln
+from lstm_numba import engine
+
+
+@pytest.fixture
+def cores(monkeypatch):
+    def set_cores(n):
+        monkeypatch.setattr(engine.numba.config, "NUMBA_DEFAULT_NUM_THREADS", n)
+    return set_cores
+
+
+def test_elementwise_gates_split_large_layers_into_one_part_per_core(cores):
+    cores(2)
+    assert engine.tiling(True, 64, 256, 1024) == engine.Tiling(parts=2, chunks=1, block_rows=64)
+    cores(8)
+    assert engine.tiling(True, 64, 256, 1024).parts == 8
+    assert engine.tiling(True, 512, 48, 192).parts == 2      # 4 parts would be 12 units wide
+    assert engine.tiling(True, 32, 256, 1024).parts == 4     # 8 parts would be 2 MFLOP each
+    assert engine.tiling(True, 1000, 256, 1024).block_rows == 256
+    assert engine.tiling(True, 1000, 256, 1024).chunks == 4  # 1000 rows in blocks of 256
+
+
+def test_no_split_for_other_gates_small_layers_or_one_core(cores):
+    cores(2)
+    assert engine.tiling(False, 64, 256, 1024).parts == 1    # layer norm mixes units
+    assert engine.tiling(True, 32, 64, 256).parts == 1       # the small benchmark: barriers cost more
+    assert engine.tiling(True, 64, 255, 1020).parts == 1     # odd H
+    cores(1)
+    assert engine.tiling(True, 64, 256, 1024).parts == 1
+
+
+def test_tiling_ignores_the_thread_count(cores, monkeypatch):
+    cores(2)
+    choices = set()
+    for threads in (1, 2):
+        monkeypatch.setattr(engine.numba, "get_num_threads", lambda: threads)
+        tile = engine.tiling(True, 64, 256, 1024)
+        choices.add((tile.parts, tile.block_rows))
+    assert len(choices) == 1
+
+
+def test_part_major_is_a_permutation_that_groups_each_part():
+    index = engine.part_major(3, 4, 2)  # blocks a, b, c of 4 units, 2 parts
+    assert sorted(index) == list(range(12))
+    assert index.tolist() == [0, 1, 4, 5, 8, 9, 2, 3, 6, 7, 10, 11]
+    assert engine.part_major(3, 4, 1).tolist() == list(range(12))
+
+
+def test_direction_weights_round_trip():
+    rng = np.random.default_rng(0)
+    hidden, n_gates = 8, 32
+    tile = engine.Tiling(parts=4, chunks=1, block_rows=8)
+    w_hh = rng.standard_normal((n_gates, hidden))
+    weights = engine.DirectionWeights.prepare(tile, rng.standard_normal((n_gates, 3)), w_hh,
+                                              rng.standard_normal(n_gates), rng.standard_normal(n_gates),
+                                              rng.standard_normal(3 * hidden))
+    np.testing.assert_array_equal(weights.to_natural(weights.w_hh), w_hh)
+    assert weights.w_hh_t.shape == (4, hidden, n_gates // 4)
+    state = rng.standard_normal((2, 5, hidden))
+    np.testing.assert_array_equal(weights.state_from_kernel(weights.state_to_kernel(state), 2), state)
+
+
+def test_reused_arrays_never_leak_into_results(rng):
+    """Outputs and gradients are fresh arrays; a smaller, an inference and a larger call in
+    between leave a later forward/backward exactly as a fresh layer computes it."""
+    rnn = ln.LSTM(3, 8, num_layers=2, bidirectional=True, seed=0)
+    fresh = ln.LSTM(3, 8, num_layers=2, bidirectional=True, seed=0)
+    x_long, x_short = rng.standard_normal((9, 4, 3)), rng.standard_normal((5, 4, 3))
+    y_long, _ = rnn(x_long)
+    kept = y_long.copy()
+    g_long = rnn.backward(np.ones_like(y_long))
+    kept_grad = g_long.params["weight_hh_l0"].copy()
+    rnn(x_short, need_grad=False)
+    y_short, (h, c) = rnn(x_short, lengths=[5, 2, 4, 1])
+    g_short = rnn.backward(np.ones_like(y_short))
+    np.testing.assert_array_equal(y_long, kept)
+    np.testing.assert_array_equal(g_long.params["weight_hh_l0"], kept_grad)
+    y_ref, (h_ref, c_ref) = fresh(x_short, lengths=[5, 2, 4, 1])
+    g_ref = fresh.backward(np.ones_like(y_ref))
+    np.testing.assert_array_equal(y_short, y_ref)
+    np.testing.assert_array_equal(c, c_ref)
+    for key, value in g_ref.params.items():
+        np.testing.assert_array_equal(g_short.params[key], value)
+    np.testing.assert_array_equal(g_short.x, g_ref.x)
