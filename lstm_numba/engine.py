@@ -241,7 +241,7 @@ def forward_direction(kernels, elementwise, workspace, x, w_ih, w_hh, b_ih, b_hh
     y = np.empty((steps, batch, hidden), dtype=dtype)
     with blas_single_thread():
         gemm.input_projection(x.reshape(steps * batch, -1), weights.w_ih, weights.b_ih,
-                              gx.reshape(steps * batch, n_gates))
+                              gx.reshape(steps * batch, n_gates), gemm.gemm_block_rows(steps * batch))
         kernels.forward_sequence(gx, weights.w_hh_t, weights.b_hh, weights.extra, dtype.type(clip), lengths,
                                  reverse, tile.chunks, tile.block_rows, states, h, gh, y)
     final = weights.state_from_kernel(states[steps % n_slots], n_state)
@@ -261,20 +261,21 @@ def backward_direction(kernels, workspace, tape: DirectionTape, clip, dy, dstate
     dgx = workspace.array("dgx", tape.gx.shape, dtype)
     dgh = workspace.array("dgh", tape.gx.shape, dtype)
     dp_rows = np.zeros((batch, weights.extra.size), dtype=dtype)
+    db_rows = np.zeros((2, batch, n_gates), dtype=dtype)
     w_ih_grad, w_hh_grad = np.empty_like(weights.w_ih), np.empty_like(weights.w_hh)
-    b_ih_grad, b_hh_grad = np.empty(n_gates, dtype), np.empty(n_gates, dtype)
     x_grad = np.empty_like(tape.x)
     with blas_single_thread():
         kernels.backward_sequence(tape.gx, weights.hidden_parts_of_w_hh(), weights.extra, dtype.type(clip),
                                   tape.lengths, tape.reverse, tile.chunks, tile.block_rows, tape.states, tape.gh,
-                                  np.ascontiguousarray(dy), ds, dgx, dgh, dp_rows)
+                                  np.ascontiguousarray(dy), ds, dgx, dgh, dp_rows, db_rows)
         dgx2 = dgx.reshape(rows, n_gates)
         slabs = gemm.reduction_parts(rows), n_gates
-        gemm.weight_gradients(dgx2, tape.x.reshape(rows, -1), w_ih_grad, b_ih_grad,
+        gemm.weight_gradients(dgx2, tape.x.reshape(rows, -1), w_ih_grad,
                               workspace.array("slabs_ih", slabs + (w_ih_grad.shape[1],), dtype))
-        gemm.weight_gradients(dgh.reshape(rows, n_gates), tape.h[:steps].reshape(rows, -1), w_hh_grad, b_hh_grad,
+        gemm.weight_gradients(dgh.reshape(rows, n_gates), tape.h[:steps].reshape(rows, -1), w_hh_grad,
                               workspace.array("slabs_hh", slabs + (hidden,), dtype))
-        gemm.input_gradient(dgx2, weights.w_ih, x_grad.reshape(rows, -1))
+        gemm.input_gradient(dgx2, weights.w_ih, x_grad.reshape(rows, -1), gemm.gemm_block_rows(rows))
+    b_ih_grad, b_hh_grad = db_rows.sum(axis=1)
     return DirectionGrads(
         w_ih=weights.to_natural(w_ih_grad), w_hh=weights.to_natural(w_hh_grad),
         b_ih=weights.to_natural(b_ih_grad), b_hh=weights.to_natural(b_hh_grad),

@@ -11,8 +11,12 @@ from numba import njit, prange
 
 from lstm_numba.config import FASTMATH
 
-#: Rows per block of the hoisted GEMMs over all T * B rows (input projection, dx).
+#: Largest row block of the hoisted GEMMs over all T * B rows (input projection, dx).
 GEMM_ROW_BLOCK = 512
+#: Their number of row blocks is rounded up to a multiple of this (or of the next power of
+#: two, when fewer), so that 2, 4 or 8 threads share them evenly (13 blocks on 2 threads
+#: would leave one idle for the last block).
+GEMM_BLOCK_MULTIPLE = 8
 #: Row ranges the weight-gradient sums over T * B are split into (partial slabs).
 REDUCTION_PARTS = 8
 
@@ -23,21 +27,35 @@ def split(part, n_parts, total):
     return part * total // n_parts, (part + 1) * total // n_parts
 
 
+def gemm_block_rows(n_rows: int) -> int:
+    """Rows per block of ``input_projection`` and ``input_gradient`` for ``n_rows`` rows.
+
+    At most ``GEMM_ROW_BLOCK`` and a multiple of 8; the number of blocks is rounded up to
+    a multiple of ``GEMM_BLOCK_MULTIPLE`` or of the next power of two, whichever is
+    smaller. A function of the shape only.
+    """
+    n_blocks = -(-n_rows // GEMM_ROW_BLOCK)
+    multiple = min(GEMM_BLOCK_MULTIPLE, 1 << (n_blocks - 1).bit_length())
+    n_blocks = -(-n_blocks // multiple) * multiple
+    return max(8, (-(-n_rows // n_blocks) + 7) // 8 * 8)
+
+
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
-def input_projection(x2, w_ih, b_ih, gx2):
+def input_projection(x2, w_ih, b_ih, gx2, block_rows):
     """gx2 = x2 @ w_ih^T + b_ih, in parallel over fixed row blocks.
 
-    x2    (N, I)   N = T * B rows
-    w_ih  (G, I)
-    b_ih  (G,)
-    gx2   (N, G)   out
+    x2          (N, I)   N = T * B rows
+    w_ih        (G, I)
+    b_ih        (G,)
+    gx2         (N, G)   out
+    block_rows  int      ``gemm_block_rows(N)``
     """
     w_t = np.ascontiguousarray(w_ih.T)
     n_rows = x2.shape[0]
-    n_blocks = (n_rows + GEMM_ROW_BLOCK - 1) // GEMM_ROW_BLOCK
+    n_blocks = (n_rows + block_rows - 1) // block_rows
     for block in prange(n_blocks):
-        lo = block * GEMM_ROW_BLOCK
-        hi = min(lo + GEMM_ROW_BLOCK, n_rows)
+        lo = block * block_rows
+        hi = min(lo + block_rows, n_rows)
         np.dot(x2[lo:hi], w_t, gx2[lo:hi])
         for r in range(lo, hi):
             for j in range(gx2.shape[1]):
@@ -50,13 +68,12 @@ def reduction_parts(n_rows: int) -> int:
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
-def weight_gradients(dg2, inputs2, dw, db, slabs):
-    """dw = dg2^T @ inputs2 and db = column sums of dg2.
+def weight_gradients(dg2, inputs2, dw, slabs):
+    """dw = dg2^T @ inputs2.
 
     dg2      (N, G)        gate gradients, N = T * B rows
     inputs2  (N, K)        what the gates saw (x or h_{t-1})
     dw       (G, K)        out
-    db       (G,)          out
     slabs    (R, G, K)     scratch, R = reduction_parts(N)
 
     The sum over N is split into R row ranges (a function of N only), each one GEMM into
@@ -65,32 +82,27 @@ def weight_gradients(dg2, inputs2, dw, db, slabs):
     """
     n_rows, n_gates = dg2.shape
     n_parts = slabs.shape[0]
-    bias_slabs = np.zeros((n_parts, n_gates), dtype=dw.dtype)
     for part in prange(n_parts):
         lo, hi = split(part, n_parts, n_rows)
         np.dot(dg2[lo:hi].T, inputs2[lo:hi], slabs[part])
-        for r in range(lo, hi):
-            for j in range(n_gates):
-                bias_slabs[part, j] += dg2[r, j]
     for g in prange(n_gates):
         dw[g] = slabs[0, g]
-        db[g] = bias_slabs[0, g]
         for part in range(1, n_parts):
             dw[g] += slabs[part, g]
-            db[g] += bias_slabs[part, g]
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
-def input_gradient(dg2, w_ih, dx2):
+def input_gradient(dg2, w_ih, dx2, block_rows):
     """dx2 = dg2 @ w_ih, in parallel over fixed row blocks.
 
-    dg2   (N, G)
-    w_ih  (G, I)
-    dx2   (N, I)   out
+    dg2         (N, G)
+    w_ih        (G, I)
+    dx2         (N, I)   out
+    block_rows  int      ``gemm_block_rows(N)``
     """
     n_rows = dg2.shape[0]
-    n_blocks = (n_rows + GEMM_ROW_BLOCK - 1) // GEMM_ROW_BLOCK
+    n_blocks = (n_rows + block_rows - 1) // block_rows
     for block in prange(n_blocks):
-        lo = block * GEMM_ROW_BLOCK
-        hi = min(lo + GEMM_ROW_BLOCK, n_rows)
+        lo = block * block_rows
+        hi = min(lo + block_rows, n_rows)
         np.dot(dg2[lo:hi], w_ih, dx2[lo:hi])

@@ -180,7 +180,7 @@ def backward_carry(s, part, r0, r1, block_rows, w_hh, dgh, ds, ds_prev, recurren
 
 @njit(inline="always")
 def backward_tile(s, part, r0, r1, block_rows, gx, w_hh, p, clip, lengths, reverse, states, gh_hist, dy, ds,
-                  dgx, dgh, dp_rows, ds_prev, recurrent):
+                  dgx, dgh, dp_rows, db_rows, ds_prev, recurrent):
     """Carry step ``s + 1`` into ``ds``, then the gate's backward of step ``s``, for one tile."""
     n_steps = dgh.shape[0]
     n_parts, _, width = w_hh.shape
@@ -203,11 +203,17 @@ def backward_tile(s, part, r0, r1, block_rows, gx, w_hh, p, clip, lengths, rever
             dy_row = dy[t, b, u0:u0 + width]
             for j in range(width):
                 ds_row[j] += dy_row[j]
+            dgx_row = dgx[t, b, g0:g0 + part_gates]
+            dgh_row = dgh[s, b, g0:g0 + part_gates]
             gate_backward(
                 gx[t, b, g0:g0 + part_gates], gh_hist[s, part, b], states[s, b, s0:s0 + part_state], p_part, clip,
-                act, ract, ds_row, dgx[t, b, g0:g0 + part_gates], dgh[s, b, g0:g0 + part_gates], ds_prev_row,
-                dp_rows[b, p0:p0 + part_p],
+                act, ract, ds_row, dgx_row, dgh_row, ds_prev_row, dp_rows[b, p0:p0 + part_p],
             )
+            db_ih_row = db_rows[0, b, g0:g0 + part_gates]
+            db_hh_row = db_rows[1, b, g0:g0 + part_gates]
+            for j in range(part_gates):
+                db_ih_row[j] += dgx_row[j]
+                db_hh_row[j] += dgh_row[j]
         else:
             dgh_row = dgh[s, b, g0:g0 + part_gates]
             dgx_row = dgx[s, b, g0:g0 + part_gates]
@@ -220,7 +226,7 @@ def backward_tile(s, part, r0, r1, block_rows, gx, w_hh, p, clip, lengths, rever
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
 def backward_sequence(gx, w_hh, p, clip, lengths, reverse, n_chunks, block_rows, states, gh_hist, dy, ds, dgx,
-                      dgh, dp_rows):
+                      dgh, dp_rows, db_rows):
     """Backpropagate one direction of one layer through the whole sequence.
 
     gx, p, clip, lengths, reverse, n_chunks, block_rows, states, gh_hist   as in
@@ -234,6 +240,9 @@ def backward_sequence(gx, w_hh, p, clip, lengths, reverse, n_chunks, block_rows,
     dp_rows  (B, P)        out: per-row dLoss/dp, part-major; the caller zero-fills it and
                            sums the rows in a fixed order, so the result does not depend
                            on the tiles
+    db_rows  (2, B, G)     out: per-row sums of dgx (dLoss/db_ih) and of dgh (dLoss/db_hh),
+                           part-major, zero-filled and summed by the caller as dp_rows;
+                           summed here while the rows are in cache
 
     Tiles as in ``forward_sequence``. Each step first finishes the one after it
     (ds = ds_prev + dgh[s + 1] @ W_hh, which needs every part of dgh[s + 1]), so one
@@ -248,14 +257,14 @@ def backward_sequence(gx, w_hh, p, clip, lengths, reverse, n_chunks, block_rows,
             part, r0, r1 = tile_rows(chunk, 1, n_chunks, block_rows, batch)
             for s in range(n_steps - 1, -1, -1):
                 backward_tile(s, part, r0, r1, block_rows, gx, w_hh, p, clip, lengths, reverse, states, gh_hist, dy,
-                              ds, dgx, dgh, dp_rows, ds_prev, recurrent)
+                              ds, dgx, dgh, dp_rows, db_rows, ds_prev, recurrent)
             backward_carry(0, part, r0, r1, block_rows, w_hh, dgh, ds, ds_prev, recurrent)
     else:
         for s in range(n_steps - 1, -1, -1):
             for tile in prange(n_parts * n_chunks):
                 part, r0, r1 = tile_rows(tile, n_parts, n_chunks, block_rows, batch)
                 backward_tile(s, part, r0, r1, block_rows, gx, w_hh, p, clip, lengths, reverse, states, gh_hist, dy,
-                              ds, dgx, dgh, dp_rows, ds_prev, recurrent)
+                              ds, dgx, dgh, dp_rows, db_rows, ds_prev, recurrent)
         for tile in prange(n_parts * n_chunks):
             part, r0, r1 = tile_rows(tile, n_parts, n_chunks, block_rows, batch)
             backward_carry(0, part, r0, r1, block_rows, w_hh, dgh, ds, ds_prev, recurrent)
