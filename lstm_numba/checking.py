@@ -17,6 +17,8 @@ A gate gets:
 - ``elementwise``: for a gate declared ``elementwise``, the step on the hidden units split
   into two parts (the engine's part-major layout) gives what the step on the whole row
   gives, forward and backward; a gate that mixes units must not declare it;
+- ``additive``: for a gate declared ``additive``, the step given ``(gx + gh, 0)`` gives
+  what it gives for ``(gx, gh)``, and its backward writes ``dgx == dgh``;
 - ``float32 step``: the float32 step, compiled afresh, has no float64 instruction in it (a
   Python float literal or an integer count promotes float32 arithmetic to float64, which
   slows every kernel and is easy to miss);
@@ -369,6 +371,27 @@ def _check_gate_elementwise(kernels, gate) -> tuple:
     return True, f"s_next, dgx, dgh, ds_prev and dp agree with the hidden units split into {parts} parts"
 
 
+def _check_gate_additive(kernels, gate) -> tuple:
+    """Feed the gate (gx + gh, 0) as the engine does, and compare with (gx, gh)."""
+    if not gate.additive:
+        return True, "not declared: the engine passes gx and gh apart"
+    prob = _step_problem(gate, _GATE_HIDDEN, seed=7, spread=0.7)
+    folded = _StepProblem(gx=prob.gx + prob.gh, gh=np.zeros_like(prob.gh), s_prev=prob.s_prev, p=prob.p, w=prob.w)
+    apart, summed = _step_backward(kernels, prob, math.inf), _step_backward(kernels, folded, math.inf)
+    problems = []
+    if not np.allclose(_step_forward(kernels, folded, math.inf), _step_forward(kernels, prob, math.inf),
+                       rtol=1e-12, atol=1e-12):
+        problems.append("s_next changes when gh is folded into gx")
+    if not np.allclose(apart["gx"], apart["gh"], rtol=1e-12, atol=1e-12):
+        problems.append("dgx differs from dgh")
+    for key, label in (("gx", "dgx"), ("s_prev", "ds_prev"), ("p", "dp")):
+        if not np.allclose(summed[key], apart[key], rtol=1e-12, atol=1e-12):
+            problems.append(f"{label} changes when gh is folded into gx")
+    if problems:
+        return False, f"declared additive, but {'; '.join(problems)} (set additive=False)"
+    return True, "s_next, dgx, ds_prev and dp depend on gx + gh only, and dgx == dgh"
+
+
 _PROMOTIONS = {
     "float to double": re.compile(r"fpext float [^\n]* to double"),
     "int to double": re.compile(r"[su]itofp [^\n]* to double"),
@@ -467,6 +490,7 @@ def _check_gate(report: PluginReport, entry, name: str) -> None:
         _run(report, "gradient with clip", _check_gate_gradient_clip, kernels, gate)
         _run(report, "writes", _check_gate_writes, kernels, gate)
         _run(report, "elementwise", _check_gate_elementwise, kernels, gate)
+        _run(report, "additive", _check_gate_additive, kernels, gate)
     _run(report, "float32 step", _check_gate_float32, entry, gate)
     for dtype in ("float64", "float32"):
         _run(report, f"layer {dtype}", _check_gate_layer, name, dtype)

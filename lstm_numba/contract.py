@@ -111,7 +111,13 @@ class Gate:
     ``dp``) depends only on unit j of each block of the inputs, as in LSTM, GRU and
     peephole (layer norm, which mixes units, is not). The engine may then run the gate on
     slices of the hidden units in parallel, which is much faster for large layers.
-    ``lstm-numba plugins --check`` verifies the claim.
+    ``additive``: the gate reads ``gx`` and ``gh`` only through their sum ``gx + gh``
+    (element by element), so that ``dgx == dgh``, as in LSTM and peephole (GRU, whose
+    reset gate multiplies ``gh``, is not). The engine then passes the sum as ``gx`` and
+    zeros as ``gh``, and keeps one pre-activation array and one gradient array instead
+    of two each: less memory and less memory traffic.
+
+    ``lstm-numba plugins check`` verifies both claims.
     """
 
     n_blocks: int
@@ -120,6 +126,7 @@ class Gate:
     backward: Callable
     extra_params: tuple = field(default_factory=tuple)
     elementwise: bool = False
+    additive: bool = False
     doc: str = ""
 
 

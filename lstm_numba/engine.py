@@ -154,8 +154,30 @@ class DirectionWeights:
         batch = state.shape[0]
         parts = self.tiling.parts
         width = state.shape[1] // (n_state * parts)
-        return np.ascontiguousarray(state.reshape(batch, parts, n_state, width).transpose(2, 0, 1, 3)
-                                    .reshape(n_state, batch, parts * width))
+        return state.reshape(batch, parts, n_state, width).transpose(2, 0, 1, 3).reshape(n_state, batch, -1).copy()
+
+
+#: Byte alignment of every array the time loops write: a cache line, so that hidden parts
+#: (each a multiple of 16 floats wide in practice) never share a line between threads.
+#: NumPy's own arrays sit 16 bytes past a line, which measured 1-3 ms of false sharing per
+#: medium backward pass.
+ALIGNMENT = 64
+
+
+def aligned_empty(shape: tuple, dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts on a cache line."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape))
+    buffer = np.empty(size * dtype.itemsize + ALIGNMENT, dtype=np.uint8)
+    offset = -buffer.ctypes.data % ALIGNMENT
+    return buffer[offset:offset + size * dtype.itemsize].view(dtype).reshape(shape)
+
+
+def aligned_zeros(shape: tuple, dtype) -> np.ndarray:
+    """A zero-filled :func:`aligned_empty`."""
+    array = aligned_empty(shape, dtype)
+    array.fill(0)
+    return array
 
 
 class Workspace:
@@ -176,21 +198,56 @@ class Workspace:
         """An uninitialised array of ``shape`` for ``role``, reusing the kept one if it fits."""
         kept = self._arrays.get(role)
         if kept is None or kept.dtype != dtype or kept.shape[1:] != shape[1:] or kept.shape[0] < shape[0]:
-            kept = self._arrays[role] = np.empty(shape, dtype=dtype)
+            kept = self._arrays[role] = aligned_empty(shape, dtype)
         return kept[:shape[0]]
 
 
 @dataclass
+class BackwardScratch:
+    """Scratch of the backward time loop, cache-line aligned (see :data:`ALIGNMENT`).
+
+    ds_prev    (B, S*H)        the direct part of dLoss/d(state before the step)
+    recurrent  (U, B, W)       dgh @ W_hh for one step, per hidden part
+    dgh_rows   (U * C, G/U)    one row per tile: where an additive gate writes its dgh
+    """
+
+    ds_prev: np.ndarray
+    recurrent: np.ndarray
+    dgh_rows: np.ndarray
+
+    @classmethod
+    def allocate(cls, tile: Tiling, batch: int, n_state: int, hidden: int, n_gates: int, dtype) -> "BackwardScratch":
+        return cls(aligned_empty((batch, n_state * hidden), dtype),
+                   aligned_empty((tile.parts, batch, hidden // tile.parts), dtype),
+                   aligned_empty((tile.parts * tile.chunks, n_gates // tile.parts), dtype))
+
+
+def reversal_index(lengths: np.ndarray, steps: int) -> np.ndarray:
+    """Index (T, B) that reverses each row's valid steps and leaves padded steps in place.
+
+    ``reorder(a, index)`` turns a reverse direction's time order into step order; applied
+    again it turns step order back (the reordering is its own inverse).
+    """
+    step = np.arange(steps)[:, None]
+    return np.where(step < lengths[None, :], lengths[None, :] - 1 - step, step)
+
+
+def reorder(array: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``array`` (T, B, F) with row b's step s taken from step ``index[s, b]``."""
+    return np.take_along_axis(array, index[:, :, None], axis=0)
+
+
+@dataclass
 class DirectionTape:
-    """What backward needs from one direction of one layer.
+    """What backward needs from one direction of one layer, everything in step order.
 
     x        (T, B, I)       the layer input
-    gx       (T, B, G)       input projections, by time index, part-major
-    states   (T + 1, B, S*H) states before each step, by step index, part-major
-    h        (T + 1, B, H)   h before each step, by step index
-    gh       (T, U, B, G/U)  recurrent projections, by step index
+    gx       (T, B, G)       input projections (plus gh for an additive gate), part-major
+    states   (T + 1, B, S*H) states before each step, part-major
+    h        (T + 1, B, H)   h before each step
+    gh       (T_g, U, B, G/U) recurrent projections (T_g = 1, scratch, for an additive gate)
     lengths  (B,)
-    reverse  bool
+    order    (T, B) or None  the reversal index of a reverse direction
     weights  the parameters forward ran with, in the kernels' layout
     """
 
@@ -200,8 +257,9 @@ class DirectionTape:
     h: np.ndarray
     gh: np.ndarray
     lengths: np.ndarray
-    reverse: bool
+    order: np.ndarray | None
     weights: DirectionWeights
+    additive: bool
 
 
 @dataclass
@@ -217,19 +275,22 @@ class DirectionGrads:
     state: np.ndarray
 
 
-def forward_direction(kernels, elementwise, workspace, x, w_ih, w_hh, b_ih, b_hh, extra, clip, lengths, reverse,
-                      state0, keep_tape):
-    """Run one direction over ``x`` (T, B, I) from ``state0`` (S, B, H).
+def forward_direction(kernels, gate, workspace, x, w_ih, w_hh, b_ih, b_hh, extra, clip, lengths, reverse, state0,
+                      keep_tape):
+    """Run one direction of ``gate`` over ``x`` (T, B, I) from ``state0`` (S, B, H).
 
-    ``elementwise`` says whether the gate allows splitting the hidden units (see
-    :func:`tiling`); the tape's arrays come from ``workspace``. Returns ``y`` (T, B, H), the final state (S, B, H) and a
-    :class:`DirectionTape` (or None when ``keep_tape`` is false).
+    The tape's arrays come from ``workspace``. Returns ``y`` (T, B, H), the final state
+    (S, B, H) and a :class:`DirectionTape` (or None when ``keep_tape`` is false).
     """
     steps, batch, _ = x.shape
     n_gates, hidden = w_hh.shape
     dtype = x.dtype
-    weights = DirectionWeights.prepare(tiling(elementwise, batch, hidden, n_gates), w_ih, w_hh, b_ih, b_hh, extra)
+    weights = DirectionWeights.prepare(tiling(gate.elementwise, batch, hidden, n_gates), w_ih, w_hh, b_ih, b_hh,
+                                       extra)
     tile = weights.tiling
+    order = reversal_index(lengths, steps) if reverse else None
+    if reverse:
+        x = reorder(x, order)
     n_state = state0.shape[0]
     n_slots = steps + 1 if keep_tape else 2
     gx = workspace.array("gx", (steps, batch, n_gates), dtype)
@@ -237,16 +298,17 @@ def forward_direction(kernels, elementwise, workspace, x, w_ih, w_hh, b_ih, b_hh
     states[0] = weights.state_to_kernel(state0)
     h = workspace.array("h", (n_slots, batch, hidden), dtype)
     h[0] = state0[0]
-    gh = workspace.array("gh", (steps if keep_tape else 1, tile.parts, batch, n_gates // tile.parts), dtype)
-    y = np.empty((steps, batch, hidden), dtype=dtype)
+    gh_steps = steps if keep_tape and not gate.additive else 1
+    gh = workspace.array("gh", (gh_steps, tile.parts, batch, n_gates // tile.parts), dtype)
+    y = aligned_empty((steps, batch, hidden), dtype)
     with blas_single_thread():
         gemm.input_projection(x.reshape(steps * batch, -1), weights.w_ih, weights.b_ih,
                               gx.reshape(steps * batch, n_gates), gemm.gemm_block_rows(steps * batch))
         kernels.forward_sequence(gx, weights.w_hh_t, weights.b_hh, weights.extra, dtype.type(clip), lengths,
-                                 reverse, tile.chunks, tile.block_rows, states, h, gh, y)
+                                 tile.chunks, tile.block_rows, states, h, gh, y)
     final = weights.state_from_kernel(states[steps % n_slots], n_state)
-    tape = DirectionTape(x, gx, states, h, gh, lengths, reverse, weights) if keep_tape else None
-    return y, final, tape
+    tape = DirectionTape(x, gx, states, h, gh, lengths, order, weights, gate.additive) if keep_tape else None
+    return (reorder(y, order) if reverse else y), final, tape
 
 
 def backward_direction(kernels, workspace, tape: DirectionTape, clip, dy, dstate) -> DirectionGrads:
@@ -257,17 +319,20 @@ def backward_direction(kernels, workspace, tape: DirectionTape, clip, dy, dstate
     weights = tape.weights
     tile = weights.tiling
     n_state, _, hidden = dstate.shape
-    ds = np.ascontiguousarray(weights.state_to_kernel(dstate), dtype=dtype)
+    dy = np.ascontiguousarray(dy) if tape.order is None else reorder(dy, tape.order)
+    ds = aligned_empty((batch, n_state * hidden), dtype)
+    ds[:] = weights.state_to_kernel(dstate)
     dgx = workspace.array("dgx", tape.gx.shape, dtype)
-    dgh = workspace.array("dgh", tape.gx.shape, dtype)
-    dp_rows = np.zeros((batch, weights.extra.size), dtype=dtype)
-    db_rows = np.zeros((2, batch, n_gates), dtype=dtype)
+    dgh = dgx if tape.additive else workspace.array("dgh", tape.gx.shape, dtype)
+    dp_rows = aligned_zeros((batch, weights.extra.size), dtype)
+    db_rows = aligned_zeros((2, batch, n_gates), dtype)
+    scratch = BackwardScratch.allocate(tile, batch, n_state, hidden, n_gates, dtype)
     w_ih_grad, w_hh_grad = np.empty_like(weights.w_ih), np.empty_like(weights.w_hh)
     x_grad = np.empty_like(tape.x)
     with blas_single_thread():
         kernels.backward_sequence(tape.gx, weights.hidden_parts_of_w_hh(), weights.extra, dtype.type(clip),
-                                  tape.lengths, tape.reverse, tile.chunks, tile.block_rows, tape.states, tape.gh,
-                                  np.ascontiguousarray(dy), ds, dgx, dgh, dp_rows, db_rows)
+                                  tape.lengths, tile.chunks, tile.block_rows, tape.states, tape.gh, dy, ds, dgx, dgh,
+                                  dp_rows, db_rows, scratch.ds_prev, scratch.recurrent, scratch.dgh_rows)
         dgx2 = dgx.reshape(rows, n_gates)
         slabs = gemm.reduction_parts(rows), n_gates
         gemm.weight_gradients(dgx2, tape.x.reshape(rows, -1), w_ih_grad,
@@ -275,10 +340,11 @@ def backward_direction(kernels, workspace, tape: DirectionTape, clip, dy, dstate
         gemm.weight_gradients(dgh.reshape(rows, n_gates), tape.h[:steps].reshape(rows, -1), w_hh_grad,
                               workspace.array("slabs_hh", slabs + (hidden,), dtype))
         gemm.input_gradient(dgx2, weights.w_ih, x_grad.reshape(rows, -1), gemm.gemm_block_rows(rows))
-    b_ih_grad, b_hh_grad = db_rows.sum(axis=1)
+    b_ih_grad = db_rows[0].sum(axis=0)
+    b_hh_grad = b_ih_grad.copy() if tape.additive else db_rows[1].sum(axis=0)
     return DirectionGrads(
         w_ih=weights.to_natural(w_ih_grad), w_hh=weights.to_natural(w_hh_grad),
         b_ih=weights.to_natural(b_ih_grad), b_hh=weights.to_natural(b_hh_grad),
-        extra=weights.to_natural(dp_rows.sum(axis=0)), x=x_grad,
+        extra=weights.to_natural(dp_rows.sum(axis=0)), x=x_grad if tape.order is None else reorder(x_grad, tape.order),
         state=weights.state_from_kernel(ds, n_state),
     )

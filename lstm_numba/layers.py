@@ -256,8 +256,8 @@ class LSTM(ParameterOwner):
                 w_ih, w_hh, b_ih, b_hh, extra = self._slot_params(slot)
                 index = layer * self.num_directions + direction
                 y_dir, final, tape = engine.forward_direction(
-                    self.kernels, self.gate.elementwise, self._workspaces[slot], layer_input, w_ih, w_hh, b_ih, b_hh, extra, self.clip, lengths,
-                    bool(direction), np.ascontiguousarray(states0[:, index]), keep_tape)
+                    self.kernels, self.gate, self._workspaces[slot], layer_input, w_ih, w_hh, b_ih, b_hh, extra,
+                    self.clip, lengths, bool(direction), np.ascontiguousarray(states0[:, index]), keep_tape)
                 finals[:, index] = final
                 tapes[slot] = tape
                 outputs.append(y_dir)
@@ -296,8 +296,8 @@ class LSTM(ParameterOwner):
                 slot = self._slots[layer * self.num_directions + direction]
                 index = layer * self.num_directions + direction
                 hidden = slice(direction * self.hidden_size, (direction + 1) * self.hidden_size)
-                g = engine.backward_direction(self.kernels, self._workspaces[slot], tapes[slot], self.clip, d_output[:, :, hidden],
-                                              dstates[:, index])
+                g = engine.backward_direction(self.kernels, self._workspaces[slot], tapes[slot], self.clip,
+                                              d_output[:, :, hidden], dstates[:, index])
                 self._store_grads(grads, slot, g)
                 dstates0[:, index] = g.state
                 d_input = g.x if d_input is None else d_input + g.x

@@ -89,3 +89,11 @@ def test_reused_arrays_never_leak_into_results(rng):
     for key, value in g_ref.params.items():
         np.testing.assert_array_equal(g_short.params[key], value)
     np.testing.assert_array_equal(g_short.x, g_ref.x)
+
+
+def test_final_state_is_not_a_view_of_reused_arrays(rng):
+    gru = ln.GRU(3, 4, seed=0)
+    _, h_first = gru(rng.standard_normal((5, 2, 3)))
+    kept = h_first.copy()
+    gru(rng.standard_normal((5, 2, 3)))
+    np.testing.assert_array_equal(h_first, kept)

@@ -12,12 +12,14 @@ import importlib
 import sys
 import textwrap
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import lstm_numba as ln
-from lstm_numba import registry
+import lstm_numba_plugins.gates.gru
+from lstm_numba import checking, registry
 from lstm_numba.registry import REGISTRY, PluginError
 
 BUILTIN_GATES = {"lstm", "peephole", "coupled", "gru"}
@@ -362,19 +364,33 @@ def test_check_plugin_reports_a_wrong_gate_backward(fake):
     assert text.splitlines()[0].startswith("gate 'sloppy' from sloppy-gates 0.0.1") and "FAILED" in text
 
 
+def _step_check(check, gate_name):
+    """Run one of check_plugin's step-level checks alone (compiles the float64 step only)."""
+    entry = registry.get_gate(gate_name)
+    return check(checking._gate_kernels(entry, "float64"), entry.obj)
+
+
 def test_check_plugin_catches_a_false_elementwise_claim(fake):
     fake.module("lnt_mixing_gate", MIXING_GATE)
     fake.distribution("mixing-gates", "0.0.1", gates={"mixing": "lnt_mixing_gate:gate"})
-    report = ln.check_plugin("mixing")
-    failed = {c.name: c.detail for c in report.failed}
-    assert list(failed) == ["elementwise"], report
-    assert "s_next" in failed["elementwise"] and "set elementwise=False" in failed["elementwise"]
-    honest = MIXING_GATE.replace(", elementwise=True", "")
-    fake.module("lnt_mixing_gate_honest", honest)
+    ok, detail = _step_check(checking._check_gate_elementwise, "mixing")
+    assert not ok and "s_next" in detail and "set elementwise=False" in detail
+    assert _step_check(checking._check_gate_gradient, "mixing")[0]  # the gate itself is right
+    fake.module("lnt_mixing_gate_honest", MIXING_GATE.replace(", elementwise=True", ""))
     fake.distribution("mixing-gates-honest", "0.0.1", gates={"mixing_honest": "lnt_mixing_gate_honest:gate"})
-    report = ln.check_plugin("mixing_honest")
-    assert report.ok, report
-    assert "not declared" in next(c.detail for c in report.checks if c.name == "elementwise")
+    ok, detail = _step_check(checking._check_gate_elementwise, "mixing_honest")
+    assert ok and "not declared" in detail
+
+
+def test_check_plugin_catches_a_false_additive_claim(fake):
+    """The GRU multiplies gh by its reset gate: declared additive, the additive check fails."""
+    gru = Path(lstm_numba_plugins.gates.gru.__file__).read_text()
+    assert "elementwise=True," in gru
+    fake.module("lnt_gru_additive", gru.replace("elementwise=True,", "elementwise=True, additive=True,"))
+    fake.distribution("additive-gru", "0.0.1", gates={"gru_additive": "lnt_gru_additive:gate"})
+    ok, detail = _step_check(checking._check_gate_additive, "gru_additive")
+    assert not ok and "changes when gh is folded into gx" in detail and "dgx differs from dgh" in detail
+    assert _step_check(checking._check_gate_elementwise, "gru_additive")[0]
 
 
 # --------------------------------------------------------------------------- duplicates

@@ -49,6 +49,7 @@ import {ract.module} as _ract_module
 _gate = _gate_module.{gate.attr}
 gate_forward = _gate.forward
 gate_backward = _gate.backward
+ADDITIVE = bool(_gate.additive)
 
 _act = _act_module.{act.attr}
 _act_forward = _act.forward

@@ -20,13 +20,18 @@ whatever ``NUMBA_NUM_THREADS`` is. BLAS calls run single-threaded inside Numba's
 (the caller holds the pools). The hoisted GEMMs, which do not depend on the gate, live in
 :mod:`lstm_numba.kernels.gemm`.
 
-Row ``b`` is active at step ``s`` while ``s < lengths[b]``. Its time index is ``s`` going
-forward and ``lengths[b] - 1 - s`` in reverse, so the reverse direction starts at each
-row's own last valid step. Inactive rows keep their state and output zeros.
+Row ``b`` is active at step ``s`` while ``s < lengths[b]``; inactive rows keep their state
+and output zeros. The kernels run in step order only: for the reverse direction the engine
+reverses each row's valid steps beforehand (and the outputs back afterwards).
+
+An *additive* gate (``Gate.additive``) reads ``gx`` and ``gh`` only through ``gx + gh``, so
+``dgx == dgh``: forward folds ``gh`` into ``gx`` and hands the gate a zero ``gh``, and
+backward keeps one gradient array. That saves two of the largest arrays' memory traffic.
 """
 
 # Placeholders so that this file imports on its own; codegen replaces them.
 gate_forward = gate_backward = act = ract = None
+ADDITIVE = False
 FASTMATH: set = set()
 
 # ----------------------------------------------------------------- TEMPLATE BODY
@@ -34,12 +39,6 @@ import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
 from lstm_numba.kernels.gemm import split  # noqa: E402
-
-
-@njit(inline="always")
-def time_index(step, length, reverse):
-    """Time index that a row of ``length`` valid steps processes at loop ``step``."""
-    return length - 1 - step if reverse else step
 
 
 @njit(inline="always")
@@ -65,8 +64,8 @@ def tile_rows(tile, n_parts, n_chunks, block_rows, batch):
 
 
 @njit(inline="always")
-def forward_tile(s, part, r0, r1, block_rows, gx, w_hh_t, b_hh, p, clip, lengths, reverse, states, h_hist,
-                 gh_hist, y):
+def forward_tile(s, part, r0, r1, block_rows, gx, w_hh_t, b_hh, p, clip, lengths, states, h_hist, gh_hist, y,
+                 zero_gates):
     """Step ``s`` for rows [r0, r1) and the hidden units of ``part`` (see forward_sequence)."""
     n_parts, hidden, part_gates = w_hh_t.shape
     width = hidden // n_parts
@@ -85,24 +84,26 @@ def forward_tile(s, part, r0, r1, block_rows, gx, w_hh_t, b_hh, p, clip, lengths
     blocked_dot(h_hist[src], w_hh_t[part], gh, r0, r1, block_rows)
     # Loops index 1-D views with the loop variable only, so that LLVM vectorises them.
     for b in range(r0, r1):
-        length = lengths[b]
         h_next = h_hist[dst, b, u0:u0 + width]
         s_next = states[dst, b, s0:s0 + part_state]
-        if s < length:
-            t = time_index(s, length, reverse)
+        y_row = y[s, b, u0:u0 + width]
+        if s < lengths[b]:
+            gx_row = gx[s, b, g0:g0 + part_gates]
             gh_row = gh[b]
-            for j in range(part_gates):
-                gh_row[j] += bias[j]
-            gate_forward(gx[t, b, g0:g0 + part_gates], gh_row, states[src, b, s0:s0 + part_state], p_part, clip,
-                         act, ract, s_next)
-            y_row = y[t, b, u0:u0 + width]
+            if ADDITIVE:  # fold gh into gx: the tape keeps one pre-activation array
+                for j in range(part_gates):
+                    gx_row[j] += gh_row[j] + bias[j]
+                gh_row = zero_gates
+            else:
+                for j in range(part_gates):
+                    gh_row[j] += bias[j]
+            gate_forward(gx_row, gh_row, states[src, b, s0:s0 + part_state], p_part, clip, act, ract, s_next)
             for j in range(width):
                 h_next[j] = s_next[j]
                 y_row[j] = s_next[j]
         else:
             s_prev = states[src, b, s0:s0 + part_state]
             h_prev = h_hist[src, b, u0:u0 + width]
-            y_row = y[s, b, u0:u0 + width]
             for j in range(part_state):
                 s_next[j] = s_prev[j]
             for j in range(width):
@@ -111,22 +112,21 @@ def forward_tile(s, part, r0, r1, block_rows, gx, w_hh_t, b_hh, p, clip, lengths
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
-def forward_sequence(gx, w_hh_t, b_hh, p, clip, lengths, reverse, n_chunks, block_rows, states, h_hist, gh_hist,
-                     y):
-    """Run one direction of one layer over the whole sequence.
+def forward_sequence(gx, w_hh_t, b_hh, p, clip, lengths, n_chunks, block_rows, states, h_hist, gh_hist, y):
+    """Run one direction of one layer over the whole sequence, in step order.
 
     Vectors of ``k`` blocks of H (gate pre-activations, states, extra parameters) are
     *part-major*: the hidden units are split into U equal parts of W = H / U, and each
     part holds its k blocks of W contiguously. A gate applied to one part is the same gate
     with H = W. U = 1 is the plain layout.
 
-    gx         (T, B, G)       in: x_t @ W_ih^T + b_ih for every step, part-major
+    gx         (T, B, G)       in: x_s @ W_ih^T + b_ih for every step, part-major. For an
+                               additive gate, out: gx + gh, what the gate saw
     w_hh_t     (U, H, G/U)     in: W_hh^T, one contiguous column part per hidden part
     b_hh       (G,)            in: part-major
     p          (P,)            in: extra gate parameters, part-major
     clip       scalar          in: cell clip (inf when off)
     lengths    (B,) int64      in: valid steps per row, 1..T
-    reverse    bool            in: run the reverse direction
     n_chunks   int             in: row chunks, each a run of whole row blocks
     block_rows int             in: rows per recurrent GEMM block (fixed for a given shape)
     states     (T_s, B, S*H)   in/out: part-major; states[0] holds the initial state. With
@@ -136,29 +136,32 @@ def forward_sequence(gx, w_hh_t, b_hh, p, clip, lengths, reverse, n_chunks, bloc
     h_hist     (T_s, B, H)     in/out: the h part of ``states`` in the plain layout (the
                                recurrent GEMM's input); h_hist[0] holds h_0
     gh_hist    (T_g, U, B, G/U) out: h_{s-1} @ W_hh^T + b_hh per part; T_g = T keeps every
-                               step for backward, T_g = 1 keeps only scratch
-    y          (T, B, H)       out: h_t at valid steps, zeros at padded ones
+                               step for backward, T_g = 1 keeps only scratch (always, for
+                               an additive gate)
+    y          (T, B, H)       out: h_s at valid steps, zeros at padded ones
 
-    With U = 1 each chunk runs all T steps for its rows: no barrier per step. With U > 1
-    every step is split into U * n_chunks tiles and ends with a barrier, since each part's
-    GEMM reads the whole h_{s-1}; each weight part is then packed by one thread only.
+    One parallel region runs the tiles over a group of steps. With U = 1 the group is all T
+    steps: each row chunk runs the whole sequence, with no barrier per step. With U > 1 the
+    group is one step and every step ends with a barrier, since each part's GEMM reads the
+    whole h_{s-1}; each weight part is then packed by one thread only.
     Tile shapes depend on the problem's shape only, never on the thread count, so results
     are bitwise reproducible whatever ``NUMBA_NUM_THREADS`` is.
     """
-    n_parts = w_hh_t.shape[0]
+    n_parts, _, part_gates = w_hh_t.shape
     n_steps, batch, _ = gx.shape
+    zero_gates = np.zeros(part_gates, dtype=gx.dtype)
     if n_parts == 1:
         for chunk in prange(n_chunks):
             part, r0, r1 = tile_rows(chunk, 1, n_chunks, block_rows, batch)
             for s in range(n_steps):
-                forward_tile(s, part, r0, r1, block_rows, gx, w_hh_t, b_hh, p, clip, lengths, reverse, states,
-                             h_hist, gh_hist, y)
+                forward_tile(s, part, r0, r1, block_rows, gx, w_hh_t, b_hh, p, clip, lengths, states, h_hist,
+                             gh_hist, y, zero_gates)
     else:
         for s in range(n_steps):
             for tile in prange(n_parts * n_chunks):
                 part, r0, r1 = tile_rows(tile, n_parts, n_chunks, block_rows, batch)
-                forward_tile(s, part, r0, r1, block_rows, gx, w_hh_t, b_hh, p, clip, lengths, reverse, states,
-                             h_hist, gh_hist, y)
+                forward_tile(s, part, r0, r1, block_rows, gx, w_hh_t, b_hh, p, clip, lengths, states, h_hist,
+                             gh_hist, y, zero_gates)
 
 
 @njit(inline="always")
@@ -179,9 +182,9 @@ def backward_carry(s, part, r0, r1, block_rows, w_hh, dgh, ds, ds_prev, recurren
 
 
 @njit(inline="always")
-def backward_tile(s, part, r0, r1, block_rows, gx, w_hh, p, clip, lengths, reverse, states, gh_hist, dy, ds,
-                  dgx, dgh, dp_rows, db_rows, ds_prev, recurrent):
-    """Carry step ``s + 1`` into ``ds``, then the gate's backward of step ``s``, for one tile."""
+def backward_tile(s, tile, part, r0, r1, block_rows, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds, dgx, dgh,
+                  dp_rows, db_rows, ds_prev, recurrent, zero_gates, dgh_scratch):
+    """Carry step ``s + 1`` into ``ds``, then the gate's backward of step ``s`` (none for s = -1)."""
     n_steps = dgh.shape[0]
     n_parts, _, width = w_hh.shape
     part_gates = dgh.shape[2] // n_parts
@@ -194,29 +197,33 @@ def backward_tile(s, part, r0, r1, block_rows, gx, w_hh, p, clip, lengths, rever
     p_part = p[p0:p0 + part_p]
     if s + 1 < n_steps:
         backward_carry(s + 1, part, r0, r1, block_rows, w_hh, dgh, ds, ds_prev, recurrent)
+    if s < 0:
+        return
     for b in range(r0, r1):
-        length = lengths[b]
         ds_row = ds[b, s0:s0 + part_state]
         ds_prev_row = ds_prev[b, s0:s0 + part_state]
-        if s < length:
-            t = time_index(s, length, reverse)
-            dy_row = dy[t, b, u0:u0 + width]
+        dgx_row = dgx[s, b, g0:g0 + part_gates]
+        db_ih_row = db_rows[0, b, g0:g0 + part_gates]
+        if s < lengths[b]:
+            dy_row = dy[s, b, u0:u0 + width]
             for j in range(width):
                 ds_row[j] += dy_row[j]
-            dgx_row = dgx[t, b, g0:g0 + part_gates]
-            dgh_row = dgh[s, b, g0:g0 + part_gates]
-            gate_backward(
-                gx[t, b, g0:g0 + part_gates], gh_hist[s, part, b], states[s, b, s0:s0 + part_state], p_part, clip,
-                act, ract, ds_row, dgx_row, dgh_row, ds_prev_row, dp_rows[b, p0:p0 + part_p],
-            )
-            db_ih_row = db_rows[0, b, g0:g0 + part_gates]
-            db_hh_row = db_rows[1, b, g0:g0 + part_gates]
+            if ADDITIVE:  # dgh is dgx: the gate writes its copy to scratch
+                gh_row = zero_gates
+                dgh_row = dgh_scratch[tile]
+            else:
+                gh_row = gh_hist[s, part, b]
+                dgh_row = dgh[s, b, g0:g0 + part_gates]
+            gate_backward(gx[s, b, g0:g0 + part_gates], gh_row, states[s, b, s0:s0 + part_state], p_part, clip, act,
+                          ract, ds_row, dgx_row, dgh_row, ds_prev_row, dp_rows[b, p0:p0 + part_p])
             for j in range(part_gates):
                 db_ih_row[j] += dgx_row[j]
-                db_hh_row[j] += dgh_row[j]
+            if not ADDITIVE:
+                db_hh_row = db_rows[1, b, g0:g0 + part_gates]
+                for j in range(part_gates):
+                    db_hh_row[j] += dgh_row[j]
         else:
             dgh_row = dgh[s, b, g0:g0 + part_gates]
-            dgx_row = dgx[s, b, g0:g0 + part_gates]
             for j in range(part_gates):
                 dgh_row[j] = 0.0
                 dgx_row[j] = 0.0
@@ -225,49 +232,56 @@ def backward_tile(s, part, r0, r1, block_rows, gx, w_hh, p, clip, lengths, rever
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
-def backward_sequence(gx, w_hh, p, clip, lengths, reverse, n_chunks, block_rows, states, gh_hist, dy, ds, dgx,
-                      dgh, dp_rows, db_rows):
-    """Backpropagate one direction of one layer through the whole sequence.
+def backward_sequence(gx, w_hh, p, clip, lengths, n_chunks, block_rows, states, gh_hist, dy, ds, dgx, dgh, dp_rows,
+                      db_rows, ds_prev, recurrent, dgh_scratch):
+    """Backpropagate one direction of one layer through the whole sequence, in step order.
 
-    gx, p, clip, lengths, reverse, n_chunks, block_rows, states, gh_hist   as in
-                           ``forward_sequence`` (states and gh_hist as training kept them)
+    gx, p, clip, lengths, n_chunks, block_rows, states, gh_hist   as in
+                           ``forward_sequence`` (as training left them)
     w_hh     (U, G, W)     in: W_hh with part-major rows, one contiguous column part per
                            hidden part (W = H / U)
     dy       (T, B, H)     in: dLoss/dy
     ds       (B, S*H)      in: dLoss/d(final state); out: dLoss/d(initial state); part-major
-    dgx      (T, B, G)     out: dLoss/dgx by time index, zeros at padded steps; part-major
-    dgh      (T, B, G)     out: dLoss/dgh by step index; part-major
+    dgx      (T, B, G)     out: dLoss/dgx, zeros at padded steps; part-major
+    dgh      (T, B, G)     out: dLoss/dgh, the same; for an additive gate the caller passes
+                           ``dgx`` itself (the two are equal)
     dp_rows  (B, P)        out: per-row dLoss/dp, part-major; the caller zero-fills it and
                            sums the rows in a fixed order, so the result does not depend
                            on the tiles
-    db_rows  (2, B, G)     out: per-row sums of dgx (dLoss/db_ih) and of dgh (dLoss/db_hh),
-                           part-major, zero-filled and summed by the caller as dp_rows;
-                           summed here while the rows are in cache
+    db_rows  (2, B, G)     out: per-row sums of dgx (dLoss/db_ih) and of dgh (dLoss/db_hh;
+                           not for an additive gate, where they are equal), part-major,
+                           zero-filled and summed by the caller as dp_rows; summed here
+                           while the rows are in cache
+    ds_prev      (B, S*H)          scratch: the direct part of dLoss/d(state before the step)
+    recurrent    (U, B, W)         scratch: dgh @ W_hh of one step, per part
+    dgh_scratch  (U * n_chunks, G/U) scratch: one row per tile, where an additive gate
+                                   writes its (unused) dgh
 
     Tiles as in ``forward_sequence``. Each step first finishes the one after it
     (ds = ds_prev + dgh[s + 1] @ W_hh, which needs every part of dgh[s + 1]), so one
-    barrier per step suffices when U > 1.
+    barrier per step suffices when U > 1; the loops end with s = -1, which only finishes
+    step 0 and leaves dLoss/d(initial state) in ``ds``.
+
+    Both tilings sit in this one function, not in two: measured, two separate kernels
+    (each with one parallel loop) compiled in half the time but ran 15-60% slower.
     """
-    n_steps, batch, _ = gx.shape
-    n_parts, _, width = w_hh.shape
-    ds_prev = np.empty_like(ds)
-    recurrent = np.empty((n_parts, batch, width), dtype=ds.dtype)
+    n_steps, batch, n_gates = gx.shape
+    n_parts = w_hh.shape[0]
+    n_tiles = n_parts * n_chunks
+    zero_gates = np.zeros(n_gates // n_parts, dtype=gx.dtype)
+    # Steps T - 1 down to 0, then -1: finishing step 0 gives dLoss/d(initial state).
     if n_parts == 1:
         for chunk in prange(n_chunks):
             part, r0, r1 = tile_rows(chunk, 1, n_chunks, block_rows, batch)
-            for s in range(n_steps - 1, -1, -1):
-                backward_tile(s, part, r0, r1, block_rows, gx, w_hh, p, clip, lengths, reverse, states, gh_hist, dy,
-                              ds, dgx, dgh, dp_rows, db_rows, ds_prev, recurrent)
-            backward_carry(0, part, r0, r1, block_rows, w_hh, dgh, ds, ds_prev, recurrent)
+            for s in range(n_steps - 1, -2, -1):
+                backward_tile(s, chunk, part, r0, r1, block_rows, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds,
+                              dgx, dgh, dp_rows, db_rows, ds_prev, recurrent, zero_gates, dgh_scratch)
     else:
-        for s in range(n_steps - 1, -1, -1):
-            for tile in prange(n_parts * n_chunks):
+        for s in range(n_steps - 1, -2, -1):
+            for tile in prange(n_tiles):
                 part, r0, r1 = tile_rows(tile, n_parts, n_chunks, block_rows, batch)
-                backward_tile(s, part, r0, r1, block_rows, gx, w_hh, p, clip, lengths, reverse, states, gh_hist, dy,
-                              ds, dgx, dgh, dp_rows, db_rows, ds_prev, recurrent)
-        for tile in prange(n_parts * n_chunks):
-            part, r0, r1 = tile_rows(tile, n_parts, n_chunks, block_rows, batch)
-            backward_carry(0, part, r0, r1, block_rows, w_hh, dgh, ds, ds_prev, recurrent)
+                backward_tile(s, tile, part, r0, r1, block_rows, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds,
+                              dgx, dgh, dp_rows, db_rows, ds_prev, recurrent, zero_gates, dgh_scratch)
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)

@@ -59,5 +59,5 @@ def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp)
         dc_prev[j] = dc * f
 
 
-gate = Gate(n_blocks=3, state_names=("h", "c"), forward=forward, backward=backward, elementwise=True,
+gate = Gate(n_blocks=3, state_names=("h", "c"), forward=forward, backward=backward, elementwise=True, additive=True,
             doc=__doc__)

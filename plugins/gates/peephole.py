@@ -79,5 +79,6 @@ gate = Gate(
     backward=backward,
     extra_params=(ExtraParam("weight_peephole", blocks=3, init="uniform"),),
     elementwise=True,
+    additive=True,
     doc=__doc__,
 )

@@ -13,7 +13,8 @@ with ``LN(v) = (v - mean(v)) / sqrt(var(v) + EPS)``. The extra parameters, conca
 ``p`` in this order: ``ln_gamma_x`` (4H, ones), ``ln_gamma_h`` (4H, ones), ``ln_beta``
 (4H, zeros), ``ln_gamma_c`` (H, ones), ``ln_beta_c`` (H, zeros).
 
-Layer normalisation couples the units of a row, so unlike the built-in gates the loops
+Layer normalisation couples the units of a row, so unlike the built-in gates this one declares
+neither ``elementwise`` nor ``additive`` (see the plugin guide), and the loops
 below make several passes over the row. They need no scratch memory: forward keeps c_t in
 ``s_next`` until its statistics are known, and backward uses its own outputs (``ds_prev``,
 ``dgx``) as scratch before writing their final values. As the contract asks, per-unit
