@@ -1,6 +1,5 @@
 """Initialisation, modes, dropout, state_dict, determinism across thread counts."""
 
-import json
 import os
 import subprocess
 import sys
