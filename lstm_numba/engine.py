@@ -133,14 +133,13 @@ class DirectionWeights:
         parts = self.tiling.parts
         return np.ascontiguousarray(self.w_hh.reshape(n_gates, parts, hidden // parts).transpose(1, 0, 2))
 
-    def to_natural(self, array: np.ndarray, axis: int = 0) -> np.ndarray:
-        """Undo the part-major order of ``array`` (blocks of H along ``axis``)."""
+    def to_natural(self, array: np.ndarray) -> np.ndarray:
+        """Undo the part-major order of ``array``'s rows (blocks of H)."""
         hidden = self.w_hh.shape[1]
-        if self.tiling.parts == 1 or array.shape[axis] == 0:
+        if self.tiling.parts == 1 or len(array) == 0:
             return array
-        index = part_major(array.shape[axis] // hidden, hidden, self.tiling.parts)
         out = np.empty_like(array)
-        out[(slice(None),) * axis + (index,)] = array
+        out[part_major(len(array) // hidden, hidden, self.tiling.parts)] = array
         return out
 
     def state_to_kernel(self, state: np.ndarray) -> np.ndarray:
