@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
-from lstm_numba.kernels import gemm
+from lstm_numba.kernels import blas, gemm
 
 
 @functools.cache
@@ -32,11 +33,40 @@ def _threadpool_controller():
     return ThreadpoolController()
 
 
+@functools.cache
+def small_kernel_available() -> bool:
+    """Whether every OpenBLAS loaded runs a core with the small-matrix GEMM kernel.
+
+    See :mod:`lstm_numba.kernels.blas`. ``OPENBLAS_CORETYPE`` decides the core, so the
+    answer is fixed for a process.
+    """
+    cores = {str(info.get("architecture", "")).lower() for info in _threadpool_controller().info()
+             if info.get("internal_api") == "openblas"}
+    return bool(cores) and cores <= blas.SMALL_KERNEL_CORES
+
+
+@functools.cache
+def _blas_pools() -> tuple:
+    return tuple(_threadpool_controller().select(user_api="blas").lib_controllers)
+
+
 @contextlib.contextmanager
 def blas_single_thread():
-    """Hold every BLAS pool (NumPy's and SciPy's OpenBLAS) to one thread."""
-    with _threadpool_controller().limit(limits=1, user_api="blas"):
+    """Hold every BLAS pool (NumPy's and SciPy's OpenBLAS) to one thread.
+
+    Talks to the pools threadpoolctl found directly: its ``limit()`` re-reads every
+    library's info on each use, which measured 10 us per call, a few percent of a small
+    layer's forward.
+    """
+    pools = _blas_pools()
+    previous = [pool.num_threads for pool in pools]
+    for pool in pools:
+        pool.set_num_threads(1)
+    try:
         yield
+    finally:
+        for pool, threads in zip(pools, previous):
+            pool.set_num_threads(threads)
 
 
 #: Per-part recurrent GEMM work (flops per step) from which an elementwise gate's hidden
@@ -52,16 +82,23 @@ HIDDEN_SPLIT_MIN_UNITS = 16
 class Tiling:
     """How the time loops split one step: ``parts`` hidden parts times ``chunks`` row chunks.
 
-    A function of the shapes and the machine's core count only (never of
+    ``forward_blocks`` and ``backward_blocks`` are the (rows, columns, depth) blocks of
+    each loop's recurrent GEMM (:func:`lstm_numba.kernels.blas.gemm_blocks`). A function of
+    the shapes, the machine's core count and its BLAS core only (never of
     ``NUMBA_NUM_THREADS``), so results are bitwise identical whatever the thread count.
     """
 
     parts: int
     chunks: int
-    block_rows: int
+    forward_blocks: tuple
+    backward_blocks: tuple
+
+    @property
+    def block_rows(self) -> int:
+        return self.forward_blocks[0]
 
 
-def tiling(elementwise: bool, batch: int, hidden: int, n_gates: int) -> Tiling:
+def tiling(elementwise: bool, batch: int, hidden: int, n_gates: int, itemsize: int) -> Tiling:
     """Choose the tiling for a gate and a shape.
 
     Elementwise gates split the hidden units into up to one part per core: a power of two
@@ -84,7 +121,11 @@ def tiling(elementwise: bool, batch: int, hidden: int, n_gates: int) -> Tiling:
         block_rows = min(64, max(8, -(-half // 8) * 8))
     n_blocks = -(-batch // block_rows)
     chunks = n_blocks if parts > 1 else max(1, min(n_blocks, numba.get_num_threads()))
-    return Tiling(parts, chunks, block_rows)
+    width, part_gates = hidden // parts, n_gates // parts
+    small = small_kernel_available()
+    forward_blocks = (block_rows, *blas.gemm_blocks(block_rows, part_gates, hidden, itemsize, small))
+    backward_blocks = (block_rows, *blas.gemm_blocks(block_rows, width, n_gates, itemsize, small))
+    return Tiling(parts, chunks, forward_blocks, backward_blocks)
 
 
 def part_major(n_blocks: int, hidden: int, parts: int) -> np.ndarray:
@@ -124,14 +165,14 @@ class DirectionWeights:
             gates = part_major(n_gates // hidden, hidden, parts)
             w_ih, b_ih, w_hh, b_hh = w_ih[gates], b_ih[gates], w_hh[gates], b_hh[gates]
             extra = extra[part_major(extra.size // hidden, hidden, parts)]
-        w_hh_t = np.ascontiguousarray(w_hh.reshape(parts, n_gates // parts, hidden).transpose(0, 2, 1))
+        w_hh_t = aligned_copy(w_hh.reshape(parts, n_gates // parts, hidden).transpose(0, 2, 1))
         return cls(tiling, np.ascontiguousarray(w_ih), b_ih, w_hh, w_hh_t, b_hh, extra)
 
     def hidden_parts_of_w_hh(self) -> np.ndarray:
         """W_hh as (U, G, W): rows part-major, one contiguous column part per hidden part."""
         n_gates, hidden = self.w_hh.shape
         parts = self.tiling.parts
-        return np.ascontiguousarray(self.w_hh.reshape(n_gates, parts, hidden // parts).transpose(1, 0, 2))
+        return aligned_copy(self.w_hh.reshape(n_gates, parts, hidden // parts).transpose(1, 0, 2))
 
     def to_natural(self, array: np.ndarray) -> np.ndarray:
         """Undo the part-major order of ``array``'s rows (blocks of H)."""
@@ -166,10 +207,21 @@ ALIGNMENT = 64
 def aligned_empty(shape: tuple, dtype) -> np.ndarray:
     """An uninitialised C-contiguous array whose data starts on a cache line."""
     dtype = np.dtype(dtype)
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     buffer = np.empty(size * dtype.itemsize + ALIGNMENT, dtype=np.uint8)
     offset = -buffer.ctypes.data % ALIGNMENT
     return buffer[offset:offset + size * dtype.itemsize].view(dtype).reshape(shape)
+
+
+def aligned_copy(array: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of ``array`` starting on a cache line.
+
+    For the recurrent weights: the small-matrix GEMM kernel reads them unpacked, and
+    measured 68 us against 84 us per medium step with them aligned.
+    """
+    copy = aligned_empty(array.shape, array.dtype)
+    copy[...] = array
+    return copy
 
 
 def aligned_zeros(shape: tuple, dtype) -> np.ndarray:
@@ -206,18 +258,15 @@ class BackwardScratch:
     """Scratch of the backward time loop, cache-line aligned (see :data:`ALIGNMENT`).
 
     ds_prev    (B, S*H)        the direct part of dLoss/d(state before the step)
-    recurrent  (U, B, W)       dgh @ W_hh for one step, per hidden part
     dgh_rows   (U * C, G/U)    one row per tile: where an additive gate writes its dgh
     """
 
     ds_prev: np.ndarray
-    recurrent: np.ndarray
     dgh_rows: np.ndarray
 
     @classmethod
     def allocate(cls, tile: Tiling, batch: int, n_state: int, hidden: int, n_gates: int, dtype) -> "BackwardScratch":
         return cls(aligned_empty((batch, n_state * hidden), dtype),
-                   aligned_empty((tile.parts, batch, hidden // tile.parts), dtype),
                    aligned_empty((tile.parts * tile.chunks, n_gates // tile.parts), dtype))
 
 
@@ -284,8 +333,8 @@ def forward_direction(kernels, gate, workspace, x, w_ih, w_hh, b_ih, b_hh, extra
     steps, batch, _ = x.shape
     n_gates, hidden = w_hh.shape
     dtype = x.dtype
-    weights = DirectionWeights.prepare(tiling(gate.elementwise, batch, hidden, n_gates), w_ih, w_hh, b_ih, b_hh,
-                                       extra)
+    weights = DirectionWeights.prepare(tiling(gate.elementwise, batch, hidden, n_gates, dtype.itemsize), w_ih, w_hh,
+                                       b_ih, b_hh, extra)
     tile = weights.tiling
     order = reversal_index(lengths, steps) if reverse else None
     if reverse:
@@ -301,10 +350,12 @@ def forward_direction(kernels, gate, workspace, x, w_ih, w_hh, b_ih, b_hh, extra
     gh = workspace.array("gh", (gh_steps, tile.parts, batch, n_gates // tile.parts), dtype)
     y = aligned_empty((steps, batch, hidden), dtype)
     with blas_single_thread():
-        gemm.input_projection(x.reshape(steps * batch, -1), weights.w_ih, weights.b_ih,
-                              gx.reshape(steps * batch, n_gates), gemm.gemm_block_rows(steps * batch))
+        # An additive gate's recurrent GEMM accumulates into gx, so gx takes both biases.
+        bias = weights.b_ih + weights.b_hh if gate.additive else weights.b_ih
+        gemm.input_projection(x.reshape(steps * batch, -1), weights.w_ih, bias, gx.reshape(steps * batch, n_gates),
+                              gemm.gemm_block_rows(steps * batch))
         kernels.forward_sequence(gx, weights.w_hh_t, weights.b_hh, weights.extra, dtype.type(clip), lengths,
-                                 tile.chunks, tile.block_rows, states, h, gh, y)
+                                 tile.chunks, tile.forward_blocks, states, h, gh, y)
     final = weights.state_from_kernel(states[steps % n_slots], n_state)
     tape = DirectionTape(x, gx, states, h, gh, lengths, order, weights, gate.additive) if keep_tape else None
     return (reorder(y, order) if reverse else y), final, tape
@@ -330,8 +381,8 @@ def backward_direction(kernels, workspace, tape: DirectionTape, clip, dy, dstate
     x_grad = np.empty_like(tape.x)
     with blas_single_thread():
         kernels.backward_sequence(tape.gx, weights.hidden_parts_of_w_hh(), weights.extra, dtype.type(clip),
-                                  tape.lengths, tile.chunks, tile.block_rows, tape.states, tape.gh, dy, ds, dgx, dgh,
-                                  dp_rows, db_rows, scratch.ds_prev, scratch.recurrent, scratch.dgh_rows)
+                                  tape.lengths, tile.chunks, tile.backward_blocks, tape.states, tape.gh, dy, ds, dgx,
+                                  dgh, dp_rows, db_rows, scratch.ds_prev, scratch.dgh_rows)
         dgx2 = dgx.reshape(rows, n_gates)
         slabs = gemm.reduction_parts(rows), n_gates
         gemm.weight_gradients(dgx2, tape.x.reshape(rows, -1), w_ih_grad,

@@ -18,22 +18,23 @@ def cores(monkeypatch):
 
 def test_elementwise_gates_split_large_layers_into_one_part_per_core(cores):
     cores(2)
-    assert engine.tiling(True, 64, 256, 1024) == engine.Tiling(parts=2, chunks=1, block_rows=64)
+    tile = engine.tiling(True, 64, 256, 1024, 4)
+    assert (tile.parts, tile.chunks, tile.block_rows) == (2, 1, 64)
     cores(8)
-    assert engine.tiling(True, 64, 256, 1024).parts == 8
-    assert engine.tiling(True, 512, 48, 192).parts == 2      # 4 parts would be 12 units wide
-    assert engine.tiling(True, 32, 256, 1024).parts == 4     # 8 parts would be 2 MFLOP each
-    assert engine.tiling(True, 1000, 256, 1024).block_rows == 256
-    assert engine.tiling(True, 1000, 256, 1024).chunks == 4  # 1000 rows in blocks of 256
+    assert engine.tiling(True, 64, 256, 1024, 4).parts == 8
+    assert engine.tiling(True, 512, 48, 192, 4).parts == 2      # 4 parts would be 12 units wide
+    assert engine.tiling(True, 32, 256, 1024, 4).parts == 4     # 8 parts would be 2 MFLOP each
+    assert engine.tiling(True, 1000, 256, 1024, 4).block_rows == 256
+    assert engine.tiling(True, 1000, 256, 1024, 4).chunks == 4  # 1000 rows in blocks of 256
 
 
 def test_no_split_for_other_gates_small_layers_or_one_core(cores):
     cores(2)
-    assert engine.tiling(False, 64, 256, 1024).parts == 1    # layer norm mixes units
-    assert engine.tiling(True, 32, 64, 256).parts == 1       # the small benchmark: barriers cost more
-    assert engine.tiling(True, 64, 255, 1020).parts == 1     # odd H
+    assert engine.tiling(False, 64, 256, 1024, 4).parts == 1    # layer norm mixes units
+    assert engine.tiling(True, 32, 64, 256, 4).parts == 1       # the small benchmark: barriers cost more
+    assert engine.tiling(True, 64, 255, 1020, 4).parts == 1     # odd H
     cores(1)
-    assert engine.tiling(True, 64, 256, 1024).parts == 1
+    assert engine.tiling(True, 64, 256, 1024, 4).parts == 1
 
 
 def test_tiling_ignores_the_thread_count(cores, monkeypatch):
@@ -41,8 +42,7 @@ def test_tiling_ignores_the_thread_count(cores, monkeypatch):
     choices = set()
     for threads in (1, 2):
         monkeypatch.setattr(engine.numba, "get_num_threads", lambda: threads)
-        tile = engine.tiling(True, 64, 256, 1024)
-        choices.add((tile.parts, tile.block_rows))
+        choices.add(engine.tiling(True, 64, 256, 1024, 4))
     assert len(choices) == 1
 
 
@@ -56,7 +56,7 @@ def test_part_major_is_a_permutation_that_groups_each_part():
 def test_direction_weights_round_trip():
     rng = np.random.default_rng(0)
     hidden, n_gates = 8, 32
-    tile = engine.Tiling(parts=4, chunks=1, block_rows=8)
+    tile = engine.Tiling(parts=4, chunks=1, forward_blocks=(8, 8, 8), backward_blocks=(8, 2, 32))
     w_hh = rng.standard_normal((n_gates, hidden))
     weights = engine.DirectionWeights.prepare(tile, rng.standard_normal((n_gates, 3)), w_hh,
                                               rng.standard_normal(n_gates), rng.standard_normal(n_gates),

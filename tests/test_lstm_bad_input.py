@@ -38,6 +38,16 @@ def test_non_finite_x(rnn, value):
         rnn.forward(x)
 
 
+def test_huge_finite_x_is_accepted(rnn):
+    """The finiteness check's fast path (a dot product) overflows here; it must not refuse."""
+    x = x_ok()
+    x[0, 0, 0] = 3e38
+    with np.errstate(over="ignore"):
+        assert np.isinf(np.dot(x.ravel(), x.ravel()))
+    y, _ = rnn.forward(x)
+    assert np.isfinite(y).all()
+
+
 def test_bad_states(rnn):
     h = np.zeros((2, 2, 4), np.float32)
     with pytest.raises(ValueError, match=r"state \(h0\): expected shape \(2, 2, 4\) .* got \(1, 2, 4\)"):

@@ -92,16 +92,19 @@ def test_non_contiguous_and_other_float_inputs_are_converted():
 DETERMINISM_SCRIPT = textwrap.dedent("""
     import sys, numpy as np, lstm_numba as ln, numba
     from lstm_numba import engine
-    if sys.argv[2] == "hidden-split":  # as the conftest fixture: 4 parts of 8 units
+    from lstm_numba.kernels import blas
+    if sys.argv[2] == "hidden-split":  # as the conftest fixture: 4 parts of 8 units, GEMM blocks
         engine.HIDDEN_SPLIT_MIN_FLOPS, engine.HIDDEN_SPLIT_MIN_UNITS = 0, 1
         numba.config.NUMBA_DEFAULT_NUM_THREADS = 4
+        engine.small_kernel_available = lambda: True
+        blas.SMALL_KERNEL_MAX_MNK, blas.SMALL_GEMM_COLUMNS = 64, 4
     rng = np.random.default_rng(0)
     rnn = ln.LSTM(16, 32, num_layers=2, bidirectional=True, dtype="float32", seed=0)
     x = rng.standard_normal((12, 9, 16)).astype(np.float32)
     y, (h, c) = rnn(x, lengths=[12, 3, 7, 12, 1, 9, 12, 5, 2])
     g = rnn.backward(rng.standard_normal(y.shape).astype(np.float32))
     np.savez(sys.argv[1], y=y, h=h, c=c, dx=g.x, dh0=g.state[0], **g.params)
-    print(numba.get_num_threads(), engine.tiling(True, 9, 32, 128).parts)
+    print(numba.get_num_threads(), engine.tiling(True, 9, 32, 128, 8).parts)
 """)
 
 

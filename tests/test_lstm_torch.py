@@ -59,7 +59,7 @@ def test_matches_torch(dtype, layers, bidirectional, batch_first, lengths, with_
     c0 = rng.standard_normal(state_shape).astype(dtype) if with_state else np.zeros(state_shape, dtype)
 
     y, (h_n, c_n) = rnn.forward(x, (h0, c0) if with_state else None, lengths=lengths)
-    assert engine.tiling(True, batch, hidden, 4 * hidden).parts == (2 if tiling == "hidden-split" else 1)
+    assert engine.tiling(True, batch, hidden, 4 * hidden, 8).parts == (2 if tiling == "hidden-split" else 1)
     dy = rng.standard_normal(y.shape).astype(dtype)
     dh = rng.standard_normal(h_n.shape).astype(dtype)
     dc = rng.standard_normal(c_n.shape).astype(dtype)

@@ -29,7 +29,7 @@ import numba
 
 from lstm_numba import contract
 from lstm_numba.config import kernel_cache_dir
-from lstm_numba.kernels import gemm, template
+from lstm_numba.kernels import blas, gemm, template
 
 _MARKER = "# ----------------------------------------------------------------- TEMPLATE BODY\n"
 
@@ -135,7 +135,8 @@ def generate_source(gate: PluginRef, act: PluginRef, act_ab, ract: PluginRef, ra
 def _source_hash(generated: str, plugin_modules) -> str:
     digest = hashlib.sha256()
     packages = sorted({name.partition(".")[0]: name for name in plugin_modules}.values())
-    for part in (generated, inspect.getsource(contract), inspect.getsource(gemm), numba.__version__,
+    for part in (generated, inspect.getsource(contract), inspect.getsource(gemm), inspect.getsource(blas),
+                 numba.__version__,
                  *(source for name in packages for source in _package_sources(name))):
         digest.update(part.encode())
         digest.update(b"\0")

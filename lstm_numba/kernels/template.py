@@ -25,7 +25,8 @@ and output zeros. The kernels run in step order only: for the reverse direction 
 reverses each row's valid steps beforehand (and the outputs back afterwards).
 
 An *additive* gate (``Gate.additive``) reads ``gx`` and ``gh`` only through ``gx + gh``, so
-``dgx == dgh``: forward folds ``gh`` into ``gx`` and hands the gate a zero ``gh``, and
+``dgx == dgh``: forward's recurrent GEMM accumulates into ``gx`` (whose input projection
+already holds both biases) and the gate gets a zero ``gh``, and
 backward keeps one gradient array. That saves two of the largest arrays' memory traffic.
 """
 
@@ -38,20 +39,8 @@ FASTMATH: set = set()
 import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
+from lstm_numba.kernels.blas import blocked_gemm  # noqa: E402
 from lstm_numba.kernels.gemm import split  # noqa: E402
-
-
-@njit(inline="always")
-def blocked_dot(a, b, out, r0, r1, block_rows):
-    """out[r0:r1] = a[r0:r1] @ b, one GEMM per fixed block of ``block_rows`` rows.
-
-    ``r0`` and ``r1`` fall on block boundaries (or at the end), so every block is
-    computed with the same shape whoever computes it: row results do not depend on the
-    thread count (OpenBLAS results do depend on the number of rows in a call).
-    """
-    for lo in range(r0, r1, block_rows):
-        hi = min(lo + block_rows, r1)
-        np.dot(a[lo:hi], b, out[lo:hi])
 
 
 @njit(inline="always")
@@ -64,7 +53,7 @@ def tile_rows(tile, n_parts, n_chunks, block_rows, batch):
 
 
 @njit(inline="always")
-def forward_tile(s, part, r0, r1, block_rows, gx, w_hh_t, b_hh, p, clip, lengths, states, h_hist, gh_hist, y,
+def forward_tile(s, part, r0, r1, blocks, gx, w_hh_t, b_hh, p, clip, lengths, states, h_hist, gh_hist, y,
                  zero_gates):
     """Step ``s`` for rows [r0, r1) and the hidden units of ``part`` (see forward_sequence)."""
     n_parts, hidden, part_gates = w_hh_t.shape
@@ -81,7 +70,11 @@ def forward_tile(s, part, r0, r1, block_rows, gx, w_hh_t, b_hh, p, clip, lengths
     p_part = p[p0:p0 + part_p]
     bias = b_hh[g0:g0 + part_gates]
     gh = gh_hist[s % gh_hist.shape[0], part]
-    blocked_dot(h_hist[src], w_hh_t[part], gh, r0, r1, block_rows)
+    if ADDITIVE:  # gx += h @ W_hh^T: the tape keeps one pre-activation array (b_hh is in gx already)
+        blocked_gemm(h_hist[src], w_hh_t[part], gx[s, :, g0:g0 + part_gates], r0, r1, blocks[0], blocks[1],
+                     blocks[2], 1.0)
+    else:
+        blocked_gemm(h_hist[src], w_hh_t[part], gh, r0, r1, blocks[0], blocks[1], blocks[2], 0.0)
     # Loops index 1-D views with the loop variable only, so that LLVM vectorises them.
     for b in range(r0, r1):
         h_next = h_hist[dst, b, u0:u0 + width]
@@ -89,12 +82,10 @@ def forward_tile(s, part, r0, r1, block_rows, gx, w_hh_t, b_hh, p, clip, lengths
         y_row = y[s, b, u0:u0 + width]
         if s < lengths[b]:
             gx_row = gx[s, b, g0:g0 + part_gates]
-            gh_row = gh[b]
-            if ADDITIVE:  # fold gh into gx: the tape keeps one pre-activation array
-                for j in range(part_gates):
-                    gx_row[j] += gh_row[j] + bias[j]
+            if ADDITIVE:
                 gh_row = zero_gates
             else:
+                gh_row = gh[b]
                 for j in range(part_gates):
                     gh_row[j] += bias[j]
             gate_forward(gx_row, gh_row, states[src, b, s0:s0 + part_state], p_part, clip, act, ract, s_next)
@@ -112,7 +103,7 @@ def forward_tile(s, part, r0, r1, block_rows, gx, w_hh_t, b_hh, p, clip, lengths
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
-def forward_sequence(gx, w_hh_t, b_hh, p, clip, lengths, n_chunks, block_rows, states, h_hist, gh_hist, y):
+def forward_sequence(gx, w_hh_t, b_hh, p, clip, lengths, n_chunks, blocks, states, h_hist, gh_hist, y):
     """Run one direction of one layer over the whole sequence, in step order.
 
     Vectors of ``k`` blocks of H (gate pre-activations, states, extra parameters) are
@@ -121,14 +112,16 @@ def forward_sequence(gx, w_hh_t, b_hh, p, clip, lengths, n_chunks, block_rows, s
     with H = W. U = 1 is the plain layout.
 
     gx         (T, B, G)       in: x_s @ W_ih^T + b_ih for every step, part-major. For an
-                               additive gate, out: gx + gh, what the gate saw
+                               additive gate, in: x_s @ W_ih^T + b_ih + b_hh; out: plus
+                               h_{s-1} @ W_hh^T, what the gate saw
     w_hh_t     (U, H, G/U)     in: W_hh^T, one contiguous column part per hidden part
-    b_hh       (G,)            in: part-major
+    b_hh       (G,)            in: part-major (unused for an additive gate: it is in gx)
     p          (P,)            in: extra gate parameters, part-major
     clip       scalar          in: cell clip (inf when off)
     lengths    (B,) int64      in: valid steps per row, 1..T
     n_chunks   int             in: row chunks, each a run of whole row blocks
-    block_rows int             in: rows per recurrent GEMM block (fixed for a given shape)
+    blocks     3 ints          in: (rows, columns, depth) of the recurrent GEMM's blocks,
+                               fixed for a given shape (``engine.Tiling``)
     states     (T_s, B, S*H)   in/out: part-major; states[0] holds the initial state. With
                                T_s = T + 1 (training) states[s] is the state before step s
                                and states[T] the final one; with T_s = 2 (inference) the
@@ -137,7 +130,7 @@ def forward_sequence(gx, w_hh_t, b_hh, p, clip, lengths, n_chunks, block_rows, s
                                recurrent GEMM's input); h_hist[0] holds h_0
     gh_hist    (T_g, U, B, G/U) out: h_{s-1} @ W_hh^T + b_hh per part; T_g = T keeps every
                                step for backward, T_g = 1 keeps only scratch (always, for
-                               an additive gate)
+                               an additive gate, which leaves it unused)
     y          (T, B, H)       out: h_s at valid steps, zeros at padded ones
 
     One parallel region runs the tiles over a group of steps. With U = 1 the group is all T
@@ -152,38 +145,35 @@ def forward_sequence(gx, w_hh_t, b_hh, p, clip, lengths, n_chunks, block_rows, s
     zero_gates = np.zeros(part_gates, dtype=gx.dtype)
     if n_parts == 1:
         for chunk in prange(n_chunks):
-            part, r0, r1 = tile_rows(chunk, 1, n_chunks, block_rows, batch)
+            part, r0, r1 = tile_rows(chunk, 1, n_chunks, blocks[0], batch)
             for s in range(n_steps):
-                forward_tile(s, part, r0, r1, block_rows, gx, w_hh_t, b_hh, p, clip, lengths, states, h_hist,
+                forward_tile(s, part, r0, r1, blocks, gx, w_hh_t, b_hh, p, clip, lengths, states, h_hist,
                              gh_hist, y, zero_gates)
     else:
         for s in range(n_steps):
             for tile in prange(n_parts * n_chunks):
-                part, r0, r1 = tile_rows(tile, n_parts, n_chunks, block_rows, batch)
-                forward_tile(s, part, r0, r1, block_rows, gx, w_hh_t, b_hh, p, clip, lengths, states, h_hist,
+                part, r0, r1 = tile_rows(tile, n_parts, n_chunks, blocks[0], batch)
+                forward_tile(s, part, r0, r1, blocks, gx, w_hh_t, b_hh, p, clip, lengths, states, h_hist,
                              gh_hist, y, zero_gates)
 
 
 @njit(inline="always")
-def backward_carry(s, part, r0, r1, block_rows, w_hh, dgh, ds, ds_prev, recurrent):
+def backward_carry(s, part, r0, r1, blocks, w_hh, dgh, ds, ds_prev):
     """Finish step ``s`` for rows [r0, r1) and one hidden part: ds = ds_prev + dgh[s] @ W_hh."""
     n_parts, _, width = w_hh.shape
     part_state = ds.shape[1] // n_parts
     s0 = part * part_state
-    blocked_dot(dgh[s], w_hh[part], recurrent[part], r0, r1, block_rows)
     for b in range(r0, r1):
         ds_row = ds[b, s0:s0 + part_state]
         ds_prev_row = ds_prev[b, s0:s0 + part_state]
-        recurrent_row = recurrent[part, b]
         for j in range(part_state):
             ds_row[j] = ds_prev_row[j]
-        for j in range(width):
-            ds_row[j] += recurrent_row[j]
+    blocked_gemm(dgh[s], w_hh[part], ds[:, s0:s0 + width], r0, r1, blocks[0], blocks[1], blocks[2], 1.0)
 
 
 @njit(inline="always")
-def backward_tile(s, tile, part, r0, r1, block_rows, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds, dgx, dgh,
-                  dp_rows, db_rows, ds_prev, recurrent, zero_gates, dgh_scratch):
+def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds, dgx, dgh,
+                  dp_rows, db_rows, ds_prev, zero_gates, dgh_scratch):
     """Carry step ``s + 1`` into ``ds``, then the gate's backward of step ``s`` (none for s = -1)."""
     n_steps = dgh.shape[0]
     n_parts, _, width = w_hh.shape
@@ -196,7 +186,7 @@ def backward_tile(s, tile, part, r0, r1, block_rows, gx, w_hh, p, clip, lengths,
     u0 = part * width
     p_part = p[p0:p0 + part_p]
     if s + 1 < n_steps:
-        backward_carry(s + 1, part, r0, r1, block_rows, w_hh, dgh, ds, ds_prev, recurrent)
+        backward_carry(s + 1, part, r0, r1, blocks, w_hh, dgh, ds, ds_prev)
     if s < 0:
         return
     for b in range(r0, r1):
@@ -232,12 +222,13 @@ def backward_tile(s, tile, part, r0, r1, block_rows, gx, w_hh, p, clip, lengths,
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
-def backward_sequence(gx, w_hh, p, clip, lengths, n_chunks, block_rows, states, gh_hist, dy, ds, dgx, dgh, dp_rows,
-                      db_rows, ds_prev, recurrent, dgh_scratch):
+def backward_sequence(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist, dy, ds, dgx, dgh, dp_rows,
+                      db_rows, ds_prev, dgh_scratch):
     """Backpropagate one direction of one layer through the whole sequence, in step order.
 
-    gx, p, clip, lengths, n_chunks, block_rows, states, gh_hist   as in
-                           ``forward_sequence`` (as training left them)
+    gx, p, clip, lengths, n_chunks, states, gh_hist   as in ``forward_sequence`` (as
+                           training left them)
+    blocks   3 ints        in: (rows, columns, depth) of the recurrent GEMM's blocks
     w_hh     (U, G, W)     in: W_hh with part-major rows, one contiguous column part per
                            hidden part (W = H / U)
     dy       (T, B, H)     in: dLoss/dy
@@ -253,7 +244,6 @@ def backward_sequence(gx, w_hh, p, clip, lengths, n_chunks, block_rows, states, 
                            zero-filled and summed by the caller as dp_rows; summed here
                            while the rows are in cache
     ds_prev      (B, S*H)          scratch: the direct part of dLoss/d(state before the step)
-    recurrent    (U, B, W)         scratch: dgh @ W_hh of one step, per part
     dgh_scratch  (U * n_chunks, G/U) scratch: one row per tile, where an additive gate
                                    writes its (unused) dgh
 
@@ -272,16 +262,16 @@ def backward_sequence(gx, w_hh, p, clip, lengths, n_chunks, block_rows, states, 
     # Steps T - 1 down to 0, then -1: finishing step 0 gives dLoss/d(initial state).
     if n_parts == 1:
         for chunk in prange(n_chunks):
-            part, r0, r1 = tile_rows(chunk, 1, n_chunks, block_rows, batch)
+            part, r0, r1 = tile_rows(chunk, 1, n_chunks, blocks[0], batch)
             for s in range(n_steps - 1, -2, -1):
-                backward_tile(s, chunk, part, r0, r1, block_rows, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds,
-                              dgx, dgh, dp_rows, db_rows, ds_prev, recurrent, zero_gates, dgh_scratch)
+                backward_tile(s, chunk, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds,
+                              dgx, dgh, dp_rows, db_rows, ds_prev, zero_gates, dgh_scratch)
     else:
         for s in range(n_steps - 1, -2, -1):
             for tile in prange(n_tiles):
-                part, r0, r1 = tile_rows(tile, n_parts, n_chunks, block_rows, batch)
-                backward_tile(s, tile, part, r0, r1, block_rows, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds,
-                              dgx, dgh, dp_rows, db_rows, ds_prev, recurrent, zero_gates, dgh_scratch)
+                part, r0, r1 = tile_rows(tile, n_parts, n_chunks, blocks[0], batch)
+                backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds,
+                              dgx, dgh, dp_rows, db_rows, ds_prev, zero_gates, dgh_scratch)
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)

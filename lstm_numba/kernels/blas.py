@@ -1,0 +1,136 @@
+"""Direct BLAS GEMM calls from compiled code, with strides, accumulation and fixed blocking.
+
+Numba's ``np.dot`` copies any operand that is not C-contiguous and always overwrites its
+output. The time loops need more: a GEMM into a column slice of a wider array
+(``gx[s][:, part]``), accumulation into it (``beta = 1``), and a choice of block shape.
+So they call SciPy's BLAS (``scipy.linalg.cython_blas``, the library ``np.dot`` itself
+uses) through symbols registered with LLVM. A call by symbol name, unlike a ctypes function
+pointer, keeps the kernels cacheable on disk (the symbol is registered again, at import, in
+every process).
+
+Why blocks: OpenBLAS's AVX-512 builds (SkylakeX and later cores) run GEMMs of at most
+``M*N*K = 10**6`` through a *small-matrix kernel* that does not pack its operands
+(``sgemm_small_kernel_permit_skylakex.c``). A time step's GEMM is a few batch rows times a
+weight matrix that every step repacks; split into blocks that take the small-matrix path it
+runs faster. Measured single-threaded, float32, SkylakeX kernels: 64x256 @ 256x512 took
+92 us in one call and 72-75 us in blocks of 32 columns; 64x1024 @ 1024x128 took 94 us and
+80-83 us in blocks of 32 columns by 256 of depth. The same blocking is slower where the
+weights do not fit in L2 (2 MB: 357 against 428 us), with 128-row blocks, and with the
+Haswell kernels (no small-matrix path: 162 against 173-180 us), so it is used only where
+it was measured to win (:func:`gemm_blocks`).
+"""
+
+from __future__ import annotations
+
+import llvmlite.binding as llvm
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import get_cython_function_address, intrinsic
+
+for _routine in ("sgemm", "dgemm"):
+    llvm.add_symbol(f"lstm_numba_{_routine}", get_cython_function_address("scipy.linalg.cython_blas", _routine))
+
+
+@intrinsic
+def _fortran_gemm(typingctx, cols, rows, depth, b, ldb, a, lda, beta, c, ldc):
+    """Column-major ``c = b @ a + beta * c`` through ``?gemm`` (no transposes, alpha = 1).
+
+    Fortran BLAS takes every argument by pointer: the scalars go into stack slots made
+    once per function (as Numba's own ``np.dot`` does; a heap array per call measured
+    1.3 us per call with two threads allocating).
+    """
+    dtype = c.dtype
+    signature = types.void(cols, rows, depth, b, ldb, a, lda, beta, c, ldc)
+
+    def codegen(context, builder, sig, args):
+        cols_v, rows_v, depth_v, b_v, ldb_v, a_v, lda_v, beta_v, c_v, ldc_v = args
+        int32 = ir.IntType(32)
+        byte_ptr = ir.IntType(8).as_pointer()
+        float_type = context.get_value_type(dtype)
+
+        def slot(value_type, value):
+            pointer = cgutils.alloca_once(builder, value_type)
+            builder.store(value, pointer)
+            return builder.bitcast(pointer, byte_ptr)
+
+        def int_slot(value, value_type):
+            return slot(int32, builder.trunc(context.cast(builder, value, value_type, types.int64), int32))
+
+        def data(array, array_type):
+            return builder.bitcast(context.make_array(array_type)(context, builder, array).data, byte_ptr)
+
+        no_transpose = slot(ir.IntType(8), ir.Constant(ir.IntType(8), ord("N")))
+        routine = "lstm_numba_sgemm" if dtype == types.float32 else "lstm_numba_dgemm"
+        function = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [byte_ptr] * 13),
+                                                  routine)
+        builder.call(function, [
+            no_transpose, no_transpose, int_slot(cols_v, sig.args[0]), int_slot(rows_v, sig.args[1]),
+            int_slot(depth_v, sig.args[2]), slot(float_type, ir.Constant(float_type, 1.0)), data(b_v, sig.args[3]),
+            int_slot(ldb_v, sig.args[4]), data(a_v, sig.args[5]), int_slot(lda_v, sig.args[6]),
+            slot(float_type, context.cast(builder, beta_v, sig.args[7], dtype)), data(c_v, sig.args[8]),
+            int_slot(ldc_v, sig.args[9]),
+        ])
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+#: OpenBLAS's limit on ``M*N*K`` for its small-matrix GEMM kernel.
+SMALL_KERNEL_MAX_MNK = 1_000_000
+#: OpenBLAS core types with that kernel (x86-64 AVX-512).
+SMALL_KERNEL_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+#: Blocking pays only while the weight matrix stays in L2 and blocks have few rows.
+SMALL_GEMM_MAX_WEIGHT_BYTES = 512 * 1024
+SMALL_GEMM_MAX_ROWS = 64
+#: Columns per block on the small-matrix path (measured best for both time loops).
+SMALL_GEMM_COLUMNS = 32
+
+
+@njit(inline="always")
+def gemm(a, b, c, beta):
+    """c = a @ b + beta * c for row-major 2-D views with unit inner stride (any row stride).
+
+    a (M, K), b (K, N), c (M, N), all of one float dtype. Row-major C = A @ B is the
+    column-major C^T = B^T @ A^T, so BLAS gets the operands swapped.
+    """
+    itemsize = c.itemsize
+    _fortran_gemm(b.shape[1], a.shape[0], a.shape[1], b, b.strides[0] // itemsize, a, a.strides[0] // itemsize, beta,
+                  c, c.strides[0] // itemsize)
+
+
+@njit(inline="always")
+def blocked_gemm(a, b, c, r0, r1, block_rows, col_block, depth_block, beta):
+    """c[r0:r1] = a[r0:r1] @ b + beta * c[r0:r1], in fixed blocks.
+
+    a (M, K), b (K, N), c (M, N). Rows go in blocks of ``block_rows`` (``r0`` and ``r1``
+    fall on block boundaries or at the end), columns in blocks of ``col_block`` and the
+    depth in blocks of ``depth_block``, accumulated in order. Every block has the same
+    shape whoever computes it, so results do not depend on the thread count (OpenBLAS's
+    results depend on a call's shape).
+    """
+    depth = a.shape[1]
+    n_cols = b.shape[1]
+    for lo in range(r0, r1, block_rows):
+        hi = min(lo + block_rows, r1)
+        for c0 in range(0, n_cols, col_block):
+            c1 = min(c0 + col_block, n_cols)
+            for k0 in range(0, depth, depth_block):
+                k1 = min(k0 + depth_block, depth)
+                gemm(a[lo:hi, k0:k1], b[k0:k1, c0:c1], c[lo:hi, c0:c1], beta if k0 == 0 else 1.0)
+
+
+def gemm_blocks(rows: int, cols: int, depth: int, itemsize: int, small_kernel: bool) -> tuple[int, int]:
+    """(column block, depth block) for a time step's ``rows x depth @ depth x cols`` GEMM.
+
+    One call when the GEMM already takes the small-matrix path or blocking is not measured
+    to win; otherwise blocks of ``SMALL_GEMM_COLUMNS`` columns and the depth halved until
+    each block fits ``SMALL_KERNEL_MAX_MNK``. A function of the shape and the BLAS core.
+    """
+    if (not small_kernel or rows * cols * depth <= SMALL_KERNEL_MAX_MNK or rows > SMALL_GEMM_MAX_ROWS
+            or cols * depth * itemsize > SMALL_GEMM_MAX_WEIGHT_BYTES or cols <= SMALL_GEMM_COLUMNS):
+        return cols, depth
+    pieces = 1
+    while rows * SMALL_GEMM_COLUMNS * -(-depth // pieces) > SMALL_KERNEL_MAX_MNK:
+        pieces *= 2
+    return SMALL_GEMM_COLUMNS, -(-depth // pieces)

@@ -1,0 +1,81 @@
+"""The direct BLAS calls of the time loops (``lstm_numba.kernels.blas``) against NumPy's
+matmul, on the strided views, accumulations and blocks the loops use."""
+
+import numpy as np
+import pytest
+from numba import njit
+
+from lstm_numba import engine
+from lstm_numba.kernels import blas
+
+
+@njit
+def _blocked(a, b, c, r0, r1, block_rows, col_block, depth_block, beta):
+    blas.blocked_gemm(a, b, c, r0, r1, block_rows, col_block, depth_block, beta)
+
+
+@njit
+def _gemm_into_columns(a, b, c, c0, beta):
+    blas.gemm(a[:, 3:], b, c[:, c0:c0 + b.shape[1]], beta)
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_gemm_on_strided_views_with_and_without_accumulation(rng, dtype, rtol, beta):
+    a = rng.standard_normal((5, 10)).astype(dtype)        # uses a[:, 3:]: row stride 10
+    b = rng.standard_normal((7, 6)).astype(dtype)
+    c = rng.standard_normal((5, 20)).astype(dtype)
+    before = c.copy()
+    _gemm_into_columns(a, b, c, 8, beta)
+    expected = a[:, 3:] @ b + beta * before[:, 8:14]
+    np.testing.assert_allclose(c[:, 8:14], expected, rtol=rtol, atol=rtol)
+    untouched = np.ones(20, bool)
+    untouched[8:14] = False
+    np.testing.assert_array_equal(c[:, untouched], before[:, untouched])
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("blocks", [(4, 3, 2), (8, 16, 16), (3, 5, 7)])
+def test_blocked_gemm_covers_every_row_column_and_depth_block(rng, dtype, rtol, blocks):
+    a = rng.standard_normal((11, 9)).astype(dtype)
+    b = rng.standard_normal((9, 13)).astype(dtype)
+    c = rng.standard_normal((11, 13)).astype(dtype)
+    before = c.copy()
+    block_rows, col_block, depth_block = blocks
+    r1 = min(11, 2 * block_rows)  # rows [block_rows, r1): one tile's rows only
+    _blocked(a, b, c, block_rows, r1, block_rows, col_block, depth_block, 1.0)
+    np.testing.assert_allclose(c[block_rows:r1], before[block_rows:r1] + a[block_rows:r1] @ b, rtol=rtol, atol=rtol)
+    np.testing.assert_array_equal(c[:block_rows], before[:block_rows])
+    np.testing.assert_array_equal(c[r1:], before[r1:])
+    _blocked(a, b, c, 0, 11, block_rows, col_block, depth_block, 0.0)
+    np.testing.assert_allclose(c, a @ b, rtol=rtol, atol=rtol)
+
+
+def test_gemm_blocks_split_only_where_the_small_kernel_was_measured_to_win():
+    # medium benchmark, 2 parts: forward 64 x 256 @ 256 x 512, backward 64 x 1024 @ 1024 x 128
+    assert blas.gemm_blocks(64, 512, 256, 4, True) == (32, 256)
+    assert blas.gemm_blocks(64, 128, 1024, 4, True) == (32, 256)
+    assert blas.gemm_blocks(64, 512, 256, 4, False) == (512, 256)    # Haswell kernels: one call
+    assert blas.gemm_blocks(16, 256, 64, 4, True) == (256, 64)       # already small: one call
+    assert blas.gemm_blocks(128, 512, 256, 4, True) == (512, 256)    # 128-row blocks
+    assert blas.gemm_blocks(64, 512, 256, 8, True) == (512, 256)     # float64: weights over 512 KiB
+    assert blas.gemm_blocks(64, 1024, 512, 4, True) == (1024, 512)   # large: 2 MB of weights
+    for rows, cols, depth in [(64, 512, 256), (64, 128, 1024), (40, 96, 700)]:
+        col_block, depth_block = blas.gemm_blocks(rows, cols, depth, 4, True)
+        assert rows * col_block * depth_block <= blas.SMALL_KERNEL_MAX_MNK
+
+
+class _FakeController:
+    def __init__(self, *cores):
+        self.cores = cores
+
+    def info(self):
+        return [{"internal_api": "openblas", "architecture": core} for core in self.cores] + [
+            {"internal_api": "openmp"}]
+
+
+@pytest.mark.parametrize("cores,expected", [(("SkylakeX", "SkylakeX"), True), (("SkylakeX", "Haswell"), False),
+                                            (("Haswell",), False), ((), False)])
+def test_small_kernel_needs_every_openblas_on_an_avx512_core(monkeypatch, cores, expected):
+    monkeypatch.setattr(engine, "_threadpool_controller", lambda: _FakeController(*cores))
+    assert engine.small_kernel_available.__wrapped__() is expected
