@@ -1,10 +1,11 @@
-"""Run one direction of one layer: the hoisted GEMMs in NumPy, the time loops in the
-generated kernels.
+"""Run one direction of one layer: the hoisted GEMMs (:mod:`lstm_numba.kernels.gemm`) and
+the time loops (the generated kernels).
 
-Forward: ``gx = x @ W_ih^T + b_ih`` for all steps in one GEMM (BLAS may use every core),
-then the compiled time loop (BLAS held to one thread, Numba owns the cores).
-Backward: the compiled reverse time loop, then ``dW_ih``, ``dW_hh``, the biases and ``dx``
-each as one GEMM or reduction over the whole tape.
+Forward: ``gx = [x, 1] @ [W_ih^T; b]`` for all steps in one parallel set of GEMMs, then
+the compiled time loop. Backward: the compiled reverse time loop, then the weight and bias
+gradients as one GEMM over the tape's ``[x, 1, h]`` rows (two for a gate that is not
+additive) and ``dx`` as another. BLAS is held to one thread throughout: Numba owns the
+cores.
 
 Holding BLAS to one thread inside the kernels avoids the oversubscription trap measured in
 DESIGN.md section 3 (a 2-thread BLAS called at every step from Numba threads: 20x slower).
@@ -142,7 +143,9 @@ class DirectionWeights:
     """One direction's parameters in the kernels' part-major layout.
 
     w_ih      (G, I)        rows part-major
-    b_ih      (G,)          part-major
+    w_proj    (I + 1, G)    the input projection [W_ih^T; bias], columns part-major; the
+                            bias is b_ih, or b_ih + b_hh for an additive gate (whose
+                            recurrent GEMM accumulates into the projection)
     w_hh      (G, H)        rows part-major
     w_hh_t    (U, H, G/U)   W_hh^T, one contiguous column part per hidden part
     b_hh      (G,)          part-major
@@ -151,22 +154,25 @@ class DirectionWeights:
 
     tiling: Tiling
     w_ih: np.ndarray
-    b_ih: np.ndarray
+    w_proj: np.ndarray
     w_hh: np.ndarray
     w_hh_t: np.ndarray
     b_hh: np.ndarray
     extra: np.ndarray
 
     @classmethod
-    def prepare(cls, tiling: Tiling, w_ih, w_hh, b_ih, b_hh, extra) -> "DirectionWeights":
+    def prepare(cls, tiling: Tiling, w_ih, w_hh, b_ih, b_hh, extra, additive: bool) -> "DirectionWeights":
         n_gates, hidden = w_hh.shape
         parts = tiling.parts
         if parts > 1:
             gates = part_major(n_gates // hidden, hidden, parts)
             w_ih, b_ih, w_hh, b_hh = w_ih[gates], b_ih[gates], w_hh[gates], b_hh[gates]
             extra = extra[part_major(extra.size // hidden, hidden, parts)]
+        w_proj = aligned_empty((w_ih.shape[1] + 1, n_gates), w_ih.dtype)
+        w_proj[:-1] = w_ih.T
+        w_proj[-1] = b_ih + b_hh if additive else b_ih
         w_hh_t = aligned_copy(w_hh.reshape(parts, n_gates // parts, hidden).transpose(0, 2, 1))
-        return cls(tiling, np.ascontiguousarray(w_ih), b_ih, w_hh, w_hh_t, b_hh, extra)
+        return cls(tiling, np.ascontiguousarray(w_ih), w_proj, w_hh, w_hh_t, b_hh, extra)
 
     def hidden_parts_of_w_hh(self) -> np.ndarray:
         """W_hh as (U, G, W): rows part-major, one contiguous column part per hidden part."""
@@ -175,11 +181,11 @@ class DirectionWeights:
         return aligned_copy(self.w_hh.reshape(n_gates, parts, hidden // parts).transpose(1, 0, 2))
 
     def to_natural(self, array: np.ndarray) -> np.ndarray:
-        """Undo the part-major order of ``array``'s rows (blocks of H)."""
+        """Undo the part-major order of ``array``'s rows (blocks of H), as a C-contiguous array."""
         hidden = self.w_hh.shape[1]
         if self.tiling.parts == 1 or len(array) == 0:
-            return array
-        out = np.empty_like(array)
+            return np.ascontiguousarray(array)
+        out = np.empty(array.shape, array.dtype)
         out[part_major(len(array) // hidden, hidden, self.tiling.parts)] = array
         return out
 
@@ -289,20 +295,22 @@ def reorder(array: np.ndarray, index: np.ndarray) -> np.ndarray:
 class DirectionTape:
     """What backward needs from one direction of one layer, everything in step order.
 
-    x        (T, B, I)       the layer input
+    xh       (T + 1, B, I + 1 + H)   rows [x_s, 1, h_{s-1}]: the layer input, a one (for
+                                     the bias gradients) and h before each step; row T
+                                     holds the final h only. The weight gradients are
+                                     then one GEMM over it: dgx^T @ xh gives
+                                     [dW_ih, db, dW_hh] for an additive gate.
     gx       (T, B, G)       input projections (plus gh for an additive gate), part-major
     states   (T + 1, B, S*H) states before each step, part-major
-    h        (T + 1, B, H)   h before each step
     gh       (T_g, U, B, G/U) recurrent projections (T_g = 1, scratch, for an additive gate)
     lengths  (B,)
     order    (T, B) or None  the reversal index of a reverse direction
     weights  the parameters forward ran with, in the kernels' layout
     """
 
-    x: np.ndarray
+    xh: np.ndarray
     gx: np.ndarray
     states: np.ndarray
-    h: np.ndarray
     gh: np.ndarray
     lengths: np.ndarray
     order: np.ndarray | None
@@ -330,34 +338,33 @@ def forward_direction(kernels, gate, workspace, x, w_ih, w_hh, b_ih, b_hh, extra
     The tape's arrays come from ``workspace``. Returns ``y`` (T, B, H), the final state
     (S, B, H) and a :class:`DirectionTape` (or None when ``keep_tape`` is false).
     """
-    steps, batch, _ = x.shape
+    steps, batch, inputs = x.shape
     n_gates, hidden = w_hh.shape
     dtype = x.dtype
     weights = DirectionWeights.prepare(tiling(gate.elementwise, batch, hidden, n_gates, dtype.itemsize), w_ih, w_hh,
-                                       b_ih, b_hh, extra)
+                                       b_ih, b_hh, extra, gate.additive)
     tile = weights.tiling
     order = reversal_index(lengths, steps) if reverse else None
-    if reverse:
-        x = reorder(x, order)
     n_state = state0.shape[0]
     n_slots = steps + 1 if keep_tape else 2
+    xh = workspace.array("xh", (steps + 1, batch, inputs + 1 + hidden), dtype)
+    xh[:steps, :, :inputs] = reorder(x, order) if reverse else x
+    xh[:steps, :, inputs] = 1
+    h = xh[:n_slots, :, inputs + 1:]  # inference alternates between two slots
+    h[0] = state0[0]
     gx = workspace.array("gx", (steps, batch, n_gates), dtype)
     states = workspace.array("states", (n_slots, batch, n_state * hidden), dtype)
     states[0] = weights.state_to_kernel(state0)
-    h = workspace.array("h", (n_slots, batch, hidden), dtype)
-    h[0] = state0[0]
     gh_steps = steps if keep_tape and not gate.additive else 1
     gh = workspace.array("gh", (gh_steps, tile.parts, batch, n_gates // tile.parts), dtype)
     y = aligned_empty((steps, batch, hidden), dtype)
     with blas_single_thread():
-        # An additive gate's recurrent GEMM accumulates into gx, so gx takes both biases.
-        bias = weights.b_ih + weights.b_hh if gate.additive else weights.b_ih
-        gemm.input_projection(x.reshape(steps * batch, -1), weights.w_ih, bias, gx.reshape(steps * batch, n_gates),
-                              gemm.gemm_block_rows(steps * batch))
+        gemm.input_projection(xh[:steps].reshape(steps * batch, -1)[:, :inputs + 1], weights.w_proj,
+                              gx.reshape(steps * batch, n_gates), gemm.gemm_block_rows(steps * batch))
         kernels.forward_sequence(gx, weights.w_hh_t, weights.b_hh, weights.extra, dtype.type(clip), lengths,
                                  tile.chunks, tile.forward_blocks, states, h, gh, y)
     final = weights.state_from_kernel(states[steps % n_slots], n_state)
-    tape = DirectionTape(x, gx, states, h, gh, lengths, order, weights, gate.additive) if keep_tape else None
+    tape = DirectionTape(xh, gx, states, gh, lengths, order, weights, gate.additive) if keep_tape else None
     return (reorder(y, order) if reverse else y), final, tape
 
 
@@ -369,32 +376,43 @@ def backward_direction(kernels, workspace, tape: DirectionTape, clip, dy, dstate
     weights = tape.weights
     tile = weights.tiling
     n_state, _, hidden = dstate.shape
+    inputs = weights.w_ih.shape[1]
     dy = np.ascontiguousarray(dy) if tape.order is None else reorder(dy, tape.order)
     ds = aligned_empty((batch, n_state * hidden), dtype)
     ds[:] = weights.state_to_kernel(dstate)
     dgx = workspace.array("dgx", tape.gx.shape, dtype)
     dgh = dgx if tape.additive else workspace.array("dgh", tape.gx.shape, dtype)
     dp_rows = aligned_zeros((batch, weights.extra.size), dtype)
-    db_rows = aligned_zeros((2, batch, n_gates), dtype)
     scratch = BackwardScratch.allocate(tile, batch, n_state, hidden, n_gates, dtype)
-    w_ih_grad, w_hh_grad = np.empty_like(weights.w_ih), np.empty_like(weights.w_hh)
-    x_grad = np.empty_like(tape.x)
+    x_grad = np.empty((steps, batch, inputs), dtype)
+    xh2 = tape.xh[:steps].reshape(rows, -1)
     with blas_single_thread():
         kernels.backward_sequence(tape.gx, weights.hidden_parts_of_w_hh(), weights.extra, dtype.type(clip),
                                   tape.lengths, tile.chunks, tile.backward_blocks, tape.states, tape.gh, dy, ds, dgx,
-                                  dgh, dp_rows, db_rows, scratch.ds_prev, scratch.dgh_rows)
+                                  dgh, dp_rows, scratch.ds_prev, scratch.dgh_rows)
         dgx2 = dgx.reshape(rows, n_gates)
-        slabs = gemm.reduction_parts(rows), n_gates
-        gemm.weight_gradients(dgx2, tape.x.reshape(rows, -1), w_ih_grad,
-                              workspace.array("slabs_ih", slabs + (w_ih_grad.shape[1],), dtype))
-        gemm.weight_gradients(dgh.reshape(rows, n_gates), tape.h[:steps].reshape(rows, -1), w_hh_grad,
-                              workspace.array("slabs_hh", slabs + (hidden,), dtype))
+        if tape.additive:  # dgx == dgh: one GEMM gives [dW_ih, db, dW_hh]
+            grads = _weight_gradients(workspace, "w", dgx2, xh2)
+            w_ih_grad, b_ih_grad, w_hh_grad = grads[:, :inputs], grads[:, inputs], grads[:, inputs + 1:]
+            b_hh_grad = b_ih_grad
+        else:  # [dW_ih, db_ih] from [x, 1] and [db_hh, dW_hh] from [1, h]
+            grads_x = _weight_gradients(workspace, "w_ih", dgx2, xh2[:, :inputs + 1])
+            grads_h = _weight_gradients(workspace, "w_hh", dgh.reshape(rows, n_gates), xh2[:, inputs:])
+            w_ih_grad, b_ih_grad = grads_x[:, :inputs], grads_x[:, inputs]
+            b_hh_grad, w_hh_grad = grads_h[:, 0], grads_h[:, 1:]
         gemm.input_gradient(dgx2, weights.w_ih, x_grad.reshape(rows, -1), gemm.gemm_block_rows(rows))
-    b_ih_grad = db_rows[0].sum(axis=0)
-    b_hh_grad = b_ih_grad.copy() if tape.additive else db_rows[1].sum(axis=0)
     return DirectionGrads(
         w_ih=weights.to_natural(w_ih_grad), w_hh=weights.to_natural(w_hh_grad),
         b_ih=weights.to_natural(b_ih_grad), b_hh=weights.to_natural(b_hh_grad),
         extra=weights.to_natural(dp_rows.sum(axis=0)), x=x_grad if tape.order is None else reorder(x_grad, tape.order),
         state=weights.state_from_kernel(ds, n_state),
     )
+
+
+def _weight_gradients(workspace, role, dg2, inputs2) -> np.ndarray:
+    """dg2^T @ inputs2 (a new (G, K) array) through ``gemm.weight_gradients``."""
+    rows, n_gates = dg2.shape
+    out = np.empty((n_gates, inputs2.shape[1]), dg2.dtype)
+    slabs = workspace.array(f"slabs_{role}", (gemm.reduction_parts(rows), n_gates, inputs2.shape[1]), dg2.dtype)
+    gemm.weight_gradients(dg2, inputs2, out, slabs)
+    return out

@@ -57,11 +57,15 @@ def test_direction_weights_round_trip():
     rng = np.random.default_rng(0)
     hidden, n_gates = 8, 32
     tile = engine.Tiling(parts=4, chunks=1, forward_blocks=(8, 8, 8), backward_blocks=(8, 2, 32))
-    w_hh = rng.standard_normal((n_gates, hidden))
-    weights = engine.DirectionWeights.prepare(tile, rng.standard_normal((n_gates, 3)), w_hh,
-                                              rng.standard_normal(n_gates), rng.standard_normal(n_gates),
-                                              rng.standard_normal(3 * hidden))
-    np.testing.assert_array_equal(weights.to_natural(weights.w_hh), w_hh)
+    w_ih, w_hh = rng.standard_normal((n_gates, 3)), rng.standard_normal((n_gates, hidden))
+    b_ih, b_hh = rng.standard_normal(n_gates), rng.standard_normal(n_gates)
+    for additive in (True, False):
+        weights = engine.DirectionWeights.prepare(tile, w_ih, w_hh, b_ih, b_hh, rng.standard_normal(3 * hidden),
+                                                  additive=additive)
+        np.testing.assert_array_equal(weights.to_natural(weights.w_hh), w_hh)
+        projection = weights.to_natural(weights.w_proj.T)  # [W_ih, bias]
+        np.testing.assert_array_equal(projection[:, :3], w_ih)
+        np.testing.assert_array_equal(projection[:, 3], b_ih + b_hh if additive else b_ih)
     assert weights.w_hh_t.shape == (4, hidden, n_gates // 4)
     state = rng.standard_normal((2, 5, hidden))
     np.testing.assert_array_equal(weights.state_from_kernel(weights.state_to_kernel(state), 2), state)

@@ -32,48 +32,55 @@ for _routine in ("sgemm", "dgemm"):
     llvm.add_symbol(f"lstm_numba_{_routine}", get_cython_function_address("scipy.linalg.cython_blas", _routine))
 
 
-@intrinsic
-def _fortran_gemm(typingctx, cols, rows, depth, b, ldb, a, lda, beta, c, ldc):
-    """Column-major ``c = b @ a + beta * c`` through ``?gemm`` (no transposes, alpha = 1).
+def _fortran_gemm(transpose_second: bool):
+    """An intrinsic for column-major ``c = first @ op(second) + beta * c`` through ``?gemm``.
 
-    Fortran BLAS takes every argument by pointer: the scalars go into stack slots made
-    once per function (as Numba's own ``np.dot`` does; a heap array per call measured
-    1.3 us per call with two threads allocating).
+    ``op`` transposes when ``transpose_second``; alpha is 1. Fortran BLAS takes every
+    argument by pointer: the scalars go into stack slots made once per function (as
+    Numba's own ``np.dot`` does; a heap array per call measured 1.3 us per call with two
+    threads allocating).
     """
-    dtype = c.dtype
-    signature = types.void(cols, rows, depth, b, ldb, a, lda, beta, c, ldc)
+    second_op = ord("T") if transpose_second else ord("N")
 
-    def codegen(context, builder, sig, args):
-        cols_v, rows_v, depth_v, b_v, ldb_v, a_v, lda_v, beta_v, c_v, ldc_v = args
-        int32 = ir.IntType(32)
-        byte_ptr = ir.IntType(8).as_pointer()
-        float_type = context.get_value_type(dtype)
+    @intrinsic
+    def call(typingctx, cols, rows, depth, first, ld_first, second, ld_second, beta, c, ldc):
+        dtype = c.dtype
+        signature = types.void(cols, rows, depth, first, ld_first, second, ld_second, beta, c, ldc)
 
-        def slot(value_type, value):
-            pointer = cgutils.alloca_once(builder, value_type)
-            builder.store(value, pointer)
-            return builder.bitcast(pointer, byte_ptr)
+        def codegen(context, builder, sig, args):
+            int32, char = ir.IntType(32), ir.IntType(8)
+            byte_ptr = char.as_pointer()
+            float_type = context.get_value_type(dtype)
 
-        def int_slot(value, value_type):
-            return slot(int32, builder.trunc(context.cast(builder, value, value_type, types.int64), int32))
+            def slot(value_type, value):
+                pointer = cgutils.alloca_once(builder, value_type)
+                builder.store(value, pointer)
+                return builder.bitcast(pointer, byte_ptr)
 
-        def data(array, array_type):
-            return builder.bitcast(context.make_array(array_type)(context, builder, array).data, byte_ptr)
+            def int_slot(i):
+                return slot(int32, builder.trunc(context.cast(builder, args[i], sig.args[i], types.int64), int32))
 
-        no_transpose = slot(ir.IntType(8), ir.Constant(ir.IntType(8), ord("N")))
-        routine = "lstm_numba_sgemm" if dtype == types.float32 else "lstm_numba_dgemm"
-        function = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [byte_ptr] * 13),
-                                                  routine)
-        builder.call(function, [
-            no_transpose, no_transpose, int_slot(cols_v, sig.args[0]), int_slot(rows_v, sig.args[1]),
-            int_slot(depth_v, sig.args[2]), slot(float_type, ir.Constant(float_type, 1.0)), data(b_v, sig.args[3]),
-            int_slot(ldb_v, sig.args[4]), data(a_v, sig.args[5]), int_slot(lda_v, sig.args[6]),
-            slot(float_type, context.cast(builder, beta_v, sig.args[7], dtype)), data(c_v, sig.args[8]),
-            int_slot(ldc_v, sig.args[9]),
-        ])
-        return context.get_dummy_value()
+            def data(i):
+                return builder.bitcast(context.make_array(sig.args[i])(context, builder, args[i]).data, byte_ptr)
 
-    return signature, codegen
+            routine = "lstm_numba_sgemm" if dtype == types.float32 else "lstm_numba_dgemm"
+            function = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [byte_ptr] * 13), routine)
+            builder.call(function, [
+                slot(char, ir.Constant(char, ord("N"))), slot(char, ir.Constant(char, second_op)),
+                int_slot(0), int_slot(1), int_slot(2), slot(float_type, ir.Constant(float_type, 1.0)),
+                data(3), int_slot(4), data(5), int_slot(6),
+                slot(float_type, context.cast(builder, args[7], sig.args[7], dtype)), data(8), int_slot(9),
+            ])
+            return context.get_dummy_value()
+
+        return signature, codegen
+
+    return call
+
+
+_gemm_nn = _fortran_gemm(transpose_second=False)
+_gemm_nt = _fortran_gemm(transpose_second=True)
 
 
 #: OpenBLAS's limit on ``M*N*K`` for its small-matrix GEMM kernel.
@@ -94,9 +101,20 @@ def gemm(a, b, c, beta):
     a (M, K), b (K, N), c (M, N), all of one float dtype. Row-major C = A @ B is the
     column-major C^T = B^T @ A^T, so BLAS gets the operands swapped.
     """
-    itemsize = c.itemsize
-    _fortran_gemm(b.shape[1], a.shape[0], a.shape[1], b, b.strides[0] // itemsize, a, a.strides[0] // itemsize, beta,
-                  c, c.strides[0] // itemsize)
+    size = c.itemsize
+    _gemm_nn(b.shape[1], a.shape[0], a.shape[1], b, b.strides[0] // size, a, a.strides[0] // size, beta, c,
+             c.strides[0] // size)
+
+
+@njit(inline="always")
+def gemm_tn(a, b, c, beta):
+    """c = a^T @ b + beta * c for row-major 2-D views with unit inner stride.
+
+    a (K, M), b (K, N), c (M, N): column-major C^T = B^T @ A, with A read transposed.
+    """
+    size = c.itemsize
+    _gemm_nt(b.shape[1], a.shape[1], a.shape[0], b, b.strides[0] // size, a, a.strides[0] // size, beta, c,
+             c.strides[0] // size)
 
 
 @njit(inline="always")

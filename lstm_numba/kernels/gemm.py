@@ -10,6 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 from lstm_numba.config import FASTMATH
+from lstm_numba.kernels.blas import gemm, gemm_tn
 
 #: Largest row block of the hoisted GEMMs over all T * B rows (input projection, dx).
 GEMM_ROW_BLOCK = 512
@@ -41,25 +42,20 @@ def gemm_block_rows(n_rows: int) -> int:
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
-def input_projection(x2, w_ih, b_ih, gx2, block_rows):
-    """gx2 = x2 @ w_ih^T + b_ih, in parallel over fixed row blocks.
+def input_projection(x1, w_proj, gx2, block_rows):
+    """gx2 = x1 @ w_proj, in parallel over fixed row blocks: the input projection with its bias.
 
-    x2          (N, I)   N = T * B rows
-    w_ih        (G, I)
-    b_ih        (G,)
-    gx2         (N, G)   out
-    block_rows  int      ``gemm_block_rows(N)``
+    x1          (N, I + 1)   N = T * B rows of [x, 1] (any row stride: a view of the tape)
+    w_proj      (I + 1, G)   [W_ih^T; bias]
+    gx2         (N, G)       out
+    block_rows  int          ``gemm_block_rows(N)``
     """
-    w_t = np.ascontiguousarray(w_ih.T)
-    n_rows = x2.shape[0]
+    n_rows = x1.shape[0]
     n_blocks = (n_rows + block_rows - 1) // block_rows
     for block in prange(n_blocks):
         lo = block * block_rows
         hi = min(lo + block_rows, n_rows)
-        np.dot(x2[lo:hi], w_t, gx2[lo:hi])
-        for r in range(lo, hi):
-            for j in range(gx2.shape[1]):
-                gx2[r, j] += b_ih[j]
+        gemm(x1[lo:hi], w_proj, gx2[lo:hi], 0.0)
 
 
 def reduction_parts(n_rows: int) -> int:
@@ -72,7 +68,8 @@ def weight_gradients(dg2, inputs2, dw, slabs):
     """dw = dg2^T @ inputs2.
 
     dg2      (N, G)        gate gradients, N = T * B rows
-    inputs2  (N, K)        what the gates saw (x or h_{t-1})
+    inputs2  (N, K)        what the gates saw, from the tape (any row stride): columns of
+                           [x, 1, h_{t-1}], so that the 1 gives the bias gradient
     dw       (G, K)        out
     slabs    (R, G, K)     scratch, R = reduction_parts(N)
 
@@ -84,7 +81,7 @@ def weight_gradients(dg2, inputs2, dw, slabs):
     n_parts = slabs.shape[0]
     for part in prange(n_parts):
         lo, hi = split(part, n_parts, n_rows)
-        np.dot(dg2[lo:hi].T, inputs2[lo:hi], slabs[part])
+        gemm_tn(dg2[lo:hi], inputs2[lo:hi], slabs[part], 0.0)
     for g in prange(n_gates):
         dw[g] = slabs[0, g]
         for part in range(1, n_parts):

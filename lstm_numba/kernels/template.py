@@ -14,7 +14,7 @@ Each time step is split into tiles: a hidden part (U of them) times a chunk of w
 blocks. With U = 1 (any gate) a chunk runs all T steps for its rows, so a pass has no
 barrier per step. With U > 1 (gates declared ``elementwise``: unit j of the output depends
 only on unit j of the inputs) each step's tiles run in parallel and end with a barrier,
-and each thread packs only its own part of the recurrent weights. Tile shapes depend only
+and each thread reads only its own part of the recurrent weights. Tile shapes depend only
 on the problem's shape, never on the thread count, so results are bitwise reproducible
 whatever ``NUMBA_NUM_THREADS`` is. BLAS calls run single-threaded inside Numba's threads
 (the caller holds the pools). The hoisted GEMMs, which do not depend on the gate, live in
@@ -41,6 +41,7 @@ from numba import njit, prange  # noqa: E402
 
 from lstm_numba.kernels.blas import blocked_gemm  # noqa: E402
 from lstm_numba.kernels.gemm import split  # noqa: E402
+from lstm_numba.kernels.views import unit_stride  # noqa: E402
 
 
 @njit(inline="always")
@@ -77,7 +78,7 @@ def forward_tile(s, part, r0, r1, blocks, gx, w_hh_t, b_hh, p, clip, lengths, st
         blocked_gemm(h_hist[src], w_hh_t[part], gh, r0, r1, blocks[0], blocks[1], blocks[2], 0.0)
     # Loops index 1-D views with the loop variable only, so that LLVM vectorises them.
     for b in range(r0, r1):
-        h_next = h_hist[dst, b, u0:u0 + width]
+        h_next = unit_stride(h_hist[dst, b, u0:u0 + width])
         s_next = states[dst, b, s0:s0 + part_state]
         y_row = y[s, b, u0:u0 + width]
         if s < lengths[b]:
@@ -94,7 +95,7 @@ def forward_tile(s, part, r0, r1, blocks, gx, w_hh_t, b_hh, p, clip, lengths, st
                 y_row[j] = s_next[j]
         else:
             s_prev = states[src, b, s0:s0 + part_state]
-            h_prev = h_hist[src, b, u0:u0 + width]
+            h_prev = unit_stride(h_hist[src, b, u0:u0 + width])
             for j in range(part_state):
                 s_next[j] = s_prev[j]
             for j in range(width):
@@ -127,7 +128,8 @@ def forward_sequence(gx, w_hh_t, b_hh, p, clip, lengths, n_chunks, blocks, state
                                and states[T] the final one; with T_s = 2 (inference) the
                                two slots alternate and the final state is states[T % 2].
     h_hist     (T_s, B, H)     in/out: the h part of ``states`` in the plain layout (the
-                               recurrent GEMM's input); h_hist[0] holds h_0
+                               recurrent GEMM's input), any row stride (training passes the
+                               h columns of the tape's [x, 1, h] rows); h_hist[0] holds h_0
     gh_hist    (T_g, U, B, G/U) out: h_{s-1} @ W_hh^T + b_hh per part; T_g = T keeps every
                                step for backward, T_g = 1 keeps only scratch (always, for
                                an additive gate, which leaves it unused)
@@ -136,7 +138,7 @@ def forward_sequence(gx, w_hh_t, b_hh, p, clip, lengths, n_chunks, blocks, state
     One parallel region runs the tiles over a group of steps. With U = 1 the group is all T
     steps: each row chunk runs the whole sequence, with no barrier per step. With U > 1 the
     group is one step and every step ends with a barrier, since each part's GEMM reads the
-    whole h_{s-1}; each weight part is then packed by one thread only.
+    whole h_{s-1}; each weight part is then read by one thread only.
     Tile shapes depend on the problem's shape only, never on the thread count, so results
     are bitwise reproducible whatever ``NUMBA_NUM_THREADS`` is.
     """
@@ -173,7 +175,7 @@ def backward_carry(s, part, r0, r1, blocks, w_hh, dgh, ds, ds_prev):
 
 @njit(inline="always")
 def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds, dgx, dgh,
-                  dp_rows, db_rows, ds_prev, zero_gates, dgh_scratch):
+                  dp_rows, ds_prev, zero_gates, dgh_scratch):
     """Carry step ``s + 1`` into ``ds``, then the gate's backward of step ``s`` (none for s = -1)."""
     n_steps = dgh.shape[0]
     n_parts, _, width = w_hh.shape
@@ -193,7 +195,6 @@ def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, sta
         ds_row = ds[b, s0:s0 + part_state]
         ds_prev_row = ds_prev[b, s0:s0 + part_state]
         dgx_row = dgx[s, b, g0:g0 + part_gates]
-        db_ih_row = db_rows[0, b, g0:g0 + part_gates]
         if s < lengths[b]:
             dy_row = dy[s, b, u0:u0 + width]
             for j in range(width):
@@ -206,12 +207,6 @@ def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, sta
                 dgh_row = dgh[s, b, g0:g0 + part_gates]
             gate_backward(gx[s, b, g0:g0 + part_gates], gh_row, states[s, b, s0:s0 + part_state], p_part, clip, act,
                           ract, ds_row, dgx_row, dgh_row, ds_prev_row, dp_rows[b, p0:p0 + part_p])
-            for j in range(part_gates):
-                db_ih_row[j] += dgx_row[j]
-            if not ADDITIVE:
-                db_hh_row = db_rows[1, b, g0:g0 + part_gates]
-                for j in range(part_gates):
-                    db_hh_row[j] += dgh_row[j]
         else:
             dgh_row = dgh[s, b, g0:g0 + part_gates]
             for j in range(part_gates):
@@ -223,7 +218,7 @@ def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, sta
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
 def backward_sequence(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist, dy, ds, dgx, dgh, dp_rows,
-                      db_rows, ds_prev, dgh_scratch):
+                      ds_prev, dgh_scratch):
     """Backpropagate one direction of one layer through the whole sequence, in step order.
 
     gx, p, clip, lengths, n_chunks, states, gh_hist   as in ``forward_sequence`` (as
@@ -239,10 +234,6 @@ def backward_sequence(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_h
     dp_rows  (B, P)        out: per-row dLoss/dp, part-major; the caller zero-fills it and
                            sums the rows in a fixed order, so the result does not depend
                            on the tiles
-    db_rows  (2, B, G)     out: per-row sums of dgx (dLoss/db_ih) and of dgh (dLoss/db_hh;
-                           not for an additive gate, where they are equal), part-major,
-                           zero-filled and summed by the caller as dp_rows; summed here
-                           while the rows are in cache
     ds_prev      (B, S*H)          scratch: the direct part of dLoss/d(state before the step)
     dgh_scratch  (U * n_chunks, G/U) scratch: one row per tile, where an additive gate
                                    writes its (unused) dgh
@@ -265,13 +256,13 @@ def backward_sequence(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_h
             part, r0, r1 = tile_rows(chunk, 1, n_chunks, blocks[0], batch)
             for s in range(n_steps - 1, -2, -1):
                 backward_tile(s, chunk, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds,
-                              dgx, dgh, dp_rows, db_rows, ds_prev, zero_gates, dgh_scratch)
+                              dgx, dgh, dp_rows, ds_prev, zero_gates, dgh_scratch)
     else:
         for s in range(n_steps - 1, -2, -1):
             for tile in prange(n_tiles):
                 part, r0, r1 = tile_rows(tile, n_parts, n_chunks, blocks[0], batch)
                 backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds,
-                              dgx, dgh, dp_rows, db_rows, ds_prev, zero_gates, dgh_scratch)
+                              dgx, dgh, dp_rows, ds_prev, zero_gates, dgh_scratch)
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)

@@ -1,17 +1,23 @@
-"""The direct BLAS calls of the time loops (``lstm_numba.kernels.blas``) against NumPy's
-matmul, on the strided views, accumulations and blocks the loops use."""
+"""The primitives of the time loops: the direct BLAS calls (``lstm_numba.kernels.blas``)
+against NumPy's matmul on the strided views, accumulations and blocks the loops use, and
+the unit-stride view (``lstm_numba.kernels.views``)."""
 
 import numpy as np
 import pytest
 from numba import njit
 
 from lstm_numba import engine
-from lstm_numba.kernels import blas
+from lstm_numba.kernels import blas, views
 
 
 @njit
 def _blocked(a, b, c, r0, r1, block_rows, col_block, depth_block, beta):
     blas.blocked_gemm(a, b, c, r0, r1, block_rows, col_block, depth_block, beta)
+
+
+@njit
+def _gemm_tn(a, b, c, beta):
+    blas.gemm_tn(a[:, 1:], b[:, 2:], c, beta)
 
 
 @njit
@@ -79,3 +85,30 @@ class _FakeController:
 def test_small_kernel_needs_every_openblas_on_an_avx512_core(monkeypatch, cores, expected):
     monkeypatch.setattr(engine, "_threadpool_controller", lambda: _FakeController(*cores))
     assert engine.small_kernel_available.__wrapped__() is expected
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+def test_gemm_tn_reads_its_first_operand_transposed(rng, dtype, rtol):
+    a = rng.standard_normal((9, 6)).astype(dtype)   # a[:, 1:]: (9, 5), row stride 6
+    b = rng.standard_normal((9, 7)).astype(dtype)   # b[:, 2:]: (9, 5), row stride 7
+    c = rng.standard_normal((5, 5)).astype(dtype)
+    before = c.copy()
+    _gemm_tn(a, b, c, 1.0)
+    np.testing.assert_allclose(c, before + a[:, 1:].T @ b[:, 2:], rtol=rtol, atol=rtol)
+
+
+@njit
+def _double_row(h, s, b):
+    row = views.unit_stride(h[s, b, 2:5])
+    for j in range(row.size):
+        row[j] *= 2.0
+    return row.sum()
+
+
+def test_unit_stride_view_reads_and_writes_the_same_elements():
+    tape = np.arange(2 * 3 * 7, dtype=np.float64).reshape(2, 3, 7)
+    expected = tape.copy()
+    expected[1, 2, 3:6] *= 2
+    total = _double_row(tape[:, :, 1:], 1, 2)  # a non-contiguous view: h columns of the tape
+    np.testing.assert_array_equal(tape, expected)
+    assert total == expected[1, 2, 3:6].sum()
