@@ -7,9 +7,11 @@ Phases of one training iteration (all times are medians over ``repeat`` iteratio
   once with an empty kernel cache directory and once more with the cache it filled
   (subprocesses, so the measuring process's own state does not leak in);
 - ``input_gemm``: the ``input_projection`` kernel, ``x @ W_ih^T + b_ih`` over all steps;
-- ``forward_kernel``: ``forward_sequence``, the compiled time loop (recurrent GEMMs + gates);
+- ``forward_kernel``: ``forward_rows`` or ``forward_parts``, the compiled time loop
+  (recurrent GEMMs + gates);
 - ``forward_other``: the rest of ``forward`` (allocation, copies, NumPy, Python);
-- ``backward_kernel``: ``backward_sequence``, the compiled reverse time loop;
+- ``backward_kernel``: ``backward_rows`` or ``backward_parts``, the compiled reverse time
+  loop;
 - ``backward_gemms``: ``weight_gradients`` and ``input_gradient`` (dW_ih, dW_hh, db, dx);
 - ``backward_other``: the rest of ``backward`` (zero-fills, copies, NumPy, Python);
 - ``optimizer``: one :class:`lstm_numba.optim.Adam` step on the layer's parameters.
@@ -273,8 +275,10 @@ def model_from_checkpoint(path) -> tuple:
 #: allocation, zero-fills, copies, Python) is the pass's ``*_other`` phase.
 KERNEL_PHASES = {
     "input_projection": "input_gemm",
-    "forward_sequence": "forward_kernel",
-    "backward_sequence": "backward_kernel",
+    "forward_rows": "forward_kernel",
+    "forward_parts": "forward_kernel",
+    "backward_rows": "backward_kernel",
+    "backward_parts": "backward_kernel",
     "weight_gradients": "backward_gemms",
     "input_gradient": "backward_gemms",
 }

@@ -110,10 +110,13 @@ DETERMINISM_SCRIPT = textwrap.dedent("""
 
 @pytest.mark.parametrize("tiling,parts", [("rows", 1), ("hidden-split", 4)])
 def test_bitwise_identical_across_thread_counts(tmp_path, tiling, parts):
+    """Also across a cold kernel cache and a warm one: the first run compiles the kernels
+    into an empty cache directory and the others load them from it (with fastmath
+    ``reassoc`` the two gave different last bits)."""
     results = {}
     for threads in ("1", "2", "3"):
         out = tmp_path / f"run{threads}.npz"
-        env = dict(os.environ, NUMBA_NUM_THREADS=threads)
+        env = dict(os.environ, NUMBA_NUM_THREADS=threads, LSTM_NUMBA_CACHE_DIR=str(tmp_path / "kernels"))
         proc = subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT, str(out), tiling], env=env,
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr

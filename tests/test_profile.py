@@ -44,7 +44,7 @@ def test_timed_kernels_passes_through():
     totals = {}
     timed = prof._TimedKernels(model.kernels, totals)
     assert timed.step_forward is model.kernels.step_forward  # not a known phase: untouched
-    assert callable(timed.forward_sequence) and timed.forward_sequence is not model.kernels.forward_sequence
+    assert callable(timed.forward_rows) and timed.forward_rows is not model.kernels.forward_rows
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ a header that imports the plugins' functions as module globals, followed by the 
 
 Numba's cache is keyed on the file's path and timestamp, not on the code it calls, so the
 file name carries a hash of every source the kernels depend on: the template, the
-contract, the plugin modules, the activation parameters, the dtype and the Numba version.
+fastmath policy (:mod:`lstm_numba.config`), the contract, the shared GEMM and BLAS
+kernels, the plugin modules, the activation parameters, the dtype and the Numba version.
 A changed plugin therefore gets a new file and a fresh compile.
 """
 
@@ -27,8 +28,7 @@ from types import ModuleType
 
 import numba
 
-from lstm_numba import contract
-from lstm_numba.config import kernel_cache_dir
+from lstm_numba import config, contract
 from lstm_numba.kernels import blas, gemm, template
 
 _MARKER = "# ----------------------------------------------------------------- TEMPLATE BODY\n"
@@ -135,8 +135,8 @@ def generate_source(gate: PluginRef, act: PluginRef, act_ab, ract: PluginRef, ra
 def _source_hash(generated: str, plugin_modules) -> str:
     digest = hashlib.sha256()
     packages = sorted({name.partition(".")[0]: name for name in plugin_modules}.values())
-    for part in (generated, inspect.getsource(contract), inspect.getsource(gemm), inspect.getsource(blas),
-                 numba.__version__,
+    for part in (generated, inspect.getsource(config), inspect.getsource(contract), inspect.getsource(gemm),
+                 inspect.getsource(blas), numba.__version__,
                  *(source for name in packages for source in _package_sources(name))):
         digest.update(part.encode())
         digest.update(b"\0")
@@ -169,7 +169,7 @@ def load_kernels(gate: PluginRef, act: PluginRef, act_ab: tuple, ract: PluginRef
     source = generate_source(gate, act, act_ab, ract, ract_ab, dtype)
     digest = _source_hash(source, (gate.module, act.module, ract.module))
     stem = f"k_{gate.name}_{act.name}_{ract.name}_{dtype}_{digest}"
-    path = kernel_cache_dir() / f"{stem}.py"
+    path = config.kernel_cache_dir() / f"{stem}.py"
     _write_if_changed(path, source)
     module_name = f"lstm_numba_generated.{stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)

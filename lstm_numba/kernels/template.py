@@ -11,10 +11,12 @@ Shapes: T steps, B batch rows, H hidden units, G = n_blocks * H gate pre-activat
 S state vectors (row 0 is h), P extra gate parameters, U hidden parts of W = H / U units.
 
 Each time step is split into tiles: a hidden part (U of them) times a chunk of whole row
-blocks. With U = 1 (any gate) a chunk runs all T steps for its rows, so a pass has no
-barrier per step. With U > 1 (gates declared ``elementwise``: unit j of the output depends
-only on unit j of the inputs) each step's tiles run in parallel and end with a barrier,
-and each thread reads only its own part of the recurrent weights. Tile shapes depend only
+blocks. With U = 1 (any gate; ``forward_rows``, ``backward_rows``) a chunk runs all T
+steps for its rows, so a pass has no barrier per step. With U > 1 (gates declared
+``elementwise``: unit j of the output depends only on unit j of the inputs;
+``forward_parts``, ``backward_parts``) each step's tiles run in parallel and end with a
+barrier, and each thread reads only its own part of the recurrent weights. The two
+tilings are separate kernels, so a process compiles only the one its shapes use. Tile shapes depend only
 on the problem's shape, never on the thread count, so results are bitwise reproducible
 whatever ``NUMBA_NUM_THREADS`` is. BLAS calls run single-threaded inside Numba's threads
 (the caller holds the pools). The hoisted GEMMs, which do not depend on the gate, live in
@@ -56,7 +58,7 @@ def tile_rows(tile, n_parts, n_chunks, block_rows, batch):
 @njit(inline="always")
 def forward_tile(s, part, r0, r1, blocks, gx, w_hh_t, b_hh, p, clip, lengths, states, h_hist, gh_hist, y,
                  zero_gates):
-    """Step ``s`` for rows [r0, r1) and the hidden units of ``part`` (see forward_sequence)."""
+    """Step ``s`` for rows [r0, r1) and the hidden units of ``part`` (see forward_rows)."""
     n_parts, hidden, part_gates = w_hh_t.shape
     width = hidden // n_parts
     part_state = states.shape[2] // n_parts
@@ -104,8 +106,8 @@ def forward_tile(s, part, r0, r1, blocks, gx, w_hh_t, b_hh, p, clip, lengths, st
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
-def forward_sequence(gx, w_hh_t, b_hh, p, clip, lengths, n_chunks, blocks, states, h_hist, gh_hist, y):
-    """Run one direction of one layer over the whole sequence, in step order.
+def forward_rows(gx, w_hh_t, b_hh, p, clip, lengths, n_chunks, blocks, states, h_hist, gh_hist, y):
+    """Run one direction of one layer over the whole sequence, in step order, in row chunks.
 
     Vectors of ``k`` blocks of H (gate pre-activations, states, extra parameters) are
     *part-major*: the hidden units are split into U equal parts of W = H / U, and each
@@ -135,28 +137,38 @@ def forward_sequence(gx, w_hh_t, b_hh, p, clip, lengths, n_chunks, blocks, state
                                an additive gate, which leaves it unused)
     y          (T, B, H)       out: h_s at valid steps, zeros at padded ones
 
-    One parallel region runs the tiles over a group of steps. With U = 1 the group is all T
-    steps: each row chunk runs the whole sequence, with no barrier per step. With U > 1 the
-    group is one step and every step ends with a barrier, since each part's GEMM reads the
-    whole h_{s-1}; each weight part is then read by one thread only.
-    Tile shapes depend on the problem's shape only, never on the thread count, so results
-    are bitwise reproducible whatever ``NUMBA_NUM_THREADS`` is.
+    The tiling with U = 1: each chunk of row blocks runs every step for its rows, so the
+    pass has one parallel region and no barrier per step. Tile shapes depend on the
+    problem's shape only, never on the thread count, so results are bitwise reproducible
+    whatever ``NUMBA_NUM_THREADS`` is.
+    """
+    n_steps, batch, n_gates = gx.shape
+    zero_gates = np.zeros(n_gates, dtype=gx.dtype)
+    for chunk in prange(n_chunks):
+        part, r0, r1 = tile_rows(chunk, 1, n_chunks, blocks[0], batch)
+        for s in range(n_steps):
+            forward_tile(s, part, r0, r1, blocks, gx, w_hh_t, b_hh, p, clip, lengths, states, h_hist, gh_hist, y,
+                         zero_gates)
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
+def forward_parts(gx, w_hh_t, b_hh, p, clip, lengths, n_chunks, blocks, states, h_hist, gh_hist, y):
+    """``forward_rows`` with the hidden units split into U > 1 parts (an elementwise gate).
+
+    Buffers as in ``forward_rows``: gx (T, B, G), w_hh_t (U, H, G/U), b_hh (G,), p (P,),
+    lengths (B,), states (T_s, B, S*H), h_hist (T_s, B, H), gh_hist (T_g, U, B, G/U),
+    y (T, B, H). Each step runs one tile per part and row chunk in parallel and ends with
+    a barrier, since every part's GEMM reads the whole h_{s-1}; each thread reads only its
+    own part of W_hh^T.
     """
     n_parts, _, part_gates = w_hh_t.shape
     n_steps, batch, _ = gx.shape
     zero_gates = np.zeros(part_gates, dtype=gx.dtype)
-    if n_parts == 1:
-        for chunk in prange(n_chunks):
-            part, r0, r1 = tile_rows(chunk, 1, n_chunks, blocks[0], batch)
-            for s in range(n_steps):
-                forward_tile(s, part, r0, r1, blocks, gx, w_hh_t, b_hh, p, clip, lengths, states, h_hist,
-                             gh_hist, y, zero_gates)
-    else:
-        for s in range(n_steps):
-            for tile in prange(n_parts * n_chunks):
-                part, r0, r1 = tile_rows(tile, n_parts, n_chunks, blocks[0], batch)
-                forward_tile(s, part, r0, r1, blocks, gx, w_hh_t, b_hh, p, clip, lengths, states, h_hist,
-                             gh_hist, y, zero_gates)
+    for s in range(n_steps):
+        for tile in prange(n_parts * n_chunks):
+            part, r0, r1 = tile_rows(tile, n_parts, n_chunks, blocks[0], batch)
+            forward_tile(s, part, r0, r1, blocks, gx, w_hh_t, b_hh, p, clip, lengths, states, h_hist, gh_hist, y,
+                         zero_gates)
 
 
 @njit(inline="always")
@@ -217,12 +229,12 @@ def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, sta
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
-def backward_sequence(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist, dy, ds, dgx, dgh, dp_rows,
-                      ds_prev, dgh_scratch):
-    """Backpropagate one direction of one layer through the whole sequence, in step order.
+def backward_rows(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist, dy, ds, dgx, dgh, dp_rows, ds_prev,
+                  dgh_scratch):
+    """Backpropagate one direction of one layer through the whole sequence, in row chunks.
 
-    gx, p, clip, lengths, n_chunks, states, gh_hist   as in ``forward_sequence`` (as
-                           training left them)
+    gx, p, clip, lengths, n_chunks, states, gh_hist   as in ``forward_rows`` (as training
+                           left them)
     blocks   3 ints        in: (rows, columns, depth) of the recurrent GEMM's blocks
     w_hh     (U, G, W)     in: W_hh with part-major rows, one contiguous column part per
                            hidden part (W = H / U)
@@ -238,31 +250,38 @@ def backward_sequence(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_h
     dgh_scratch  (U * n_chunks, G/U) scratch: one row per tile, where an additive gate
                                    writes its (unused) dgh
 
-    Tiles as in ``forward_sequence``. Each step first finishes the one after it
-    (ds = ds_prev + dgh[s + 1] @ W_hh, which needs every part of dgh[s + 1]), so one
-    barrier per step suffices when U > 1; the loops end with s = -1, which only finishes
-    step 0 and leaves dLoss/d(initial state) in ``ds``.
+    Tiles as in ``forward_rows``. Steps run from T - 1 down to -1: each first finishes the
+    step after it (ds = ds_prev + dgh[s + 1] @ W_hh), and s = -1 only finishes step 0,
+    which leaves dLoss/d(initial state) in ``ds``.
+    """
+    n_steps, batch, n_gates = gx.shape
+    zero_gates = np.zeros(n_gates, dtype=gx.dtype)
+    for chunk in prange(n_chunks):
+        part, r0, r1 = tile_rows(chunk, 1, n_chunks, blocks[0], batch)
+        for s in range(n_steps - 1, -2, -1):
+            backward_tile(s, chunk, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds, dgx,
+                          dgh, dp_rows, ds_prev, zero_gates, dgh_scratch)
 
-    Both tilings sit in this one function, not in two: measured, two separate kernels
-    (each with one parallel loop) compiled in half the time but ran 15-60% slower.
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
+def backward_parts(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist, dy, ds, dgx, dgh, dp_rows, ds_prev,
+                   dgh_scratch):
+    """``backward_rows`` with the hidden units split into U > 1 parts (an elementwise gate).
+
+    Buffers as in ``backward_rows``: gx (T, B, G), w_hh (U, G, W), p (P,), lengths (B,),
+    states (T + 1, B, S*H), gh_hist (T_g, U, B, G/U), dy (T, B, H), ds (B, S*H),
+    dgx (T, B, G), dgh (T, B, G), dp_rows (B, P), ds_prev (B, S*H),
+    dgh_scratch (U * n_chunks, G/U). Finishing a step needs every part of dgh[s + 1], so
+    each step ends with a barrier.
     """
     n_steps, batch, n_gates = gx.shape
     n_parts = w_hh.shape[0]
-    n_tiles = n_parts * n_chunks
     zero_gates = np.zeros(n_gates // n_parts, dtype=gx.dtype)
-    # Steps T - 1 down to 0, then -1: finishing step 0 gives dLoss/d(initial state).
-    if n_parts == 1:
-        for chunk in prange(n_chunks):
-            part, r0, r1 = tile_rows(chunk, 1, n_chunks, blocks[0], batch)
-            for s in range(n_steps - 1, -2, -1):
-                backward_tile(s, chunk, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds,
-                              dgx, dgh, dp_rows, ds_prev, zero_gates, dgh_scratch)
-    else:
-        for s in range(n_steps - 1, -2, -1):
-            for tile in prange(n_tiles):
-                part, r0, r1 = tile_rows(tile, n_parts, n_chunks, blocks[0], batch)
-                backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds,
-                              dgx, dgh, dp_rows, ds_prev, zero_gates, dgh_scratch)
+    for s in range(n_steps - 1, -2, -1):
+        for tile in prange(n_parts * n_chunks):
+            part, r0, r1 = tile_rows(tile, n_parts, n_chunks, blocks[0], batch)
+            backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds, dgx,
+                          dgh, dp_rows, ds_prev, zero_gates, dgh_scratch)
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
