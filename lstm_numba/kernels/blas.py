@@ -13,8 +13,9 @@ Why blocks: OpenBLAS's AVX-512 builds (SkylakeX and later cores) run GEMMs of at
 (``sgemm_small_kernel_permit_skylakex.c``). A time step's GEMM is a few batch rows times a
 weight matrix that every step repacks; split into blocks that take the small-matrix path it
 runs faster. Measured single-threaded, float32, SkylakeX kernels: 64x256 @ 256x512 took
-92 us in one call and 72-75 us in blocks of 32 columns; 64x1024 @ 1024x128 took 94 us and
-80-83 us in blocks of 32 columns by 256 of depth. The same blocking is slower where the
+92 us in one call and 68 us in blocks of 32 columns (with the weights on a cache line: 84
+us at NumPy's 16-byte offset); 64x1024 @ 1024x128 took 94 us and 66 us in blocks of 32
+columns by 256 of depth. The same blocking is slower where the
 weights do not fit in L2 (2 MB: 357 against 428 us), with 128-row blocks, and with the
 Haswell kernels (no small-matrix path: 162 against 173-180 us), so it is used only where
 it was measured to win (:func:`gemm_blocks`).
