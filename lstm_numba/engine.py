@@ -361,8 +361,9 @@ def forward_direction(kernels, gate, workspace, x, w_ih, w_hh, b_ih, b_hh, extra
     with blas_single_thread():
         gemm.input_projection(xh[:steps].reshape(steps * batch, -1)[:, :inputs + 1], weights.w_proj,
                               gx.reshape(steps * batch, n_gates), gemm.gemm_block_rows(steps * batch))
-        (kernels.forward_parts if tile.parts > 1 else kernels.forward_rows)(gx, weights.w_hh_t, weights.b_hh, weights.extra, dtype.type(clip), lengths,
-                                 tile.chunks, tile.forward_blocks, states, h, gh, y)
+        forward_loop = kernels.forward_parts if tile.parts > 1 else kernels.forward_rows
+        forward_loop(gx, weights.w_hh_t, weights.b_hh, weights.extra, dtype.type(clip), lengths, tile.chunks,
+                     tile.forward_blocks, states, h, gh, y)
     final = weights.state_from_kernel(states[steps % n_slots], n_state)
     tape = DirectionTape(xh, gx, states, gh, lengths, order, weights, gate.additive) if keep_tape else None
     return (reorder(y, order) if reverse else y), final, tape
@@ -387,9 +388,10 @@ def backward_direction(kernels, workspace, tape: DirectionTape, clip, dy, dstate
     x_grad = np.empty((steps, batch, inputs), dtype)
     xh2 = tape.xh[:steps].reshape(rows, -1)
     with blas_single_thread():
-        (kernels.backward_parts if tile.parts > 1 else kernels.backward_rows)(tape.gx, weights.hidden_parts_of_w_hh(), weights.extra, dtype.type(clip),
-                                  tape.lengths, tile.chunks, tile.backward_blocks, tape.states, tape.gh, dy, ds, dgx,
-                                  dgh, dp_rows, scratch.ds_prev, scratch.dgh_rows)
+        backward_loop = kernels.backward_parts if tile.parts > 1 else kernels.backward_rows
+        backward_loop(tape.gx, weights.hidden_parts_of_w_hh(), weights.extra, dtype.type(clip), tape.lengths,
+                      tile.chunks, tile.backward_blocks, tape.states, tape.gh, dy, ds, dgx, dgh, dp_rows,
+                      scratch.ds_prev, scratch.dgh_rows)
         dgx2 = dgx.reshape(rows, n_gates)
         if tape.additive:  # dgx == dgh: one GEMM gives [dW_ih, db, dW_hh]
             grads = _weight_gradients(workspace, "w", dgx2, xh2)

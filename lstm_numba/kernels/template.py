@@ -16,9 +16,9 @@ steps for its rows, so a pass has no barrier per step. With U > 1 (gates declare
 ``elementwise``: unit j of the output depends only on unit j of the inputs;
 ``forward_parts``, ``backward_parts``) each step's tiles run in parallel and end with a
 barrier, and each thread reads only its own part of the recurrent weights. The two
-tilings are separate kernels, so a process compiles only the one its shapes use. Tile shapes depend only
-on the problem's shape, never on the thread count, so results are bitwise reproducible
-whatever ``NUMBA_NUM_THREADS`` is. BLAS calls run single-threaded inside Numba's threads
+tilings are separate kernels, so a process compiles only the one its shapes use. Tile
+shapes depend only on the problem's shape, never on the thread count, so results are
+bitwise reproducible whatever ``NUMBA_NUM_THREADS`` is. BLAS calls run single-threaded inside Numba's threads
 (the caller holds the pools). The hoisted GEMMs, which do not depend on the gate, live in
 :mod:`lstm_numba.kernels.gemm`.
 
