@@ -6,7 +6,6 @@ Every BLAS call runs single-threaded inside Numba's threads: the caller holds th
 pools to one thread (DESIGN.md section 3: oversubscription costs up to 20x).
 """
 
-import numpy as np
 from numba import njit, prange
 
 from lstm_numba.config import FASTMATH
@@ -42,20 +41,26 @@ def gemm_block_rows(n_rows: int) -> int:
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
-def input_projection(x1, w_proj, gx2, block_rows):
-    """gx2 = x1 @ w_proj, in parallel over fixed row blocks: the input projection with its bias.
+def row_block_gemm(a, b, out, block_rows):
+    """out = a @ b, in parallel over fixed row blocks.
 
-    x1          (N, I + 1)   N = T * B rows of [x, 1] (any row stride: a view of the tape)
-    w_proj      (I + 1, G)   [W_ih^T; bias]
-    gx2         (N, G)       out
-    block_rows  int          ``gemm_block_rows(N)``
+    a           (N, K)   any row stride (a view of the tape)
+    b           (K, M)
+    out         (N, M)   out
+    block_rows  int      ``gemm_block_rows(N)``
     """
-    n_rows = x1.shape[0]
+    n_rows = a.shape[0]
     n_blocks = (n_rows + block_rows - 1) // block_rows
     for block in prange(n_blocks):
         lo = block * block_rows
         hi = min(lo + block_rows, n_rows)
-        gemm(x1[lo:hi], w_proj, gx2[lo:hi], 0.0)
+        gemm(a[lo:hi], b, out[lo:hi], 0.0)
+
+
+#: The input projection ``gx = [x, 1] @ [W_ih^T; bias]`` (N, I + 1) @ (I + 1, G), and the
+#: input gradient ``dx = dg @ W_ih`` (N, G) @ (G, I): one kernel under the two names the
+#: profiler times as separate phases (``lstm_numba.profile.KERNEL_PHASES``).
+input_projection = input_gradient = row_block_gemm
 
 
 def reduction_parts(n_rows: int) -> int:
@@ -86,20 +91,3 @@ def weight_gradients(dg2, inputs2, dw, slabs):
         dw[g] = slabs[0, g]
         for part in range(1, n_parts):
             dw[g] += slabs[part, g]
-
-
-@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
-def input_gradient(dg2, w_ih, dx2, block_rows):
-    """dx2 = dg2 @ w_ih, in parallel over fixed row blocks.
-
-    dg2         (N, G)
-    w_ih        (G, I)
-    dx2         (N, I)   out
-    block_rows  int      ``gemm_block_rows(N)``
-    """
-    n_rows = dg2.shape[0]
-    n_blocks = (n_rows + block_rows - 1) // block_rows
-    for block in prange(n_blocks):
-        lo = block * block_rows
-        hi = min(lo + block_rows, n_rows)
-        np.dot(dg2[lo:hi], w_ih, dx2[lo:hi])
