@@ -45,20 +45,12 @@ def pytest_sessionstart(session):
 def tiling(request, monkeypatch):
     """Run a test under each tiling of the time loops (``lstm_numba.engine.tiling``).
 
-    ``rows`` is what tiny test shapes get anyway. ``hidden-split`` lowers the thresholds
-    and pretends to have 4 cores, so elementwise gates split any even H into 2 or 4 parts
-    (down to one unit each) whatever this machine has; it also pretends that the BLAS has
-    OpenBLAS's small-matrix kernel and lowers its limits, so that the recurrent GEMMs run
-    in blocks of 4 columns and a split depth (``lstm_numba.kernels.blas.gemm_blocks``).
+    ``rows`` is what tiny test shapes get anyway; ``hidden-split`` applies
+    ``tilings.hidden_split_settings()`` (hidden parts and GEMM blocks on any machine).
     """
-    from lstm_numba import engine
-    from lstm_numba.kernels import blas
+    from tilings import hidden_split_settings
 
     if request.param == "hidden-split":
-        monkeypatch.setattr(engine, "HIDDEN_SPLIT_MIN_FLOPS", 0)
-        monkeypatch.setattr(engine, "HIDDEN_SPLIT_MIN_UNITS", 1)
-        monkeypatch.setattr(engine.numba.config, "NUMBA_DEFAULT_NUM_THREADS", 4)
-        monkeypatch.setattr(engine, "small_kernel_available", lambda: True)
-        monkeypatch.setattr(blas, "SMALL_KERNEL_MAX_MNK", 64)
-        monkeypatch.setattr(blas, "SMALL_GEMM_COLUMNS", 4)
+        for target, name, value in hidden_split_settings():
+            monkeypatch.setattr(target, name, value)
     return request.param

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,12 +93,11 @@ def test_non_contiguous_and_other_float_inputs_are_converted():
 DETERMINISM_SCRIPT = textwrap.dedent("""
     import sys, numpy as np, lstm_numba as ln, numba
     from lstm_numba import engine
-    from lstm_numba.kernels import blas
     if sys.argv[2] == "hidden-split":  # as the conftest fixture: 4 parts of 8 units, GEMM blocks
-        engine.HIDDEN_SPLIT_MIN_FLOPS, engine.HIDDEN_SPLIT_MIN_UNITS = 0, 1
-        numba.config.NUMBA_DEFAULT_NUM_THREADS = 4
-        engine.small_kernel_available = lambda: True
-        blas.SMALL_KERNEL_MAX_MNK, blas.SMALL_GEMM_COLUMNS = 64, 4
+        sys.path.insert(0, sys.argv[3])
+        from tilings import hidden_split_settings
+        for target, name, value in hidden_split_settings():
+            setattr(target, name, value)
     rng = np.random.default_rng(0)
     rnn = ln.LSTM(16, 32, num_layers=2, bidirectional=True, dtype="float32", seed=0)
     x = rng.standard_normal((12, 9, 16)).astype(np.float32)
@@ -117,7 +117,8 @@ def test_bitwise_identical_across_thread_counts(tmp_path, tiling, parts):
     for threads in ("1", "2", "3"):
         out = tmp_path / f"run{threads}.npz"
         env = dict(os.environ, NUMBA_NUM_THREADS=threads, LSTM_NUMBA_CACHE_DIR=str(tmp_path / "kernels"))
-        proc = subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT, str(out), tiling], env=env,
+        proc = subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT, str(out), tiling,
+                               str(Path(__file__).parent)], env=env,
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.split() == [threads, str(parts)]

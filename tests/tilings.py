@@ -1,0 +1,24 @@
+"""The ``hidden-split`` test tiling, shared by the ``tiling`` fixture (conftest.py) and the
+subprocess scripts that must run under the same settings (test_lstm_behaviour.py)."""
+
+
+def hidden_split_settings() -> list:
+    """(object, attribute, value) triples that force the hidden-part tiling and GEMM blocks.
+
+    They lower the thresholds and pretend to have 4 cores, so elementwise gates split any
+    even H into 2 or 4 parts (down to one unit each) whatever this machine has, and pretend
+    that the BLAS has OpenBLAS's small-matrix kernel with lower limits, so that the
+    recurrent GEMMs run in blocks of 4 columns and a split depth
+    (``lstm_numba.kernels.blas.gemm_blocks``).
+    """
+    from lstm_numba import engine
+    from lstm_numba.kernels import blas
+
+    return [
+        (engine, "HIDDEN_SPLIT_MIN_FLOPS", 0),
+        (engine, "HIDDEN_SPLIT_MIN_UNITS", 1),
+        (engine.numba.config, "NUMBA_DEFAULT_NUM_THREADS", 4),
+        (engine, "small_kernel_available", lambda: True),
+        (blas, "SMALL_KERNEL_MAX_MNK", 64),
+        (blas, "SMALL_GEMM_COLUMNS", 4),
+    ]
