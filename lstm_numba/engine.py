@@ -94,10 +94,6 @@ class Tiling:
     forward_blocks: tuple
     backward_blocks: tuple
 
-    @property
-    def block_rows(self) -> int:
-        return self.forward_blocks[0]
-
 
 def tiling(elementwise: bool, batch: int, hidden: int, n_gates: int, itemsize: int) -> Tiling:
     """Choose the tiling for a gate and a shape.

@@ -19,12 +19,12 @@ def cores(monkeypatch):
 def test_elementwise_gates_split_large_layers_into_one_part_per_core(cores):
     cores(2)
     tile = engine.tiling(True, 64, 256, 1024, 4)
-    assert (tile.parts, tile.chunks, tile.block_rows) == (2, 1, 64)
+    assert (tile.parts, tile.chunks, tile.forward_blocks[0]) == (2, 1, 64)
     cores(8)
     assert engine.tiling(True, 64, 256, 1024, 4).parts == 8
     assert engine.tiling(True, 512, 48, 192, 4).parts == 2      # 4 parts would be 12 units wide
     assert engine.tiling(True, 32, 256, 1024, 4).parts == 4     # 8 parts would be 2 MFLOP each
-    assert engine.tiling(True, 1000, 256, 1024, 4).block_rows == 256
+    assert engine.tiling(True, 1000, 256, 1024, 4).forward_blocks[0] == 256
     assert engine.tiling(True, 1000, 256, 1024, 4).chunks == 4  # 1000 rows in blocks of 256
 
 
