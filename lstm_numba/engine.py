@@ -356,7 +356,8 @@ def forward_direction(kernels, gate, workspace, x, w_ih, w_hh, b_ih, b_hh, extra
     y = aligned_empty((steps, batch, hidden), dtype)
     with blas_single_thread():
         gemm.input_projection(xh[:steps].reshape(steps * batch, -1)[:, :inputs + 1], weights.w_proj,
-                              gx.reshape(steps * batch, n_gates), gemm.gemm_block_rows(steps * batch))
+                              gx.reshape(steps * batch, n_gates),
+                              gemm.gemm_block_rows(steps * batch, n_gates, inputs + 1, small_kernel_available()))
         forward_loop = kernels.forward_parts if tile.parts > 1 else kernels.forward_rows
         forward_loop(gx, weights.w_hh_t, weights.b_hh, weights.extra, dtype.type(clip), lengths, tile.chunks,
                      tile.forward_blocks, states, h, gh, y)
@@ -398,7 +399,8 @@ def backward_direction(kernels, workspace, tape: DirectionTape, clip, dy, dstate
             grads_h = _weight_gradients(workspace, "w_hh", dgh.reshape(rows, n_gates), xh2[:, inputs:])
             w_ih_grad, b_ih_grad = grads_x[:, :inputs], grads_x[:, inputs]
             b_hh_grad, w_hh_grad = grads_h[:, 0], grads_h[:, 1:]
-        gemm.input_gradient(dgx2, weights.w_ih, x_grad.reshape(rows, -1), gemm.gemm_block_rows(rows))
+        gemm.input_gradient(dgx2, weights.w_ih, x_grad.reshape(rows, -1),
+                            gemm.gemm_block_rows(rows, inputs, n_gates, small_kernel_available()))
     return DirectionGrads(
         w_ih=weights.to_natural(w_ih_grad), w_hh=weights.to_natural(w_hh_grad),
         b_ih=weights.to_natural(b_ih_grad), b_hh=weights.to_natural(b_hh_grad),
@@ -408,9 +410,20 @@ def backward_direction(kernels, workspace, tape: DirectionTape, clip, dy, dstate
 
 
 def _weight_gradients(workspace, role, dg2, inputs2) -> np.ndarray:
-    """dg2^T @ inputs2 (a new (G, K) array) through ``gemm.weight_gradients``."""
+    """dg2^T @ inputs2, (G, K): a new array, or the transposed view of one.
+
+    Through ``gemm.weight_gradients_blocked`` where ``gemm.weight_gradient_blocks`` says
+    its small-matrix blocks win, else ``gemm.weight_gradients``.
+    """
     rows, n_gates = dg2.shape
-    out = np.empty((n_gates, inputs2.shape[1]), dg2.dtype)
-    slabs = workspace.array(f"slabs_{role}", (gemm.reduction_parts(rows), n_gates, inputs2.shape[1]), dg2.dtype)
+    depth = inputs2.shape[1]
+    blocks = gemm.weight_gradient_blocks(n_gates, depth, small_kernel_available())
+    if blocks is not None:
+        out_t = aligned_empty((depth, n_gates), dg2.dtype)  # column blocks on cache lines
+        n_tasks = min(-(-n_gates // blocks[0]), numba.get_num_threads())
+        gemm.weight_gradients_blocked(dg2, inputs2, out_t, *blocks, n_tasks)
+        return out_t.T
+    out = np.empty((n_gates, depth), dg2.dtype)
+    slabs = workspace.array(f"slabs_{role}", (gemm.reduction_parts(rows), n_gates, depth), dg2.dtype)
     gemm.weight_gradients(dg2, inputs2, out, slabs)
     return out

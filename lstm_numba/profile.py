@@ -280,6 +280,7 @@ KERNEL_PHASES = {
     "backward_rows": "backward_kernel",
     "backward_parts": "backward_kernel",
     "weight_gradients": "backward_gemms",
+    "weight_gradients_blocked": "backward_gemms",
     "input_gradient": "backward_gemms",
 }
 

@@ -7,7 +7,7 @@ import pytest
 from numba import njit
 
 from lstm_numba import engine
-from lstm_numba.kernels import blas, views
+from lstm_numba.kernels import blas, gemm, views
 
 
 @njit
@@ -69,6 +69,38 @@ def test_gemm_blocks_split_only_where_the_small_kernel_was_measured_to_win():
     for rows, cols, depth in [(64, 512, 256), (64, 128, 1024), (40, 96, 700)]:
         col_block, depth_block = blas.gemm_blocks(rows, cols, depth, 4, True)
         assert rows * col_block * depth_block <= blas.SMALL_KERNEL_MAX_MNK
+
+
+def test_hoisted_gemms_take_small_blocks_only_where_a_block_fits_the_small_kernel():
+    # small benchmark: projection 1600 x 33 @ 33 x 256, dx 1600 x 256 @ 256 x 32
+    assert gemm.gemm_block_rows(1600, 256, 33, True) == gemm.SMALL_ROW_BLOCK
+    assert gemm.gemm_block_rows(1600, 32, 256, True) == gemm.SMALL_ROW_BLOCK
+    assert gemm.gemm_block_rows(1600, 256, 33, False) == 400               # Haswell kernels: 4 blocks
+    assert gemm.gemm_block_rows(6400, 1024, 129, True) == 400              # medium: 32 rows are too many
+
+
+def test_weight_gradient_blocks_only_where_they_were_measured_to_win():
+    assert gemm.weight_gradient_blocks(256, 97, True) == (32, 322)         # small: K = I + 1 + H
+    assert gemm.weight_gradient_blocks(768, 257, True) == (32, 121)
+    assert gemm.weight_gradient_blocks(1024, 385, True) is None            # medium: 81-row chunks
+    assert gemm.weight_gradient_blocks(256, 97, False) is None             # Haswell kernels
+    assert gemm.weight_gradient_blocks(32, 9, True) is None                # one column block
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("block_cols,block_rows", [(4, 5), (8, 64), (3, 7)])
+def test_blocked_weight_gradients_match_numpy_whatever_the_task_count(rng, dtype, block_cols, block_rows):
+    dg = rng.standard_normal((40, 20)).astype(dtype)
+    tape = rng.standard_normal((40, 11)).astype(dtype)   # tape[:, 2:]: (40, 9), row stride 11
+    expected = (tape[:, 2:].astype(np.float64).T @ dg.astype(np.float64))
+    results = []
+    for n_tasks in (1, 2, 3, 7):
+        out_t = np.full((9, 20), np.nan, dtype)
+        gemm.weight_gradients_blocked(dg, tape[:, 2:], out_t, block_cols, block_rows, n_tasks)
+        results.append(out_t)
+    np.testing.assert_allclose(results[0], expected, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+    for out_t in results[1:]:
+        np.testing.assert_array_equal(out_t, results[0])
 
 
 class _FakeController:

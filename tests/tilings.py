@@ -9,10 +9,11 @@ def hidden_split_settings() -> list:
     even H into 2 or 4 parts (down to one unit each) whatever this machine has, and pretend
     that the BLAS has OpenBLAS's small-matrix kernel with lower limits, so that the
     recurrent GEMMs run in blocks of 4 columns and a split depth
-    (``lstm_numba.kernels.blas.gemm_blocks``).
+    (``lstm_numba.kernels.blas.gemm_blocks``) and the weight gradients in blocks of 4 gates
+    by 5 rows (``lstm_numba.kernels.gemm.weight_gradients_blocked``).
     """
     from lstm_numba import engine
-    from lstm_numba.kernels import blas
+    from lstm_numba.kernels import blas, gemm
 
     return [
         (engine, "HIDDEN_SPLIT_MIN_FLOPS", 0),
@@ -21,4 +22,5 @@ def hidden_split_settings() -> list:
         (engine, "small_kernel_available", lambda: True),
         (blas, "SMALL_KERNEL_MAX_MNK", 64),
         (blas, "SMALL_GEMM_COLUMNS", 4),
+        (gemm, "weight_gradient_blocks", lambda n_gates, depth, small_kernel: (4, 5)),
     ]
