@@ -410,20 +410,19 @@ def backward_direction(kernels, workspace, tape: DirectionTape, clip, dy, dstate
 
 
 def _weight_gradients(workspace, role, dg2, inputs2) -> np.ndarray:
-    """dg2^T @ inputs2, (G, K): a new array, or the transposed view of one.
+    """dg2^T @ inputs2, a new (G, K) array.
 
     Through ``gemm.weight_gradients_blocked`` where ``gemm.weight_gradient_blocks`` says
     its small-matrix blocks win, else ``gemm.weight_gradients``.
     """
     rows, n_gates = dg2.shape
     depth = inputs2.shape[1]
+    out = aligned_empty((n_gates, depth), dg2.dtype)
     blocks = gemm.weight_gradient_blocks(n_gates, depth, small_kernel_available())
     if blocks is not None:
-        out_t = aligned_empty((depth, n_gates), dg2.dtype)  # column blocks on cache lines
         n_tasks = min(-(-n_gates // blocks[0]), numba.get_num_threads())
-        gemm.weight_gradients_blocked(dg2, inputs2, out_t, *blocks, n_tasks)
-        return out_t.T
-    out = np.empty((n_gates, depth), dg2.dtype)
+        gemm.weight_gradients_blocked(dg2, inputs2, out, *blocks, n_tasks)
+        return out
     slabs = workspace.array(f"slabs_{role}", (gemm.reduction_parts(rows), n_gates, depth), dg2.dtype)
     gemm.weight_gradients(dg2, inputs2, out, slabs)
     return out

@@ -88,19 +88,19 @@ def test_weight_gradient_blocks_only_where_they_were_measured_to_win():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("block_cols,block_rows", [(4, 5), (8, 64), (3, 7)])
-def test_blocked_weight_gradients_match_numpy_whatever_the_task_count(rng, dtype, block_cols, block_rows):
+@pytest.mark.parametrize("block_gates,block_rows", [(4, 5), (8, 64), (3, 7)])
+def test_blocked_weight_gradients_match_numpy_whatever_the_task_count(rng, dtype, block_gates, block_rows):
     dg = rng.standard_normal((40, 20)).astype(dtype)
     tape = rng.standard_normal((40, 11)).astype(dtype)   # tape[:, 2:]: (40, 9), row stride 11
-    expected = (tape[:, 2:].astype(np.float64).T @ dg.astype(np.float64))
+    expected = dg.astype(np.float64).T @ tape[:, 2:].astype(np.float64)
     results = []
     for n_tasks in (1, 2, 3, 7):
-        out_t = np.full((9, 20), np.nan, dtype)
-        gemm.weight_gradients_blocked(dg, tape[:, 2:], out_t, block_cols, block_rows, n_tasks)
-        results.append(out_t)
+        out = np.full((20, 9), np.nan, dtype)
+        gemm.weight_gradients_blocked(dg, tape[:, 2:], out, block_gates, block_rows, n_tasks)
+        results.append(out)
     np.testing.assert_allclose(results[0], expected, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
-    for out_t in results[1:]:
-        np.testing.assert_array_equal(out_t, results[0])
+    for out in results[1:]:
+        np.testing.assert_array_equal(out, results[0])
 
 
 class _FakeController:

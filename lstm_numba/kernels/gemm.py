@@ -25,10 +25,10 @@ REDUCTION_PARTS = 8
 #: SkylakeX kernels, 2 threads): the input projection 69 -> 57 us, dx 70 -> 56 us; 64 rows
 #: did as well, 128 rows worse.
 SMALL_ROW_BLOCK = 32
-#: Fewest rows per depth chunk for ``weight_gradients_blocked``. Measured against
-#: ``weight_gradients`` on 2 threads: 264 -> 172 us with K = 97 (chunks of 322 rows), 23%
-#: faster with K = 161 and 13% with K = 257 (120 rows); slower with K = 321 (96 rows) and at
-#: the medium config (K = 385, 81 rows).
+#: Fewest rows per chunk of N for ``weight_gradients_blocked``. Measured against
+#: ``weight_gradients`` on 2 threads: 264 -> 180 us with K = 97 (chunks of 322 rows), about
+#: 20% faster with K = 161 and 10% with K = 257 (120 rows); slower with K = 321 (96 rows) and
+#: at the medium config (K = 385, 81 rows).
 WEIGHT_GRADIENT_MIN_ROWS = 120
 
 
@@ -108,42 +108,42 @@ def weight_gradients(dg2, inputs2, dw, slabs):
 
 
 def weight_gradient_blocks(n_gates: int, depth: int, small_kernel: bool) -> tuple[int, int] | None:
-    """(gate columns, rows) per block of ``weight_gradients_blocked``, or None to use ``weight_gradients``.
+    """(gates, rows) per block of ``weight_gradients_blocked``, or None to use ``weight_gradients``.
 
-    Blocks of ``blas.SMALL_GEMM_COLUMNS`` gates by as many rows as fit the small-matrix
-    kernel with a depth of ``depth`` (the width of the tape rows); used when that is at
-    least ``WEIGHT_GRADIENT_MIN_ROWS``. A function of the shape and the BLAS core only.
+    Blocks of ``blas.SMALL_GEMM_COLUMNS`` gates by as many rows of N as fit the
+    small-matrix kernel with a depth of ``depth`` (the width of the tape rows); used when
+    that is at least ``WEIGHT_GRADIENT_MIN_ROWS``. A function of the shape and the BLAS core.
     """
-    columns = blas.SMALL_GEMM_COLUMNS
-    rows = blas.SMALL_KERNEL_MAX_MNK // (columns * depth)
-    if not small_kernel or rows < WEIGHT_GRADIENT_MIN_ROWS or n_gates <= columns:
+    gates = blas.SMALL_GEMM_COLUMNS
+    rows = blas.SMALL_KERNEL_MAX_MNK // (gates * depth)
+    if not small_kernel or rows < WEIGHT_GRADIENT_MIN_ROWS or n_gates <= gates:
         return None
-    return columns, rows
+    return gates, rows
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
-def weight_gradients_blocked(dg2, inputs2, dw_t, block_cols, block_rows, n_tasks):
-    """dw_t = inputs2^T @ dg2, in fixed blocks that take OpenBLAS's small-matrix path.
+def weight_gradients_blocked(dg2, inputs2, dw, block_gates, block_rows, n_tasks):
+    """dw = dg2^T @ inputs2, in fixed blocks that take OpenBLAS's small-matrix path.
 
-    dg2         (N, G)   gate gradients, N = T * B rows
-    inputs2     (N, K)   as in ``weight_gradients`` (any row stride)
-    dw_t        (K, G)   out: the transpose of ``weight_gradients``' ``dw``
-    block_cols  int      gate columns per block (``weight_gradient_blocks``)
-    block_rows  int      rows of N per chunk
-    n_tasks     int      parallel tasks, each a run of column blocks
+    dg2          (N, G)   gate gradients, N = T * B rows
+    inputs2      (N, K)   as in ``weight_gradients`` (any row stride)
+    dw           (G, K)   out
+    block_gates  int      rows of ``dw`` per block (``weight_gradient_blocks``)
+    block_rows   int      rows of N per chunk
+    n_tasks      int      parallel tasks, each a run of blocks
 
-    Each column block sums its chunks of N in order, whichever task computes it, so the
-    result does not depend on ``n_tasks`` or the thread count. A task walks the chunks
-    outermost, so that each chunk of ``inputs2`` stays in cache for all of its column blocks
-    (column blocks outermost re-read all of ``inputs2`` per block: 1.5x slower at K = 321).
+    Each block sums its chunks of N in order, whichever task computes it, so the result
+    does not depend on ``n_tasks`` or the thread count. A task walks the chunks outermost,
+    so that each chunk of ``inputs2`` stays in cache for all of its blocks (blocks
+    outermost re-read all of ``inputs2`` per block: 1.5x slower at K = 321).
     """
     n_rows, n_gates = dg2.shape
-    n_blocks = (n_gates + block_cols - 1) // block_cols
+    n_blocks = (n_gates + block_gates - 1) // block_gates
     for task in prange(n_tasks):
         b0, b1 = split(task, n_tasks, n_blocks)
         for lo in range(0, n_rows, block_rows):
             hi = min(lo + block_rows, n_rows)
             for block in range(b0, b1):
-                c0 = block * block_cols
-                c1 = min(c0 + block_cols, n_gates)
-                gemm_tn(inputs2[lo:hi], dg2[lo:hi, c0:c1], dw_t[:, c0:c1], 0.0 if lo == 0 else 1.0)
+                g0 = block * block_gates
+                g1 = min(g0 + block_gates, n_gates)
+                gemm_tn(dg2[lo:hi, g0:g1], inputs2[lo:hi], dw[g0:g1], 0.0 if lo == 0 else 1.0)
