@@ -87,6 +87,23 @@ def test_weight_gradient_blocks_only_where_they_were_measured_to_win():
     assert gemm.weight_gradient_blocks(32, 9, True) is None                # one column block
 
 
+@pytest.mark.parametrize("cores,rows,expected", [(2, 6400, 2), (16, 6400, 8), (16, 1600, 4), (2, 100, 1)])
+def test_weight_gradient_slabs_follow_the_cores_not_the_threads(monkeypatch, cores, rows, expected):
+    monkeypatch.setattr(gemm.numba.config, "NUMBA_DEFAULT_NUM_THREADS", cores)
+    assert gemm.reduction_parts(rows) == expected
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_slabs", [1, 3])
+def test_slab_weight_gradients_match_numpy(rng, dtype, n_slabs):
+    dg = rng.standard_normal((40, 20)).astype(dtype)
+    tape = rng.standard_normal((40, 11)).astype(dtype)   # tape[:, 2:]: (40, 9), row stride 11
+    out = np.full((20, 9), np.nan, dtype)
+    gemm.weight_gradients(dg, tape[:, 2:], out, np.full((n_slabs, 20, 9), np.nan, dtype))
+    np.testing.assert_allclose(out, dg.astype(np.float64).T @ tape[:, 2:].astype(np.float64),
+                               rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("block_gates,block_rows", [(4, 5), (8, 64), (3, 7)])
 def test_blocked_weight_gradients_match_numpy_whatever_the_task_count(rng, dtype, block_gates, block_rows):
