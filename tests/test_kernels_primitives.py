@@ -81,8 +81,10 @@ def test_hoisted_gemms_take_small_blocks_only_where_a_block_fits_the_small_kerne
 
 def test_weight_gradient_blocks_only_where_they_were_measured_to_win():
     assert gemm.weight_gradient_blocks(256, 97, True) == (32, 322)         # small: K = I + 1 + H
-    assert gemm.weight_gradient_blocks(768, 257, True) == (32, 121)
-    assert gemm.weight_gradient_blocks(1024, 385, True) is None            # medium: 81-row chunks
+    assert gemm.weight_gradient_blocks(512, 161, True) == (32, 194)
+    assert gemm.weight_gradient_blocks(512, 289, True) is None             # 108-row chunks
+    assert gemm.weight_gradient_blocks(768, 129, True) is None             # GRU medium: too many gates
+    assert gemm.weight_gradient_blocks(1024, 385, True) is None            # medium
     assert gemm.weight_gradient_blocks(256, 97, False) is None             # Haswell kernels
     assert gemm.weight_gradient_blocks(32, 9, True) is None                # one column block
 

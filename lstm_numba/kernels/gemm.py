@@ -26,10 +26,12 @@ REDUCTION_PARTS = 8
 #: SkylakeX kernels, 2 threads): the input projection 69 -> 57 us, dx 70 -> 56 us; 64 rows
 #: did as well, 128 rows worse.
 SMALL_ROW_BLOCK = 32
-#: Fewest rows per chunk of N for ``weight_gradients_blocked``. Measured against
-#: ``weight_gradients`` on 2 threads: 264 -> 180 us with K = 97 (chunks of 322 rows), about
-#: 20% faster with K = 161 and 10% with K = 257 (120 rows); slower with K = 321 (96 rows) and
-#: at the medium config (K = 385, 81 rows).
+#: When ``weight_gradients_blocked`` is used: at most this many gates (rows of dW), and
+#: chunks of N of at least this many rows. Measured against ``weight_gradients`` with one
+#: slab per core, 2 threads, T*B = 1600-12800: 20-27% faster with 256 gates (K = 81-97),
+#: 8-13% with 512 (K = 161); even with 768 (K = 257) and 1024 (K = 129); 10% slower with
+#: 1536; slower too with chunks under about 120 rows (K > 260).
+WEIGHT_GRADIENT_MAX_GATES = 512
 WEIGHT_GRADIENT_MIN_ROWS = 120
 
 
@@ -119,12 +121,14 @@ def weight_gradient_blocks(n_gates: int, depth: int, small_kernel: bool) -> tupl
     """(gates, rows) per block of ``weight_gradients_blocked``, or None to use ``weight_gradients``.
 
     Blocks of ``blas.SMALL_GEMM_COLUMNS`` gates by as many rows of N as fit the
-    small-matrix kernel with a depth of ``depth`` (the width of the tape rows); used when
-    that is at least ``WEIGHT_GRADIENT_MIN_ROWS``. A function of the shape and the BLAS core.
+    small-matrix kernel with a depth of ``depth`` (the width of the tape rows); used for
+    at most ``WEIGHT_GRADIENT_MAX_GATES`` gates, in chunks of at least
+    ``WEIGHT_GRADIENT_MIN_ROWS`` rows. A function of the shape and the BLAS core.
     """
     gates = blas.SMALL_GEMM_COLUMNS
     rows = blas.SMALL_KERNEL_MAX_MNK // (gates * depth)
-    if not small_kernel or rows < WEIGHT_GRADIENT_MIN_ROWS or n_gates <= gates:
+    if (not small_kernel or rows < WEIGHT_GRADIENT_MIN_ROWS or n_gates <= gates
+            or n_gates > WEIGHT_GRADIENT_MAX_GATES):
         return None
     return gates, rows
 
