@@ -12,7 +12,8 @@ Phases of one training iteration (all times are medians over ``repeat`` iteratio
 - ``forward_other``: the rest of ``forward`` (allocation, copies, NumPy, Python);
 - ``backward_kernel``: ``backward_rows`` or ``backward_parts``, the compiled reverse time
   loop;
-- ``backward_gemms``: ``weight_gradients`` and ``input_gradient`` (dW_ih, dW_hh, db, dx);
+- ``backward_gemms``: ``weight_gradients`` (or ``weight_gradients_blocked``) and
+  ``input_gradient`` (dW_ih, dW_hh, db, dx);
 - ``backward_other``: the rest of ``backward`` (zero-fills, copies, NumPy, Python);
 - ``optimizer``: one :class:`lstm_numba.optim.Adam` step on the layer's parameters.
 
