@@ -255,23 +255,6 @@ class Workspace:
         return kept[:shape[0]]
 
 
-@dataclass
-class BackwardScratch:
-    """Scratch of the backward time loop, cache-line aligned (see :data:`ALIGNMENT`).
-
-    ds_prev    (B, S*H)        the direct part of dLoss/d(state before the step)
-    dgh_rows   (U * C, G/U)    one row per tile: where an additive gate writes its dgh
-    """
-
-    ds_prev: np.ndarray
-    dgh_rows: np.ndarray
-
-    @classmethod
-    def allocate(cls, tile: Tiling, batch: int, n_state: int, hidden: int, n_gates: int, dtype) -> "BackwardScratch":
-        return cls(aligned_empty((batch, n_state * hidden), dtype),
-                   aligned_empty((tile.parts * tile.chunks, n_gates // tile.parts), dtype))
-
-
 def reversal_index(lengths: np.ndarray, steps: int) -> np.ndarray:
     """Index (T, B) that reverses each row's valid steps and leaves padded steps in place.
 
@@ -376,19 +359,18 @@ def backward_direction(kernels, workspace, tape: DirectionTape, clip, dy, dstate
     n_state, _, hidden = dstate.shape
     inputs = weights.w_ih.shape[1]
     dy = np.ascontiguousarray(dy) if tape.order is None else reorder(dy, tape.order)
-    ds = aligned_empty((batch, n_state * hidden), dtype)
-    ds[:] = weights.state_to_kernel(dstate)
+    ds = aligned_empty((2, batch, n_state * hidden), dtype)  # the state gradients after and before a step
+    ds[0] = weights.state_to_kernel(dstate)
     dgx = workspace.array("dgx", tape.gx.shape, dtype)
     dgh = dgx if tape.additive else workspace.array("dgh", tape.gx.shape, dtype)
     dp_rows = aligned_zeros((batch, weights.extra.size), dtype)
-    scratch = BackwardScratch.allocate(tile, batch, n_state, hidden, n_gates, dtype)
+    dgh_rows = aligned_empty((tile.parts * tile.chunks, n_gates // tile.parts), dtype)  # an additive gate's dgh
     x_grad = np.empty((steps, batch, inputs), dtype)
     xh2 = tape.xh[:steps].reshape(rows, -1)
     with blas_single_thread():
         backward_loop = kernels.backward_parts if tile.parts > 1 else kernels.backward_rows
         backward_loop(tape.gx, weights.hidden_parts_of_w_hh(), weights.extra, dtype.type(clip), tape.lengths,
-                      tile.chunks, tile.backward_blocks, tape.states, tape.gh, dy, ds, dgx, dgh, dp_rows,
-                      scratch.ds_prev, scratch.dgh_rows)
+                      tile.chunks, tile.backward_blocks, tape.states, tape.gh, dy, ds, dgx, dgh, dp_rows, dgh_rows)
         dgx2 = dgx.reshape(rows, n_gates)
         if tape.additive:  # dgx == dgh: one GEMM gives [dW_ih, db, dW_hh]
             grads = _weight_gradients(workspace, "w", dgx2, xh2)
@@ -405,7 +387,7 @@ def backward_direction(kernels, workspace, tape: DirectionTape, clip, dy, dstate
         w_ih=weights.to_natural(w_ih_grad), w_hh=weights.to_natural(w_hh_grad),
         b_ih=weights.to_natural(b_ih_grad), b_hh=weights.to_natural(b_hh_grad),
         extra=weights.to_natural(dp_rows.sum(axis=0)), x=x_grad if tape.order is None else reorder(x_grad, tape.order),
-        state=weights.state_from_kernel(ds, n_state),
+        state=weights.state_from_kernel(ds[steps % 2], n_state),
     )
 
 

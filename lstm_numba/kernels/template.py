@@ -172,26 +172,27 @@ def forward_parts(gx, w_hh_t, b_hh, p, clip, lengths, n_chunks, blocks, states, 
 
 
 @njit(inline="always")
-def backward_carry(s, part, r0, r1, blocks, w_hh, dgh, ds, ds_prev):
-    """Finish step ``s`` for rows [r0, r1) and one hidden part: ds = ds_prev + dgh[s] @ W_hh."""
+def backward_carry(s, part, r0, r1, blocks, w_hh, dgh, ds):
+    """Finish step ``s`` for rows [r0, r1) and one hidden part: ds[h part] += dgh[s] @ W_hh."""
     n_parts, _, width = w_hh.shape
-    part_state = ds.shape[1] // n_parts
-    s0 = part * part_state
-    for b in range(r0, r1):
-        ds_row = ds[b, s0:s0 + part_state]
-        ds_prev_row = ds_prev[b, s0:s0 + part_state]
-        for j in range(part_state):
-            ds_row[j] = ds_prev_row[j]
+    s0 = part * (ds.shape[1] // n_parts)
     blocked_gemm(dgh[s], w_hh[part], ds[:, s0:s0 + width], r0, r1, blocks[0], blocks[1], blocks[2], 1.0)
 
 
 @njit(inline="always")
-def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds, dgx, dgh,
-                  dp_rows, ds_prev, zero_gates, dgh_scratch):
-    """Carry step ``s + 1`` into ``ds``, then the gate's backward of step ``s`` (none for s = -1)."""
+def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds_pair, dgx, dgh,
+                  dp_rows, zero_gates, dgh_scratch):
+    """Carry step ``s + 1`` into the state gradient, then the gate's backward of step ``s`` (none for s = -1).
+
+    The two halves of ``ds_pair`` alternate: ``ds`` holds dLoss/d(state after step s),
+    into which the gate reads, and the gate writes the direct part of dLoss/d(state before
+    step s) into ``ds_prev``, which the next (earlier) step's carry completes in place.
+    """
     n_steps = dgh.shape[0]
     n_parts, _, width = w_hh.shape
     part_gates = dgh.shape[2] // n_parts
+    ds = ds_pair[(n_steps - 1 - s) % 2]
+    ds_prev = ds_pair[(n_steps - s) % 2]
     part_state = ds.shape[1] // n_parts
     part_p = p.size // n_parts
     g0 = part * part_gates
@@ -200,7 +201,7 @@ def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, sta
     u0 = part * width
     p_part = p[p0:p0 + part_p]
     if s + 1 < n_steps:
-        backward_carry(s + 1, part, r0, r1, blocks, w_hh, dgh, ds, ds_prev)
+        backward_carry(s + 1, part, r0, r1, blocks, w_hh, dgh, ds)
     if s < 0:
         return
     for b in range(r0, r1):
@@ -229,7 +230,7 @@ def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, sta
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
-def backward_rows(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist, dy, ds, dgx, dgh, dp_rows, ds_prev,
+def backward_rows(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist, dy, ds, dgx, dgh, dp_rows,
                   dgh_scratch):
     """Backpropagate one direction of one layer through the whole sequence, in row chunks.
 
@@ -239,20 +240,22 @@ def backward_rows(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist,
     w_hh     (U, G, W)     in: W_hh with part-major rows, one contiguous column part per
                            hidden part (W = H / U)
     dy       (T, B, H)     in: dLoss/dy
-    ds       (B, S*H)      in: dLoss/d(final state); out: dLoss/d(initial state); part-major
+    ds       (2, B, S*H)   in: ds[0] = dLoss/d(final state); out: ds[T % 2] =
+                           dLoss/d(initial state); part-major. The two halves alternate as
+                           the state gradient after and before each step, so no step
+                           copies one into the other
     dgx      (T, B, G)     out: dLoss/dgx, zeros at padded steps; part-major
     dgh      (T, B, G)     out: dLoss/dgh, the same; for an additive gate the caller passes
                            ``dgx`` itself (the two are equal)
     dp_rows  (B, P)        out: per-row dLoss/dp, part-major; the caller zero-fills it and
                            sums the rows in a fixed order, so the result does not depend
                            on the tiles
-    ds_prev      (B, S*H)          scratch: the direct part of dLoss/d(state before the step)
     dgh_scratch  (U * n_chunks, G/U) scratch: one row per tile, where an additive gate
                                    writes its (unused) dgh
 
     Tiles as in ``forward_rows``. Steps run from T - 1 down to -1: each first finishes the
-    step after it (ds = ds_prev + dgh[s + 1] @ W_hh), and s = -1 only finishes step 0,
-    which leaves dLoss/d(initial state) in ``ds``.
+    step after it (adds dgh[s + 1] @ W_hh to the direct part the gate left), and s = -1
+    only finishes step 0, which leaves dLoss/d(initial state) in ``ds[T % 2]``.
     """
     n_steps, batch, n_gates = gx.shape
     zero_gates = np.zeros(n_gates, dtype=gx.dtype)
@@ -260,18 +263,17 @@ def backward_rows(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist,
         part, r0, r1 = tile_rows(chunk, 1, n_chunks, blocks[0], batch)
         for s in range(n_steps - 1, -2, -1):
             backward_tile(s, chunk, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds, dgx,
-                          dgh, dp_rows, ds_prev, zero_gates, dgh_scratch)
+                          dgh, dp_rows, zero_gates, dgh_scratch)
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
-def backward_parts(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist, dy, ds, dgx, dgh, dp_rows, ds_prev,
+def backward_parts(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist, dy, ds, dgx, dgh, dp_rows,
                    dgh_scratch):
     """``backward_rows`` with the hidden units split into U > 1 parts (an elementwise gate).
 
     Buffers as in ``backward_rows``: gx (T, B, G), w_hh (U, G, W), p (P,), lengths (B,),
-    states (T + 1, B, S*H), gh_hist (T_g, U, B, G/U), dy (T, B, H), ds (B, S*H),
-    dgx (T, B, G), dgh (T, B, G), dp_rows (B, P), ds_prev (B, S*H),
-    dgh_scratch (U * n_chunks, G/U). Finishing a step needs every part of dgh[s + 1], so
+    states (T + 1, B, S*H), gh_hist (T_g, U, B, G/U), dy (T, B, H), ds (2, B, S*H),
+    dgx (T, B, G), dgh (T, B, G), dp_rows (B, P), dgh_scratch (U * n_chunks, G/U). Finishing a step needs every part of dgh[s + 1], so
     each step ends with a barrier.
     """
     n_steps, batch, n_gates = gx.shape
@@ -281,7 +283,7 @@ def backward_parts(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist
         for tile in prange(n_parts * n_chunks):
             part, r0, r1 = tile_rows(tile, n_parts, n_chunks, blocks[0], batch)
             backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds, dgx,
-                          dgh, dp_rows, ds_prev, zero_gates, dgh_scratch)
+                          dgh, dp_rows, zero_gates, dgh_scratch)
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
