@@ -95,29 +95,33 @@ def test_weight_gradient_slabs_follow_the_cores_not_the_threads(monkeypatch, cor
     assert gemm.reduction_parts(rows) == expected
 
 
+def _weight_gradient_problem(rng, dtype):
+    """dg (40, 20), the tape's columns (40, 9) with row stride 11, dg^T @ columns in float64, rtol."""
+    dg = rng.standard_normal((40, 20)).astype(dtype)
+    columns = rng.standard_normal((40, 11)).astype(dtype)[:, 2:]
+    expected = dg.astype(np.float64).T @ columns.astype(np.float64)
+    return dg, columns, expected, 1e-5 if dtype == np.float32 else 1e-12
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_slabs", [1, 3])
 def test_slab_weight_gradients_match_numpy(rng, dtype, n_slabs):
-    dg = rng.standard_normal((40, 20)).astype(dtype)
-    tape = rng.standard_normal((40, 11)).astype(dtype)   # tape[:, 2:]: (40, 9), row stride 11
+    dg, columns, expected, rtol = _weight_gradient_problem(rng, dtype)
     out = np.full((20, 9), np.nan, dtype)
-    gemm.weight_gradients(dg, tape[:, 2:], out, np.full((n_slabs, 20, 9), np.nan, dtype))
-    np.testing.assert_allclose(out, dg.astype(np.float64).T @ tape[:, 2:].astype(np.float64),
-                               rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+    gemm.weight_gradients(dg, columns, out, np.full((n_slabs, 20, 9), np.nan, dtype))
+    np.testing.assert_allclose(out, expected, rtol=rtol, atol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("block_gates,block_rows", [(4, 5), (8, 64), (3, 7)])
 def test_blocked_weight_gradients_match_numpy_whatever_the_task_count(rng, dtype, block_gates, block_rows):
-    dg = rng.standard_normal((40, 20)).astype(dtype)
-    tape = rng.standard_normal((40, 11)).astype(dtype)   # tape[:, 2:]: (40, 9), row stride 11
-    expected = dg.astype(np.float64).T @ tape[:, 2:].astype(np.float64)
+    dg, columns, expected, rtol = _weight_gradient_problem(rng, dtype)
     results = []
     for n_tasks in (1, 2, 3, 7):
         out = np.full((20, 9), np.nan, dtype)
-        gemm.weight_gradients_blocked(dg, tape[:, 2:], out, block_gates, block_rows, n_tasks)
+        gemm.weight_gradients_blocked(dg, columns, out, block_gates, block_rows, n_tasks)
         results.append(out)
-    np.testing.assert_allclose(results[0], expected, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+    np.testing.assert_allclose(results[0], expected, rtol=rtol, atol=1e-5)
     for out in results[1:]:
         np.testing.assert_array_equal(out, results[0])
 

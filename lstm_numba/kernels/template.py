@@ -18,8 +18,8 @@ steps for its rows, so a pass has no barrier per step. With U > 1 (gates declare
 barrier, and each thread reads only its own part of the recurrent weights. The two
 tilings are separate kernels, so a process compiles only the one its shapes use. Tile
 shapes depend only on the problem's shape, never on the thread count, so results are
-bitwise reproducible whatever ``NUMBA_NUM_THREADS`` is. BLAS calls run single-threaded inside Numba's threads
-(the caller holds the pools). The hoisted GEMMs, which do not depend on the gate, live in
+bitwise reproducible whatever ``NUMBA_NUM_THREADS`` is. BLAS calls run single-threaded
+inside Numba's threads (the caller holds the pools). The hoisted GEMMs, which do not depend on the gate, live in
 :mod:`lstm_numba.kernels.gemm`.
 
 Row ``b`` is active at step ``s`` while ``s < lengths[b]``; inactive rows keep their state
@@ -273,8 +273,8 @@ def backward_parts(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist
 
     Buffers as in ``backward_rows``: gx (T, B, G), w_hh (U, G, W), p (P,), lengths (B,),
     states (T + 1, B, S*H), gh_hist (T_g, U, B, G/U), dy (T, B, H), ds (2, B, S*H),
-    dgx (T, B, G), dgh (T, B, G), dp_rows (B, P), dgh_scratch (U * n_chunks, G/U). Finishing a step needs every part of dgh[s + 1], so
-    each step ends with a barrier.
+    dgx (T, B, G), dgh (T, B, G), dp_rows (B, P), dgh_scratch (U * n_chunks, G/U).
+    Finishing a step needs every part of dgh[s + 1], so each step ends with a barrier.
     """
     n_steps, batch, n_gates = gx.shape
     n_parts = w_hh.shape[0]
