@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from lstm_numba.kernels import blas, gemm
+from lstm_numba.kernels import arrays, blas, gemm
 
 
 @functools.cache
@@ -327,8 +327,7 @@ def forward_direction(kernels, gate, workspace, x, w_ih, w_hh, b_ih, b_hh, extra
     n_state = state0.shape[0]
     n_slots = steps + 1 if keep_tape else 2
     xh = workspace.array("xh", (steps + 1, batch, inputs + 1 + hidden), dtype)
-    xh[:steps, :, :inputs] = reorder(x, order) if reverse else x
-    xh[:steps, :, inputs] = 1
+    arrays.fill_inputs(np.ascontiguousarray(x), order if reverse else arrays.IN_ORDER, xh)
     h = xh[:n_slots, :, inputs + 1:]  # inference alternates between two slots
     h[0] = state0[0]
     gx = workspace.array("gx", (steps, batch, n_gates), dtype)

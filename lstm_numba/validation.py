@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from lstm_numba.kernels import arrays
+
 SUPPORTED_DTYPES = ("float32", "float64")
 
 
@@ -44,18 +46,8 @@ def float_array(name: str, value, shape_doc: str, ndim: int, dtype: np.dtype) ->
 
 
 def all_finite(array: np.ndarray) -> bool:
-    """Whether every value of a contiguous float array is finite.
-
-    The array's dot product with itself is finite when every value is (NaN and Inf
-    propagate), and unlike ``np.isfinite(x).all()`` it allocates no temporary the size of
-    the input. A non-finite product can also come from overflow, so that case is checked
-    exactly.
-    """
-    flat = array.reshape(-1)
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(np.dot(flat, flat)):
-            return True
-    return bool(np.isfinite(flat).all())
+    """Whether every value of a contiguous float array is finite (one compiled pass)."""
+    return arrays.count_non_finite(array.reshape(-1)) == 0
 
 
 def expect_shape(name: str, array: np.ndarray, expected: tuple, meaning: str) -> None:

@@ -1,13 +1,14 @@
 """The primitives of the time loops: the direct BLAS calls (``lstm_numba.kernels.blas``)
-against NumPy's matmul on the strided views, accumulations and blocks the loops use, and
-the unit-stride view (``lstm_numba.kernels.views``)."""
+against NumPy's matmul on the strided views, accumulations and blocks the loops use, the
+unit-stride view (``lstm_numba.kernels.views``) and the passes over whole arrays
+(``lstm_numba.kernels.arrays``)."""
 
 import numpy as np
 import pytest
 from numba import njit
 
 from lstm_numba import engine
-from lstm_numba.kernels import blas, gemm, views
+from lstm_numba.kernels import arrays, blas, gemm, views
 
 
 @njit
@@ -167,3 +168,30 @@ def test_unit_stride_view_reads_and_writes_the_same_elements():
     total = _double_row(tape[:, :, 1:], 1, 2)  # a non-contiguous view: h columns of the tape
     np.testing.assert_array_equal(tape, expected)
     assert total == expected[1, 2, 3:6].sum()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_count_non_finite_counts_nan_and_both_infinities(rng, dtype):
+    values = rng.standard_normal(70_001).astype(dtype)
+    assert arrays.count_non_finite(values) == 0
+    assert arrays.count_non_finite(values[:0]) == 0
+    values[[0, 5, 40_000, -1]] = [np.nan, np.inf, -np.inf, np.nan]
+    values[7] = np.finfo(dtype).max  # huge but finite
+    assert arrays.count_non_finite(values) == 4
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_fill_inputs_writes_each_step_and_the_bias_column(rng, reverse):
+    steps, batch, inputs, hidden = 6, 3, 4, 5
+    x = rng.standard_normal((steps, batch, inputs)).astype(np.float32)
+    xh = np.full((steps + 1, batch, inputs + 1 + hidden), 7.0, np.float32)
+    lengths = np.array([6, 2, 4])
+    order = engine.reversal_index(lengths, steps) if reverse else arrays.IN_ORDER
+    arrays.fill_inputs(x, order, xh)
+    expected = engine.reorder(x, order) if reverse else x
+    np.testing.assert_array_equal(xh[:steps, :, :inputs], expected)
+    np.testing.assert_array_equal(xh[:steps, :, inputs], 1.0)
+    np.testing.assert_array_equal(xh[:steps, :, inputs + 1:], 7.0)  # h columns untouched
+    np.testing.assert_array_equal(xh[steps], 7.0)  # the final-state row untouched
+    if reverse:  # row 1 (length 2): its two valid steps swapped, padded steps in place
+        np.testing.assert_array_equal(xh[[0, 1, 2], 1, :inputs], x[[1, 0, 2], 1])

@@ -39,11 +39,9 @@ def test_non_finite_x(rnn, value):
 
 
 def test_huge_finite_x_is_accepted(rnn):
-    """The finiteness check's fast path (a dot product) overflows here; it must not refuse."""
+    """The finiteness check refuses NaN and Inf only, not the largest finite values."""
     x = x_ok()
     x[0, 0, 0] = 3e38
-    with np.errstate(over="ignore"):
-        assert np.isinf(np.dot(x.ravel(), x.ravel()))
     y, _ = rnn.forward(x)
     assert np.isfinite(y).all()
 
