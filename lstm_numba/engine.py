@@ -176,6 +176,11 @@ class DirectionWeights:
         parts = self.tiling.parts
         return aligned_copy(self.w_hh.reshape(n_gates, parts, hidden // parts).transpose(1, 0, 2))
 
+    def natural_rows(self) -> np.ndarray:
+        """(G,) int64: the natural (PyTorch) index of each part-major gate."""
+        n_gates, hidden = self.w_hh.shape
+        return part_major(n_gates // hidden, hidden, self.tiling.parts)
+
     def to_natural(self, array: np.ndarray) -> np.ndarray:
         """Undo the part-major order of ``array``'s rows (blocks of H), as a C-contiguous array."""
         hidden = self.w_hh.shape[1]
@@ -371,30 +376,31 @@ def backward_direction(kernels, workspace, tape: DirectionTape, clip, dy, dstate
         backward_loop(tape.gx, weights.hidden_parts_of_w_hh(), weights.extra, dtype.type(clip), tape.lengths,
                       tile.chunks, tile.backward_blocks, tape.states, tape.gh, dy, ds, dgx, dgh, dp_rows, dgh_rows)
         dgx2 = dgx.reshape(rows, n_gates)
+        # Rows in PyTorch's order; the weight gradients are column views of these.
         if tape.additive:  # dgx == dgh: one GEMM gives [dW_ih, db, dW_hh]
-            grads = _weight_gradients(workspace, "w", dgx2, xh2)
+            grads = _weight_gradients(workspace, "w", dgx2, xh2, weights)
             w_ih_grad, b_ih_grad, w_hh_grad = grads[:, :inputs], grads[:, inputs], grads[:, inputs + 1:]
-            b_hh_grad = b_ih_grad
+            b_hh_grad = b_ih_grad.copy()
         else:  # [dW_ih, db_ih] from [x, 1] and [db_hh, dW_hh] from [1, h]
-            grads_x = _weight_gradients(workspace, "w_ih", dgx2, xh2[:, :inputs + 1])
-            grads_h = _weight_gradients(workspace, "w_hh", dgh.reshape(rows, n_gates), xh2[:, inputs:])
+            grads_x = _weight_gradients(workspace, "w_ih", dgx2, xh2[:, :inputs + 1], weights)
+            grads_h = _weight_gradients(workspace, "w_hh", dgh.reshape(rows, n_gates), xh2[:, inputs:], weights)
             w_ih_grad, b_ih_grad = grads_x[:, :inputs], grads_x[:, inputs]
             b_hh_grad, w_hh_grad = grads_h[:, 0], grads_h[:, 1:]
         gemm.input_gradient(dgx2, weights.w_ih, x_grad.reshape(rows, -1),
                             gemm.gemm_block_rows(rows, inputs, n_gates, small_kernel_available()))
     return DirectionGrads(
-        w_ih=weights.to_natural(w_ih_grad), w_hh=weights.to_natural(w_hh_grad),
-        b_ih=weights.to_natural(b_ih_grad), b_hh=weights.to_natural(b_hh_grad),
+        w_ih=w_ih_grad, w_hh=w_hh_grad, b_ih=np.ascontiguousarray(b_ih_grad), b_hh=np.ascontiguousarray(b_hh_grad),
         extra=weights.to_natural(dp_rows.sum(axis=0)), x=x_grad if tape.order is None else reorder(x_grad, tape.order),
         state=weights.state_from_kernel(ds[steps % 2], n_state),
     )
 
 
-def _weight_gradients(workspace, role, dg2, inputs2) -> np.ndarray:
-    """dg2^T @ inputs2, a new (G, K) array.
+def _weight_gradients(workspace, role, dg2, inputs2, weights: DirectionWeights) -> np.ndarray:
+    """dg2^T @ inputs2 with its rows in PyTorch's gate order, a new (G, K) array.
 
     Through ``gemm.weight_gradients_blocked`` where ``gemm.weight_gradient_blocks`` says
-    its small-matrix blocks win, else ``gemm.weight_gradients``.
+    its small-matrix blocks win (then reordered, when the tiling has hidden parts), else
+    ``gemm.weight_gradients``, which puts the rows in place as it sums its slabs.
     """
     rows, n_gates = dg2.shape
     depth = inputs2.shape[1]
@@ -403,7 +409,7 @@ def _weight_gradients(workspace, role, dg2, inputs2) -> np.ndarray:
     if blocks is not None:
         n_tasks = min(-(-n_gates // blocks[0]), numba.get_num_threads())
         gemm.weight_gradients_blocked(dg2, inputs2, out, *blocks, n_tasks)
-        return out
+        return weights.to_natural(out)
     slabs = workspace.array(f"slabs_{role}", (gemm.reduction_parts(rows), n_gates, depth), dg2.dtype)
-    gemm.weight_gradients(dg2, inputs2, out, slabs)
+    gemm.weight_gradients(dg2, inputs2, out, slabs, weights.natural_rows())
     return out

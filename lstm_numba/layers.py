@@ -20,7 +20,8 @@ from lstm_numba.parameters import ParameterOwner
 class Gradients:
     """Gradients of the last forward.
 
-    params  dict with the keys and shapes of ``state_dict()``
+    params  dict with the keys and shapes of ``state_dict()``; a direction's weight
+            gradients are column views of one (G, I + 1 + H) array (not C-contiguous)
     x       dLoss/dx, shaped like x
     state   dLoss/d(initial state): ``(dh0, dc0)`` for two-state gates, ``dh0`` for GRU
     """

@@ -101,3 +101,28 @@ def test_final_state_is_not_a_view_of_reused_arrays(rng):
     kept = h_first.copy()
     gru(rng.standard_normal((5, 2, 3)))
     np.testing.assert_array_equal(h_first, kept)
+
+
+@pytest.mark.parametrize("make", [ln.LSTM, ln.GRU])  # additive and not: one or two weight-gradient GEMMs
+def test_weight_gradients_land_in_pytorch_order_on_both_paths_with_hidden_parts(rng, monkeypatch, make):
+    """With hidden parts, the slab path puts the rows in place as it sums and the blocked path
+    reorders afterwards; both give the plain tiling's gradients, as separate arrays."""
+    from tilings import hidden_split_settings
+
+    x = rng.standard_normal((7, 3, 5))
+    dy = rng.standard_normal((7, 3, 8))
+
+    def grads():
+        rnn = make(5, 8, dtype="float64", seed=1)
+        rnn(x)
+        return rnn.backward(dy).params
+
+    plain = grads()
+    for target, name, value in hidden_split_settings():
+        monkeypatch.setattr(target, name, value)
+    for blocks in ((4, 5), None):
+        monkeypatch.setattr(engine.gemm, "weight_gradient_blocks", lambda n_gates, depth, small_kernel: blocks)
+        split = grads()
+        for key, value in plain.items():
+            np.testing.assert_allclose(split[key], value, rtol=1e-12, atol=1e-12, err_msg=f"{key}, blocks {blocks}")
+        assert not np.shares_memory(split["bias_ih_l0"], split["bias_hh_l0"])

@@ -93,18 +93,21 @@ def reduction_parts(n_rows: int) -> int:
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
-def weight_gradients(dg2, inputs2, dw, slabs):
-    """dw = dg2^T @ inputs2.
+def weight_gradients(dg2, inputs2, dw, slabs, rows):
+    """dw[rows] = dg2^T @ inputs2.
 
     dg2      (N, G)        gate gradients, N = T * B rows
     inputs2  (N, K)        what the gates saw, from the tape (any row stride): columns of
                            [x, 1, h_{t-1}], so that the 1 gives the bias gradient
     dw       (G, K)        out
     slabs    (R, G, K)     scratch, R = reduction_parts(N)
+    rows     (G,) int64    the row of ``dw`` that gate g's gradient goes to (the kernels'
+                           part-major gate order back to PyTorch's)
 
     The sum over N is split into R row ranges (a function of N only), each one GEMM into
     its own slab in parallel; the slabs are then added in a fixed order, in parallel over
-    rows of ``dw``. Deterministic whatever the thread count.
+    rows of ``dw``, which also puts the rows in place. Deterministic whatever the thread
+    count.
     """
     n_rows, n_gates = dg2.shape
     n_parts = slabs.shape[0]
@@ -112,9 +115,10 @@ def weight_gradients(dg2, inputs2, dw, slabs):
         lo, hi = split(part, n_parts, n_rows)
         gemm_tn(dg2[lo:hi], inputs2[lo:hi], slabs[part], 0.0)
     for g in prange(n_gates):
-        dw[g] = slabs[0, g]
+        row = dw[rows[g]]
+        row[:] = slabs[0, g]
         for part in range(1, n_parts):
-            dw[g] += slabs[part, g]
+            row += slabs[part, g]
 
 
 def weight_gradient_blocks(n_gates: int, depth: int, small_kernel: bool) -> tuple[int, int] | None:
