@@ -7,14 +7,16 @@ a header that imports the plugins' functions as module globals, followed by the 
 :mod:`lstm_numba.kernels.template`. ``cache=True`` then works as for any module.
 
 Numba's cache is keyed on the file's path and timestamp, not on the code it calls, so the
-file name carries a hash of every source the kernels depend on: the template, the
-fastmath policy (:mod:`lstm_numba.config`), the contract, the shared GEMM and BLAS
-kernels, the plugin modules, the activation parameters, the dtype and the Numba version.
+file name carries a hash of every source the kernels depend on: the template, every
+``lstm_numba`` module the generated module imports (the fastmath policy, the shared GEMM,
+BLAS and view helpers), the contract, the plugin modules, the activation parameters, the
+dtype and the Numba version.
 A changed plugin therefore gets a new file and a fresh compile.
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import importlib.util
@@ -29,7 +31,7 @@ from types import ModuleType
 import numba
 
 from lstm_numba import config, contract
-from lstm_numba.kernels import blas, gemm, template
+from lstm_numba.kernels import template
 
 _MARKER = "# ----------------------------------------------------------------- TEMPLATE BODY\n"
 
@@ -132,11 +134,19 @@ def generate_source(gate: PluginRef, act: PluginRef, act_ab, ract: PluginRef, ra
     return header + body
 
 
+def _project_sources(generated: str) -> list[str]:
+    """Sources of the ``lstm_numba`` modules that ``generated`` imports, and of the contract
+    its plugins call, in name order: what the kernels inline from this package."""
+    names = {node.module for node in ast.walk(ast.parse(generated))
+             if isinstance(node, ast.ImportFrom) and (node.module or "").partition(".")[0] == "lstm_numba"}
+    names.add(contract.__name__)
+    return [f"{name}\n{inspect.getsource(importlib.import_module(name))}" for name in sorted(names)]
+
+
 def _source_hash(generated: str, plugin_modules) -> str:
     digest = hashlib.sha256()
     packages = sorted({name.partition(".")[0]: name for name in plugin_modules}.values())
-    for part in (generated, inspect.getsource(config), inspect.getsource(contract), inspect.getsource(gemm),
-                 inspect.getsource(blas), numba.__version__,
+    for part in (generated, *_project_sources(generated), numba.__version__,
                  *(source for name in packages for source in _package_sources(name))):
         digest.update(part.encode())
         digest.update(b"\0")
