@@ -146,7 +146,7 @@ def weight_gradients_blocked(dg2, inputs2, dw, block_gates, block_rows, n_tasks)
     dw           (G, K)   out
     block_gates  int      rows of ``dw`` per block (``weight_gradient_blocks``)
     block_rows   int      rows of N per chunk
-    n_tasks      int      parallel tasks, each a run of blocks
+    n_tasks      int      most parallel tasks (the thread count), each a run of blocks
 
     Each block sums its chunks of N in order, whichever task computes it, so the result
     does not depend on ``n_tasks`` or the thread count. A task walks the chunks outermost,
@@ -155,6 +155,7 @@ def weight_gradients_blocked(dg2, inputs2, dw, block_gates, block_rows, n_tasks)
     """
     n_rows, n_gates = dg2.shape
     n_blocks = (n_gates + block_gates - 1) // block_gates
+    n_tasks = min(n_tasks, n_blocks)
     for task in prange(n_tasks):
         b0, b1 = split(task, n_tasks, n_blocks)
         for lo in range(0, n_rows, block_rows):
