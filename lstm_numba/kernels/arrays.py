@@ -54,4 +54,3 @@ def fill_inputs(x, order, xh):
             for i in range(inputs):
                 dst[i] = src[i]
             dst[inputs] = 1.0
-
