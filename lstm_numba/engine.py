@@ -344,7 +344,8 @@ def forward_direction(kernels, gate, workspace, x, w_ih, w_hh, b_ih, b_hh, extra
     with blas_single_thread():
         gemm.input_projection(xh[:steps].reshape(steps * batch, -1)[:, :inputs + 1], weights.w_proj,
                               gx.reshape(steps * batch, n_gates),
-                              gemm.gemm_block_rows(steps * batch, n_gates, inputs + 1, small_kernel_available()))
+                              gemm.hoisted_gemm_blocks(steps * batch, n_gates, inputs + 1, dtype.itemsize,
+                                                       small_kernel_available()))
         forward_loop = kernels.forward_parts if tile.parts > 1 else kernels.forward_rows
         forward_loop(gx, weights.w_hh_t, weights.b_hh, weights.extra, dtype.type(clip), lengths, tile.chunks,
                      tile.forward_blocks, states, h, gh, y)
@@ -387,7 +388,7 @@ def backward_direction(kernels, workspace, tape: DirectionTape, clip, dy, dstate
             w_ih_grad, b_ih_grad = grads_x[:, :inputs], grads_x[:, inputs]
             b_hh_grad, w_hh_grad = grads_h[:, 0], grads_h[:, 1:]
         gemm.input_gradient(dgx2, weights.w_ih, x_grad.reshape(rows, -1),
-                            gemm.gemm_block_rows(rows, inputs, n_gates, small_kernel_available()))
+                            gemm.hoisted_gemm_blocks(rows, inputs, n_gates, dtype.itemsize, small_kernel_available()))
     return DirectionGrads(
         w_ih=w_ih_grad, w_hh=w_hh_grad, b_ih=np.ascontiguousarray(b_ih_grad), b_hh=np.ascontiguousarray(b_hh_grad),
         extra=weights.to_natural(dp_rows.sum(axis=0)), x=x_grad if tape.order is None else reorder(x_grad, tape.order),

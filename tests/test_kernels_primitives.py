@@ -72,12 +72,32 @@ def test_gemm_blocks_split_only_where_the_small_kernel_was_measured_to_win():
         assert rows * col_block * depth_block <= blas.SMALL_KERNEL_MAX_MNK
 
 
-def test_hoisted_gemms_take_small_blocks_only_where_a_block_fits_the_small_kernel():
+def test_hoisted_gemms_take_small_blocks_only_where_they_were_measured_to_win():
     # small benchmark: projection 1600 x 33 @ 33 x 256, dx 1600 x 256 @ 256 x 32
-    assert gemm.gemm_block_rows(1600, 256, 33, True) == gemm.SMALL_ROW_BLOCK
-    assert gemm.gemm_block_rows(1600, 32, 256, True) == gemm.SMALL_ROW_BLOCK
-    assert gemm.gemm_block_rows(1600, 256, 33, False) == 400               # Haswell kernels: 4 blocks
-    assert gemm.gemm_block_rows(6400, 1024, 129, True) == 400              # medium: 32 rows are too many
+    assert gemm.hoisted_gemm_blocks(1600, 256, 33, 4, True) == (gemm.SMALL_ROW_BLOCK, 256, 33)
+    assert gemm.hoisted_gemm_blocks(1600, 32, 256, 4, True) == (gemm.SMALL_ROW_BLOCK, 32, 256)
+    assert gemm.hoisted_gemm_blocks(1600, 256, 33, 4, False) == (400, 256, 33)      # Haswell kernels: 4 blocks
+    # medium: the projection 6400 x 129 @ 129 x 1024 is too wide for column blocks; dx 6400 x 1024 @
+    # 1024 x 128 takes 32 columns by the whole depth, in blocks of the 30 rows that fit the kernel
+    assert gemm.hoisted_gemm_blocks(6400, 1024, 129, 4, True) == (400, 1024, 129)
+    assert gemm.hoisted_gemm_blocks(6400, 128, 1024, 4, True) == (30, 32, 1024)
+    assert gemm.hoisted_gemm_blocks(6400, 128, 1024, 8, True) == (400, 128, 1024)   # float64: 1 MB of weights
+    assert gemm.hoisted_gemm_blocks(6400, 128, 1024, 4, False) == (400, 128, 1024)  # Haswell kernels
+    assert gemm.hoisted_gemm_blocks(25600, 256, 2048, 4, True) == (464, 256, 2048)  # large: 2 MB of weights
+    for shape in [(6400, 128, 1024), (6400, 40, 3000), (999, 64, 700)]:  # deep: split in columns, fitting the kernel
+        rows, col_block, depth_block = gemm.hoisted_gemm_blocks(*shape, 4, True)
+        assert col_block == blas.SMALL_GEMM_COLUMNS and 16 <= rows <= blas.SMALL_GEMM_MAX_ROWS
+        assert rows * col_block * depth_block <= blas.SMALL_KERNEL_MAX_MNK
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("blocks", [(4, 3, 2), (30, 32, 1024), (5, 13, 9), (8, 4, 20)])
+def test_row_block_gemm_matches_numpy_with_any_blocks(rng, dtype, rtol, blocks):
+    a = rng.standard_normal((23, 12)).astype(dtype)[:, 3:]    # row stride 12, as a view of the tape
+    b = rng.standard_normal((9, 13)).astype(dtype)
+    out = np.full((23, 13), np.nan, dtype)
+    gemm.row_block_gemm(a, b, out, np.array(blocks, dtype=np.int64))
+    np.testing.assert_allclose(out, a @ b, rtol=rtol, atol=rtol)
 
 
 def test_weight_gradient_blocks_only_where_they_were_measured_to_win():
