@@ -138,7 +138,7 @@ def part_major(n_blocks: int, hidden: int, parts: int) -> np.ndarray:
 class DirectionWeights:
     """One direction's parameters in the kernels' part-major layout.
 
-    w_ih      (G, I)        rows part-major
+    w_ih      (G, I)        rows part-major, on a cache line
     w_proj    (I + 1, G)    the input projection [W_ih^T; bias], columns part-major; the
                             bias is b_ih, or b_ih + b_hh for an additive gate (whose
                             recurrent GEMM accumulates into the projection)
@@ -168,7 +168,8 @@ class DirectionWeights:
         w_proj[:-1] = w_ih.T
         w_proj[-1] = b_ih + b_hh if additive else b_ih
         w_hh_t = aligned_copy(w_hh.reshape(parts, n_gates // parts, hidden).transpose(0, 2, 1))
-        return cls(tiling, np.ascontiguousarray(w_ih), w_proj, w_hh, w_hh_t, b_hh, extra)
+        # aligned: W_ih is the input gradient's weights, which the small-matrix kernel reads unpacked
+        return cls(tiling, aligned_copy(w_ih), w_proj, w_hh, w_hh_t, b_hh, extra)
 
     def hidden_parts_of_w_hh(self) -> np.ndarray:
         """W_hh as (U, G, W): rows part-major, one contiguous column part per hidden part."""
