@@ -160,16 +160,19 @@ class DirectionWeights:
     def prepare(cls, tiling: Tiling, w_ih, w_hh, b_ih, b_hh, extra, additive: bool) -> "DirectionWeights":
         n_gates, hidden = w_hh.shape
         parts = tiling.parts
+        # W_ih's rows part-major in one copy onto a cache line: it is the input gradient's
+        # weights, which the small-matrix kernel reads unpacked
+        w_ih = aligned_copy(w_ih.reshape(n_gates // hidden, parts, hidden // parts, -1).swapaxes(0, 1))
+        w_ih = w_ih.reshape(n_gates, -1)
         if parts > 1:
             gates = part_major(n_gates // hidden, hidden, parts)
-            w_ih, b_ih, w_hh, b_hh = w_ih[gates], b_ih[gates], w_hh[gates], b_hh[gates]
+            b_ih, w_hh, b_hh = b_ih[gates], w_hh[gates], b_hh[gates]
             extra = extra[part_major(extra.size // hidden, hidden, parts)]
         w_proj = aligned_empty((w_ih.shape[1] + 1, n_gates), w_ih.dtype)
         w_proj[:-1] = w_ih.T
         w_proj[-1] = b_ih + b_hh if additive else b_ih
         w_hh_t = aligned_copy(w_hh.reshape(parts, n_gates // parts, hidden).transpose(0, 2, 1))
-        # aligned: W_ih is the input gradient's weights, which the small-matrix kernel reads unpacked
-        return cls(tiling, aligned_copy(w_ih), w_proj, w_hh, w_hh_t, b_hh, extra)
+        return cls(tiling, w_ih, w_proj, w_hh, w_hh_t, b_hh, extra)
 
     def hidden_parts_of_w_hh(self) -> np.ndarray:
         """W_hh as (U, G, W): rows part-major, one contiguous column part per hidden part."""

@@ -19,8 +19,8 @@ barrier, and each thread reads only its own part of the recurrent weights. The t
 tilings are separate kernels, so a process compiles only the one its shapes use. Tile
 shapes depend only on the problem's shape, never on the thread count, so results are
 bitwise reproducible whatever ``NUMBA_NUM_THREADS`` is. BLAS calls run single-threaded
-inside Numba's threads (the caller holds the pools). The hoisted GEMMs, which do not depend on the gate, live in
-:mod:`lstm_numba.kernels.gemm`.
+inside Numba's threads (the caller holds the pools). The hoisted GEMMs, which do not
+depend on the gate, live in :mod:`lstm_numba.kernels.gemm`.
 
 Row ``b`` is active at step ``s`` while ``s < lengths[b]``; inactive rows keep their state
 and output zeros. The kernels run in step order only: for the reverse direction the engine
