@@ -2,7 +2,8 @@
 the time loops (the generated kernels).
 
 Forward: ``gx = [x, 1] @ [W_ih^T; b]`` for all steps in one parallel set of GEMMs, then
-the compiled time loop. Backward: the compiled reverse time loop, then the weight and bias
+the compiled time loop (or, where :func:`fuses_input_projection` says so, the time loop
+alone, its step GEMM reading ``[x_s, 1, h_{s-1}]``). Backward: the compiled reverse time loop, then the weight and bias
 gradients as one GEMM over the tape's ``[x, 1, h]`` rows (two for a gate that is not
 additive) and ``dx`` as another. BLAS is held to one thread throughout: Numba owns the
 cores.
@@ -84,8 +85,10 @@ class Tiling:
     """How the time loops split one step: ``parts`` hidden parts times ``chunks`` row chunks.
 
     ``forward_blocks`` and ``backward_blocks`` are the (rows, columns, depth) blocks of
-    each loop's recurrent GEMM (:func:`lstm_numba.kernels.blas.gemm_blocks`). A function of
-    the shapes, the machine's core count and its BLAS core only (never of
+    each loop's recurrent GEMM (:func:`lstm_numba.kernels.blas.gemm_blocks`).
+    ``fused_input``: the forward loop's GEMM reads whole tape rows [x_s, 1, h_{s-1}], so the
+    input projection runs inside the step instead of as a hoisted GEMM before the loop. A
+    function of the shapes, the machine's core count and its BLAS core only (never of
     ``NUMBA_NUM_THREADS``), so results are bitwise identical whatever the thread count.
     """
 
@@ -93,9 +96,11 @@ class Tiling:
     chunks: int
     forward_blocks: tuple
     backward_blocks: tuple
+    fused_input: bool = False
 
 
-def tiling(elementwise: bool, batch: int, hidden: int, n_gates: int, itemsize: int) -> Tiling:
+def tiling(elementwise: bool, additive: bool, batch: int, inputs: int, hidden: int, n_gates: int,
+           itemsize: int) -> Tiling:
     """Choose the tiling for a gate and a shape.
 
     Elementwise gates split the hidden units into up to one part per core: a power of two
@@ -104,6 +109,10 @@ def tiling(elementwise: bool, batch: int, hidden: int, n_gates: int, itemsize: i
     blocks of up to 256 rows. Otherwise the batch is split into row blocks of about half
     the batch (a multiple of 8, at most 64), each chunk running all steps without a barrier
     (the number of chunks follows the thread count; the blocks, and so the results, do not).
+
+    An additive gate's input projection is fused into the forward step (see
+    :func:`fuses_input_projection`) when the fused GEMM runs on OpenBLAS's small-matrix
+    kernel.
     """
     parts = 1
     if elementwise:
@@ -120,9 +129,29 @@ def tiling(elementwise: bool, batch: int, hidden: int, n_gates: int, itemsize: i
     chunks = n_blocks if parts > 1 else max(1, min(n_blocks, numba.get_num_threads()))
     width, part_gates = hidden // parts, n_gates // parts
     small = small_kernel_available()
-    forward_blocks = (block_rows, *blas.gemm_blocks(block_rows, part_gates, hidden, itemsize, small))
+    fused = additive and fuses_input_projection(block_rows, part_gates, inputs + 1 + hidden, itemsize, small)
+    forward_depth = inputs + 1 + hidden if fused else hidden
+    forward_blocks = (block_rows, *blas.gemm_blocks(block_rows, part_gates, forward_depth, itemsize, small))
     backward_blocks = (block_rows, *blas.gemm_blocks(block_rows, width, n_gates, itemsize, small))
-    return Tiling(parts, chunks, forward_blocks, backward_blocks)
+    return Tiling(parts, chunks, forward_blocks, backward_blocks, fused)
+
+
+def fuses_input_projection(rows: int, part_gates: int, depth: int, itemsize: int, small_kernel: bool) -> bool:
+    """Whether the forward step's GEMM ``rows x depth @ depth x part_gates`` over whole tape
+    rows (depth I + 1 + H) runs on OpenBLAS's small-matrix kernel in ``blas.gemm_blocks``'
+    blocks; the input projection then runs inside the step.
+
+    The hoisted projection runs at packed-GEMM speed but writes every step's ``gx``, which
+    the loop reads back (and, in training, writes again). Measured, 2 threads, SkylakeX
+    kernels, projection plus the loop's GEMMs: medium (B=64, I=128, H=256, 2 hidden parts:
+    blocks of 64 x 32 x 385) 12.3 against 13.2 ms; small (B=32, I=32, H=64, 16-row chunks)
+    0.177 against 0.188 ms; large (B=128, I=256, H=512: 128-row blocks, no small-matrix path)
+    272 against 202 ms, so it is not fused there.
+    """
+    if not small_kernel:
+        return False
+    col_block, depth_block = blas.gemm_blocks(rows, part_gates, depth, itemsize, small_kernel)
+    return rows * col_block * depth_block <= blas.SMALL_KERNEL_MAX_MNK
 
 
 def part_major(n_blocks: int, hidden: int, parts: int) -> np.ndarray:
@@ -139,26 +168,30 @@ class DirectionWeights:
     """One direction's parameters in the kernels' part-major layout.
 
     w_ih      (G, I)        rows part-major, on a cache line
-    w_proj    (I + 1, G)    the input projection [W_ih^T; bias], columns part-major; the
-                            bias is b_ih, or b_ih + b_hh for an additive gate (whose
-                            recurrent GEMM accumulates into the projection)
+    w_proj    (I + 1, G)    the hoisted input projection [W_ih^T; bias], columns part-major;
+                            the bias is b_ih, or b_ih + b_hh for an additive gate (whose
+                            recurrent GEMM accumulates into the projection). None when the
+                            tiling fuses the projection into the step.
     w_hh      (G, H)        rows part-major
-    w_hh_t    (U, H, G/U)   W_hh^T, one contiguous column part per hidden part
+    w_rec     (U, K, G/U)   the forward step's GEMM weights, one contiguous column part per
+                            hidden part, on a cache line: W_hh^T (K = H), or, fused,
+                            [W_ih^T; b_ih + b_hh; W_hh^T] (K = I + 1 + H)
     b_hh      (G,)          part-major
     extra     (P,)          part-major
     """
 
     tiling: Tiling
     w_ih: np.ndarray
-    w_proj: np.ndarray
+    w_proj: np.ndarray | None
     w_hh: np.ndarray
-    w_hh_t: np.ndarray
+    w_rec: np.ndarray
     b_hh: np.ndarray
     extra: np.ndarray
 
     @classmethod
     def prepare(cls, tiling: Tiling, w_ih, w_hh, b_ih, b_hh, extra, additive: bool) -> "DirectionWeights":
         n_gates, hidden = w_hh.shape
+        inputs = w_ih.shape[1]
         parts = tiling.parts
         # W_ih's rows part-major in one copy onto a cache line: it is the input gradient's
         # weights, which the small-matrix kernel reads unpacked
@@ -168,11 +201,20 @@ class DirectionWeights:
             gates = part_major(n_gates // hidden, hidden, parts)
             b_ih, w_hh, b_hh = b_ih[gates], w_hh[gates], b_hh[gates]
             extra = extra[part_major(extra.size // hidden, hidden, parts)]
-        w_proj = aligned_empty((w_ih.shape[1] + 1, n_gates), w_ih.dtype)
-        w_proj[:-1] = w_ih.T
-        w_proj[-1] = b_ih + b_hh if additive else b_ih
-        w_hh_t = aligned_copy(w_hh.reshape(parts, n_gates // parts, hidden).transpose(0, 2, 1))
-        return cls(tiling, w_ih, w_proj, w_hh, w_hh_t, b_hh, extra)
+        bias = b_ih + b_hh if additive else b_ih
+        w_hh_parts_t = w_hh.reshape(parts, n_gates // parts, hidden).transpose(0, 2, 1)
+        if tiling.fused_input:
+            w_proj = None
+            w_rec = aligned_empty((parts, inputs + 1 + hidden, n_gates // parts), w_ih.dtype)
+            w_rec[:, :inputs] = w_ih.reshape(parts, n_gates // parts, inputs).transpose(0, 2, 1)
+            w_rec[:, inputs] = bias.reshape(parts, -1)
+            w_rec[:, inputs + 1:] = w_hh_parts_t
+        else:
+            w_proj = aligned_empty((inputs + 1, n_gates), w_ih.dtype)
+            w_proj[:-1] = w_ih.T
+            w_proj[-1] = bias
+            w_rec = aligned_copy(w_hh_parts_t)
+        return cls(tiling, w_ih, w_proj, w_hh, w_rec, b_hh, extra)
 
     def hidden_parts_of_w_hh(self) -> np.ndarray:
         """W_hh as (U, G, W): rows part-major, one contiguous column part per hidden part."""
@@ -329,30 +371,30 @@ def forward_direction(kernels, gate, workspace, x, w_ih, w_hh, b_ih, b_hh, extra
     steps, batch, inputs = x.shape
     n_gates, hidden = w_hh.shape
     dtype = x.dtype
-    weights = DirectionWeights.prepare(tiling(gate.elementwise, batch, hidden, n_gates, dtype.itemsize), w_ih, w_hh,
-                                       b_ih, b_hh, extra, gate.additive)
-    tile = weights.tiling
+    tile = tiling(gate.elementwise, gate.additive, batch, inputs, hidden, n_gates, dtype.itemsize)
+    weights = DirectionWeights.prepare(tile, w_ih, w_hh, b_ih, b_hh, extra, gate.additive)
     order = reversal_index(lengths, steps) if reverse else None
     n_state = state0.shape[0]
     n_slots = steps + 1 if keep_tape else 2
     xh = workspace.array("xh", (steps + 1, batch, inputs + 1 + hidden), dtype)
     arrays.fill_inputs(np.ascontiguousarray(x), order if reverse else arrays.IN_ORDER, xh)
-    h = xh[:n_slots, :, inputs + 1:]  # inference alternates between two slots
-    h[0] = state0[0]
-    gx = workspace.array("gx", (steps, batch, n_gates), dtype)
+    xh[0, :, inputs + 1:] = state0[0]
+    # A fused projection needs no gx beyond the step at hand unless backward reads it
+    gx = workspace.array("gx", (1 if tile.fused_input and not keep_tape else steps, batch, n_gates), dtype)
     states = workspace.array("states", (n_slots, batch, n_state * hidden), dtype)
     states[0] = weights.state_to_kernel(state0)
     gh_steps = steps if keep_tape and not gate.additive else 1
     gh = workspace.array("gh", (gh_steps, tile.parts, batch, n_gates // tile.parts), dtype)
     y = aligned_empty((steps, batch, hidden), dtype)
     with blas_single_thread():
-        gemm.input_projection(xh[:steps].reshape(steps * batch, -1)[:, :inputs + 1], weights.w_proj,
-                              gx.reshape(steps * batch, n_gates),
-                              gemm.hoisted_gemm_blocks(steps * batch, n_gates, inputs + 1, dtype.itemsize,
-                                                       small_kernel_available()))
+        if not tile.fused_input:
+            gemm.input_projection(xh[:steps].reshape(steps * batch, -1)[:, :inputs + 1], weights.w_proj,
+                                  gx.reshape(steps * batch, n_gates),
+                                  gemm.hoisted_gemm_blocks(steps * batch, n_gates, inputs + 1, dtype.itemsize,
+                                                           small_kernel_available()))
         forward_loop = kernels.forward_parts if tile.parts > 1 else kernels.forward_rows
-        forward_loop(gx, weights.w_hh_t, weights.b_hh, weights.extra, dtype.type(clip), lengths, tile.chunks,
-                     tile.forward_blocks, states, h, gh, y)
+        forward_loop(gx, weights.w_rec, weights.b_hh, weights.extra, dtype.type(clip), lengths, tile.chunks,
+                     tile.forward_blocks, states, xh, gh, y)
     final = weights.state_from_kernel(states[steps % n_slots], n_state)
     tape = DirectionTape(xh, gx, states, gh, lengths, order, weights, gate.additive) if keep_tape else None
     return (reorder(y, order) if reverse else y), final, tape

@@ -6,9 +6,11 @@ Phases of one training iteration (all times are medians over ``repeat`` iteratio
 - ``compile_cold`` / ``compile_cached``: first forward + backward call in a fresh process,
   once with an empty kernel cache directory and once more with the cache it filled
   (subprocesses, so the measuring process's own state does not leak in);
-- ``input_gemm``: the ``input_projection`` kernel, ``x @ W_ih^T + b_ih`` over all steps;
+- ``input_gemm``: the ``input_projection`` kernel, ``x @ W_ih^T + b_ih`` over all steps
+  (zero for a layer whose projection the engine fuses into the time loop,
+  :func:`lstm_numba.engine.fuses_input_projection`);
 - ``forward_kernel``: ``forward_rows`` or ``forward_parts``, the compiled time loop
-  (recurrent GEMMs + gates);
+  (recurrent GEMMs, fused input projections, gates);
 - ``forward_other``: the rest of ``forward`` (allocation, copies, NumPy, Python);
 - ``backward_kernel``: ``backward_rows`` or ``backward_parts``, the compiled reverse time
   loop;
@@ -189,6 +191,26 @@ def model_flops(model, steps: int, batch: int) -> tuple[float, float]:
         elif key.startswith("weight_hh"):
             recurrent_flops += 2.0 * steps * batch * value.shape[0] * value.shape[1]
     return input_flops, recurrent_flops
+
+
+def fused_input_flops(model, steps: int, batch: int) -> float:
+    """The part of :func:`model_flops`' input flops that runs inside the forward kernels.
+
+    ``2·T·B·G·I`` for each ``weight_ih*`` whose projection the engine fuses into the time
+    loop (the tiling the engine chooses for that shape, :func:`lstm_numba.engine.tiling`).
+    """
+    from lstm_numba import engine
+
+    gate = model.gate
+    total = 0.0
+    for key, value in model.params.items():
+        if key.startswith("weight_ih"):
+            n_gates, inputs = value.shape
+            tile = engine.tiling(gate.elementwise, gate.additive, batch, inputs, model.hidden_size, n_gates,
+                                 model.dtype.itemsize)
+            if tile.fused_input:
+                total += 2.0 * steps * batch * n_gates * inputs
+    return total
 
 
 def _gflops(flops: float, ms: float) -> float | None:
@@ -402,8 +424,11 @@ def phase_breakdown(model, x, dy, repeat: int = 5, optimizer=None) -> dict:
     model.train()
     optimizer = optimizer or Adam(model.params, lr=1e-6)
     warm = _timed_iteration(model, x, dy, optimizer)
+    steps, batch = (x.shape[1], x.shape[0]) if model.batch_first else x.shape[:2]
+    input_flops, _ = model_flops(model, steps, batch)
+    hoisted = input_flops > fused_input_flops(model, steps, batch)
     missing = [p for p in ("input_gemm", "forward_kernel", "backward_kernel", "backward_gemms")
-               if p not in warm["seen"]]
+               if p not in warm["seen"] and (hoisted or p != "input_gemm")]
     if missing:
         notes.append(f"no kernel call was seen for {', '.join(missing)} (the engine changed how it calls "
                      "its kernels?): that work is counted under 'outside kernels'")
@@ -466,8 +491,12 @@ def profile(model, steps: int, batch: int, repeat: int = 5, *, compile: bool = T
     inference_ms = median_ms(time_calls(lambda: model.forward(x_user, need_grad=False), repeat))
 
     input_flops, recurrent_flops = model_flops(model, steps, batch)
+    fused_flops = fused_input_flops(model, steps, batch)
+    if fused_flops:
+        notes.append(f"{fused_flops / input_flops:.0%} of the input projection runs inside the forward kernel "
+                     "(fused into the time loop's GEMM) and is counted there")
     fflops = input_flops + recurrent_flops
-    phase_flops = {"input_gemm": input_flops, "forward_kernel": recurrent_flops,
+    phase_flops = {"input_gemm": input_flops - fused_flops, "forward_kernel": recurrent_flops + fused_flops,
                    "backward_kernel": recurrent_flops, "backward_gemms": fflops + input_flops}
     threads = threads_info()
     peak = blas_peak_gflops(dtype, threads["numba"])

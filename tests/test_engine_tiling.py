@@ -18,23 +18,23 @@ def cores(monkeypatch):
 
 def test_elementwise_gates_split_large_layers_into_one_part_per_core(cores):
     cores(2)
-    tile = engine.tiling(True, 64, 256, 1024, 4)
+    tile = engine.tiling(True, True, 64, 128, 256, 1024, 4)
     assert (tile.parts, tile.chunks, tile.forward_blocks[0]) == (2, 1, 64)
     cores(8)
-    assert engine.tiling(True, 64, 256, 1024, 4).parts == 8
-    assert engine.tiling(True, 512, 48, 192, 4).parts == 2      # 4 parts would be 12 units wide
-    assert engine.tiling(True, 32, 256, 1024, 4).parts == 4     # 8 parts would be 2 MFLOP each
-    assert engine.tiling(True, 1000, 256, 1024, 4).forward_blocks[0] == 256
-    assert engine.tiling(True, 1000, 256, 1024, 4).chunks == 4  # 1000 rows in blocks of 256
+    assert engine.tiling(True, True, 64, 128, 256, 1024, 4).parts == 8
+    assert engine.tiling(True, True, 512, 16, 48, 192, 4).parts == 2      # 4 parts would be 12 units wide
+    assert engine.tiling(True, True, 32, 16, 256, 1024, 4).parts == 4     # 8 parts would be 2 MFLOP each
+    assert engine.tiling(True, True, 1000, 16, 256, 1024, 4).forward_blocks[0] == 256
+    assert engine.tiling(True, True, 1000, 16, 256, 1024, 4).chunks == 4  # 1000 rows in blocks of 256
 
 
 def test_no_split_for_other_gates_small_layers_or_one_core(cores):
     cores(2)
-    assert engine.tiling(False, 64, 256, 1024, 4).parts == 1    # layer norm mixes units
-    assert engine.tiling(True, 32, 64, 256, 4).parts == 1       # the small benchmark: barriers cost more
-    assert engine.tiling(True, 64, 255, 1020, 4).parts == 1     # odd H
+    assert engine.tiling(False, False, 64, 16, 256, 1024, 4).parts == 1    # layer norm mixes units
+    assert engine.tiling(True, True, 32, 32, 64, 256, 4).parts == 1       # the small benchmark: barriers cost more
+    assert engine.tiling(True, True, 64, 16, 255, 1020, 4).parts == 1     # odd H
     cores(1)
-    assert engine.tiling(True, 64, 256, 1024, 4).parts == 1
+    assert engine.tiling(True, True, 64, 128, 256, 1024, 4).parts == 1
 
 
 def test_tiling_ignores_the_thread_count(cores, monkeypatch):
@@ -42,7 +42,7 @@ def test_tiling_ignores_the_thread_count(cores, monkeypatch):
     choices = set()
     for threads in (1, 2):
         monkeypatch.setattr(engine.numba, "get_num_threads", lambda: threads)
-        choices.add(engine.tiling(True, 64, 256, 1024, 4))
+        choices.add(engine.tiling(True, True, 64, 128, 256, 1024, 4))
     assert len(choices) == 1
 
 
@@ -55,19 +55,25 @@ def test_part_major_is_a_permutation_that_groups_each_part():
 
 def test_direction_weights_round_trip():
     rng = np.random.default_rng(0)
-    hidden, n_gates = 8, 32
-    tile = engine.Tiling(parts=4, chunks=1, forward_blocks=(8, 8, 8), backward_blocks=(8, 2, 32))
-    w_ih, w_hh = rng.standard_normal((n_gates, 3)), rng.standard_normal((n_gates, hidden))
+    hidden, n_gates, inputs = 8, 32, 3
+    w_ih, w_hh = rng.standard_normal((n_gates, inputs)), rng.standard_normal((n_gates, hidden))
     b_ih, b_hh = rng.standard_normal(n_gates), rng.standard_normal(n_gates)
-    for additive in (True, False):
+    for fused, additive in ((False, True), (False, False), (True, True)):
+        tile = engine.Tiling(parts=4, chunks=1, forward_blocks=(8, 8, 8), backward_blocks=(8, 2, 32), fused_input=fused)
         weights = engine.DirectionWeights.prepare(tile, w_ih, w_hh, b_ih, b_hh, rng.standard_normal(3 * hidden),
                                                   additive=additive)
         np.testing.assert_array_equal(weights.to_natural(weights.w_hh), w_hh)
-        projection = weights.to_natural(weights.w_proj.T)  # [W_ih, bias]
-        np.testing.assert_array_equal(projection[:, :3], w_ih)
-        np.testing.assert_array_equal(projection[:, 3], b_ih + b_hh if additive else b_ih)
-    assert weights.w_hh_t.shape == (4, hidden, n_gates // 4)
-    np.testing.assert_array_equal(weights.to_natural(weights.w_ih), w_ih)
+        np.testing.assert_array_equal(weights.to_natural(weights.w_ih), w_ih)
+        bias = b_ih + b_hh if additive else b_ih
+        if fused:  # each part's columns of [W_ih^T; bias; W_hh^T]
+            assert weights.w_proj is None and weights.w_rec.shape == (4, inputs + 1 + hidden, n_gates // 4)
+            expected = np.hstack([w_ih, bias[:, None], w_hh])
+        else:
+            projection = weights.to_natural(weights.w_proj.T)  # [W_ih, bias]
+            np.testing.assert_array_equal(projection, np.hstack([w_ih, bias[:, None]]))
+            assert weights.w_rec.shape == (4, hidden, n_gates // 4)
+            expected = w_hh
+        np.testing.assert_array_equal(weights.to_natural(np.hstack(list(weights.w_rec)).T), expected)
     state = rng.standard_normal((2, 5, hidden))
     np.testing.assert_array_equal(weights.state_from_kernel(weights.state_to_kernel(state), 2), state)
 
@@ -78,14 +84,16 @@ def test_weights_that_gemm_kernels_read_unpacked_start_on_a_cache_line(parts):
     weights) as they lie; NumPy's own arrays start 16 bytes past a line, which measured the
     input gradient at 4.7 against 3.7 ms (medium)."""
     rng = np.random.default_rng(0)
-    tile = engine.Tiling(parts=parts, chunks=1, forward_blocks=(8, 8, 8), backward_blocks=(8, 2, 32))
     w_ih = rng.standard_normal((40, 7))[:, 1:]  # not contiguous, so never a view that happens to be aligned
-    weights = engine.DirectionWeights.prepare(tile, w_ih, rng.standard_normal((40, 10)), rng.standard_normal(40),
-                                              rng.standard_normal(40), np.zeros(0), additive=True)
-    for name in ("w_ih", "w_proj", "w_hh_t"):
-        array = getattr(weights, name)
-        assert array.flags.c_contiguous and array.ctypes.data % engine.ALIGNMENT == 0, name
-    assert weights.hidden_parts_of_w_hh().ctypes.data % engine.ALIGNMENT == 0
+    for fused in (False, True):
+        tile = engine.Tiling(parts=parts, chunks=1, forward_blocks=(8, 8, 8), backward_blocks=(8, 2, 32),
+                             fused_input=fused)
+        weights = engine.DirectionWeights.prepare(tile, w_ih, rng.standard_normal((40, 10)), rng.standard_normal(40),
+                                                  rng.standard_normal(40), np.zeros(0), additive=True)
+        for name in ("w_ih", "w_rec") if fused else ("w_ih", "w_proj", "w_rec"):
+            array = getattr(weights, name)
+            assert array.flags.c_contiguous and array.ctypes.data % engine.ALIGNMENT == 0, (name, fused)
+        assert weights.hidden_parts_of_w_hh().ctypes.data % engine.ALIGNMENT == 0
 
 
 def test_reused_arrays_never_leak_into_results(rng):
@@ -143,3 +151,36 @@ def test_weight_gradients_land_in_pytorch_order_on_both_paths_with_hidden_parts(
         for key, value in plain.items():
             np.testing.assert_allclose(split[key], value, rtol=1e-12, atol=1e-12, err_msg=f"{key}, blocks {blocks}")
         assert not np.shares_memory(split["bias_ih_l0"], split["bias_hh_l0"])
+
+
+@pytest.mark.parametrize("gate", ["lstm", "peephole"])
+@pytest.mark.parametrize("split", [False, True], ids=["rows", "hidden-split"])
+def test_fused_input_projection_gives_the_hoisted_projections_results(rng, monkeypatch, gate, split):
+    """The forward step's GEMM over whole tape rows [x_s, 1, h_{s-1}] computes what the hoisted
+    input projection and the recurrent GEMM after it do: outputs, final states and every
+    gradient agree (float64, two layers, both directions, variable lengths), and an
+    inference forward, whose pre-activations are one step of scratch, gives training's
+    outputs bit for bit."""
+    from tilings import hidden_split_settings
+
+    if split:
+        for target, name, value in hidden_split_settings():
+            monkeypatch.setattr(target, name, value)
+    x = rng.standard_normal((7, 3, 5))
+    dy = rng.standard_normal((7, 3, 16))
+    lengths = [7, 2, 5]
+
+    def run(fused):
+        monkeypatch.setattr(engine, "fuses_input_projection", lambda *shape: fused)
+        assert engine.tiling(True, True, 3, 5, 8, 32, 8).fused_input is fused
+        rnn = ln.LSTM(5, 8, num_layers=2, bidirectional=True, gate=gate, dtype="float64", seed=3)
+        y, state = rnn(x, lengths=lengths)
+        grads = rnn.backward(dy)
+        y_inference, state_inference = rnn(x, lengths=lengths, need_grad=False)
+        np.testing.assert_array_equal(y_inference, y)
+        np.testing.assert_array_equal(state_inference[1], state[1])
+        return {"y": y, "h_n": state[0], "c_n": state[1], "dx": grads.x, "dh0": grads.state[0], **grads.params}
+
+    hoisted, fused = run(False), run(True)
+    for key, value in hoisted.items():
+        np.testing.assert_allclose(fused[key], value, rtol=1e-12, atol=1e-12, err_msg=key)

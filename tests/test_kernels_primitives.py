@@ -65,7 +65,9 @@ def test_gemm_blocks_split_only_where_the_small_kernel_was_measured_to_win():
     assert blas.gemm_blocks(64, 512, 256, 4, False) == (512, 256)    # Haswell kernels: one call
     assert blas.gemm_blocks(16, 256, 64, 4, True) == (256, 64)       # already small: one call
     assert blas.gemm_blocks(128, 512, 256, 4, True) == (512, 256)    # 128-row blocks
-    assert blas.gemm_blocks(64, 512, 256, 8, True) == (512, 256)     # float64: weights over 512 KiB
+    assert blas.gemm_blocks(64, 512, 256, 8, True) == (32, 256)      # float64: 1 MiB of weights
+    assert blas.gemm_blocks(64, 1024, 256, 8, True) == (1024, 256)   # float64: 2 MiB of weights
+    assert blas.gemm_blocks(64, 512, 385, 4, True) == (32, 385)      # medium, fused input projection
     assert blas.gemm_blocks(64, 1024, 512, 4, True) == (1024, 512)   # large: 2 MB of weights
     for rows, cols, depth in [(64, 512, 256), (64, 128, 1024), (40, 96, 700)]:
         col_block, depth_block = blas.gemm_blocks(rows, cols, depth, 4, True)
@@ -81,7 +83,8 @@ def test_hoisted_gemms_take_small_blocks_only_where_they_were_measured_to_win():
     # 1024 x 128 takes 32 columns by the whole depth, in blocks of the 30 rows that fit the kernel
     assert gemm.hoisted_gemm_blocks(6400, 1024, 129, 4, True) == (400, 1024, 129)
     assert gemm.hoisted_gemm_blocks(6400, 128, 1024, 4, True) == (30, 32, 1024)
-    assert gemm.hoisted_gemm_blocks(6400, 128, 1024, 8, True) == (400, 128, 1024)   # float64: 1 MB of weights
+    assert gemm.hoisted_gemm_blocks(6400, 128, 1024, 8, True) == (30, 32, 1024)     # float64: 1 MiB of weights
+    assert gemm.hoisted_gemm_blocks(6400, 256, 1024, 8, True) == (400, 256, 1024)   # float64: 2 MiB
     assert gemm.hoisted_gemm_blocks(6400, 128, 1024, 4, False) == (400, 128, 1024)  # Haswell kernels
     assert gemm.hoisted_gemm_blocks(25600, 256, 2048, 4, True) == (464, 256, 2048)  # large: 2 MB of weights
     for shape in [(6400, 128, 1024), (6400, 40, 3000), (999, 64, 700)]:  # deep: split in columns, fitting the kernel

@@ -104,7 +104,7 @@ DETERMINISM_SCRIPT = textwrap.dedent("""
     y, (h, c) = rnn(x, lengths=[12, 3, 7, 12, 1, 9, 12, 5, 2])
     g = rnn.backward(rng.standard_normal(y.shape).astype(np.float32))
     np.savez(sys.argv[1], y=y, h=h, c=c, dx=g.x, dh0=g.state[0], **g.params)
-    print(numba.get_num_threads(), engine.tiling(True, 9, 32, 128, 8).parts)
+    print(numba.get_num_threads(), engine.tiling(True, True, 9, 16, 32, 128, 8).parts)
 """)
 
 

@@ -72,7 +72,28 @@ def test_phases_hook_restores_kernels():
     from lstm_numba.kernels import gemm
     assert engine.gemm is gemm
     assert out["notes"] == []
-    assert out["phases_ms"]["input_gemm"] > 0
+    assert out["phases_ms"]["input_gemm"] > 0 or prof.fused_input_flops(model, 2, 2) > 0
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_fused_input_projection_is_timed_and_counted_in_the_forward_kernel(monkeypatch, fused):
+    """Where the engine fuses the input projection into the time loop, no input GEMM runs,
+    its flops count in the forward kernel's, and the report says so instead of warning that
+    a kernel went missing."""
+    from lstm_numba import engine
+
+    monkeypatch.setattr(engine, "fuses_input_projection", lambda *shape: fused)
+    assert prof.fused_input_flops(ln.GRU(3, 4, num_layers=2, seed=0), 5, 2) == 0  # not additive: never fused
+    model = ln.LSTM(3, 4, num_layers=2, seed=0)
+    inputs, _ = prof.model_flops(model, 5, 2)
+    assert prof.fused_input_flops(model, 5, 2) == (inputs if fused else 0)
+    out = prof.profile(model, 5, 2, repeat=1, compile=False, torch=False)
+    assert (out["phases_ms"]["input_gemm"] == 0) == fused
+    assert not any("no kernel call" in note for note in out["notes"])
+    assert any("inside the forward kernel" in note for note in out["notes"]) == fused
+    flops = out["phase_gflops"]["forward_kernel"] * out["phases_ms"]["forward_kernel"] * 1e6
+    recurrent = 2 * 2 * 5 * 2 * 16 * 4
+    assert flops == pytest.approx(recurrent + (inputs if fused else 0), rel=1e-9)
 
 
 def test_format_report(tiny_result):

@@ -15,10 +15,13 @@ weight matrix that every step repacks; split into blocks that take the small-mat
 runs faster. Measured single-threaded, float32, SkylakeX kernels: 64x256 @ 256x512 took
 92 us in one call and 68 us in blocks of 32 columns (with the weights on a cache line: 84
 us at NumPy's 16-byte offset); 64x1024 @ 1024x128 took 94 us and 66 us in blocks of 32
-columns by 256 of depth. The same blocking is slower where the
-weights do not fit in L2 (2 MB: 357 against 428 us), with 128-row blocks, and with the
-Haswell kernels (no small-matrix path: 162 against 173-180 us), so it is used only where
-it was measured to win (:func:`gemm_blocks`).
+columns by 256 of depth. Blocks still won, by 20-40%, with weights up to 1.25 MiB
+(a 1 MiB L2 here; 100 steps of 64 rows on 2 threads, float32: 64x320 @ 320x640 12.5
+against 15.6 ms, 64x385 @ 385x512 12.4 against 16.7, 64x512 @ 512x640 19.3 against 25.5;
+float64 64x1024 @ 1024x128 16.2 against 25.9, 64x256 @ 256x512 21.2 against 21.9). They
+are slower with 2 MiB of weights (64x512 @ 512x1024: 45.9 against 41.8 ms), with 128-row
+blocks, and with the Haswell kernels (no small-matrix path: 162 against 173-180 us), so
+they are used only where they were measured to win (:func:`gemm_blocks`).
 """
 
 from __future__ import annotations
@@ -88,8 +91,8 @@ _gemm_nt = _fortran_gemm(transpose_second=True)
 SMALL_KERNEL_MAX_MNK = 1_000_000
 #: OpenBLAS core types with that kernel (x86-64 AVX-512).
 SMALL_KERNEL_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
-#: Blocking pays only while the weight matrix stays in L2 and blocks have few rows.
-SMALL_GEMM_MAX_WEIGHT_BYTES = 512 * 1024
+#: Blocking pays only while the weight matrix is about the size of L2 and blocks have few rows.
+SMALL_GEMM_MAX_WEIGHT_BYTES = 1280 * 1024
 SMALL_GEMM_MAX_ROWS = 64
 #: Columns per block on the small-matrix path (measured best for both time loops).
 SMALL_GEMM_COLUMNS = 32

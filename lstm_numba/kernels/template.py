@@ -28,8 +28,10 @@ reverses each row's valid steps beforehand (and the outputs back afterwards).
 
 An *additive* gate (``Gate.additive``) reads ``gx`` and ``gh`` only through ``gx + gh``, so
 ``dgx == dgh``: forward's recurrent GEMM accumulates into ``gx`` (whose input projection
-already holds both biases) and the gate gets a zero ``gh``, and
-backward keeps one gradient array. That saves two of the largest arrays' memory traffic.
+already holds both biases) and the gate gets a zero ``gh``, and backward keeps one
+gradient array. That saves two of the largest arrays' memory traffic. Where the engine
+fuses the input projection into the step (``engine.Tiling.fused_input``), one GEMM over
+the tape row [x_s, 1, h_{s-1}] computes ``gx`` whole, and no pass writes it beforehand.
 """
 
 # Placeholders so that this file imports on its own; codegen replaces them.
@@ -56,10 +58,10 @@ def tile_rows(tile, n_parts, n_chunks, block_rows, batch):
 
 
 @njit(inline="always")
-def forward_tile(s, part, r0, r1, blocks, gx, w_hh_t, b_hh, p, clip, lengths, states, h_hist, gh_hist, y,
-                 zero_gates):
+def forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, states, xh, gh_hist, y, zero_gates):
     """Step ``s`` for rows [r0, r1) and the hidden units of ``part`` (see forward_rows)."""
-    n_parts, hidden, part_gates = w_hh_t.shape
+    n_parts, depth, part_gates = w_rec.shape
+    hidden = y.shape[2]
     width = hidden // n_parts
     part_state = states.shape[2] // n_parts
     part_p = p.size // n_parts
@@ -70,21 +72,26 @@ def forward_tile(s, part, r0, r1, blocks, gx, w_hh_t, b_hh, p, clip, lengths, st
     s0 = part * part_state
     p0 = part * part_p
     u0 = part * width
+    h0 = xh.shape[2] - hidden + u0  # this part's h columns in the tape
     p_part = p[p0:p0 + part_p]
     bias = b_hh[g0:g0 + part_gates]
+    gx_s = gx[s % gx.shape[0]]
     gh = gh_hist[s % gh_hist.shape[0], part]
-    if ADDITIVE:  # gx += h @ W_hh^T: the tape keeps one pre-activation array (b_hh is in gx already)
-        blocked_gemm(h_hist[src], w_hh_t[part], gx[s, :, g0:g0 + part_gates], r0, r1, blocks[0], blocks[1],
-                     blocks[2], 1.0)
+    # The GEMM reads the last ``depth`` columns of the tape row: [x_s, 1, h_{s-1}] when the
+    # input projection is fused into it, h_{s-1} alone otherwise
+    rec_in = xh[s, :, xh.shape[2] - depth:]
+    if ADDITIVE:  # gx (+)= rec_in @ w_rec: the tape keeps one pre-activation array (b_hh is in it already)
+        blocked_gemm(rec_in, w_rec[part], gx_s[:, g0:g0 + part_gates], r0, r1, blocks[0], blocks[1], blocks[2],
+                     1.0 if depth == hidden else 0.0)
     else:
-        blocked_gemm(h_hist[src], w_hh_t[part], gh, r0, r1, blocks[0], blocks[1], blocks[2], 0.0)
+        blocked_gemm(rec_in, w_rec[part], gh, r0, r1, blocks[0], blocks[1], blocks[2], 0.0)
     # Loops index 1-D views with the loop variable only, so that LLVM vectorises them.
     for b in range(r0, r1):
-        h_next = unit_stride(h_hist[dst, b, u0:u0 + width])
+        h_next = unit_stride(xh[s + 1, b, h0:h0 + width])
         s_next = states[dst, b, s0:s0 + part_state]
         y_row = y[s, b, u0:u0 + width]
         if s < lengths[b]:
-            gx_row = gx[s, b, g0:g0 + part_gates]
+            gx_row = gx_s[b, g0:g0 + part_gates]
             if ADDITIVE:
                 gh_row = zero_gates
             else:
@@ -97,7 +104,7 @@ def forward_tile(s, part, r0, r1, blocks, gx, w_hh_t, b_hh, p, clip, lengths, st
                 y_row[j] = s_next[j]
         else:
             s_prev = states[src, b, s0:s0 + part_state]
-            h_prev = unit_stride(h_hist[src, b, u0:u0 + width])
+            h_prev = unit_stride(xh[s, b, h0:h0 + width])
             for j in range(part_state):
                 s_next[j] = s_prev[j]
             for j in range(width):
@@ -106,7 +113,7 @@ def forward_tile(s, part, r0, r1, blocks, gx, w_hh_t, b_hh, p, clip, lengths, st
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
-def forward_rows(gx, w_hh_t, b_hh, p, clip, lengths, n_chunks, blocks, states, h_hist, gh_hist, y):
+def forward_rows(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, xh, gh_hist, y):
     """Run one direction of one layer over the whole sequence, in step order, in row chunks.
 
     Vectors of ``k`` blocks of H (gate pre-activations, states, extra parameters) are
@@ -114,10 +121,17 @@ def forward_rows(gx, w_hh_t, b_hh, p, clip, lengths, n_chunks, blocks, states, h
     part holds its k blocks of W contiguously. A gate applied to one part is the same gate
     with H = W. U = 1 is the plain layout.
 
-    gx         (T, B, G)       in: x_s @ W_ih^T + b_ih for every step, part-major. For an
-                               additive gate, in: x_s @ W_ih^T + b_ih + b_hh; out: plus
-                               h_{s-1} @ W_hh^T, what the gate saw
-    w_hh_t     (U, H, G/U)     in: W_hh^T, one contiguous column part per hidden part
+    The recurrent GEMM multiplies the last K columns of the tape row ``xh[s]`` by
+    ``w_rec``: K = H reads h_{s-1}; K = I + 1 + H reads [x_s, 1, h_{s-1}], with the input
+    projection fused into the step (additive gates only).
+
+    gx         (T_x, B, G)     the pre-activations, part-major. For an additive gate, out:
+                               x_s @ W_ih^T + b_ih + b_hh + h_{s-1} @ W_hh^T, what the gate
+                               saw (with K = H, in: the input projection, hoisted); T_x = T
+                               keeps every step for backward, T_x = 1 (fused, inference) is
+                               scratch. Otherwise, in: x_s @ W_ih^T + b_ih, T_x = T
+    w_rec      (U, K, G/U)     in: one contiguous column part per hidden part of W_hh^T
+                               (K = H), or of [W_ih^T; b_ih + b_hh; W_hh^T] (fused)
     b_hh       (G,)            in: part-major (unused for an additive gate: it is in gx)
     p          (P,)            in: extra gate parameters, part-major
     clip       scalar          in: cell clip (inf when off)
@@ -129,9 +143,9 @@ def forward_rows(gx, w_hh_t, b_hh, p, clip, lengths, n_chunks, blocks, states, h
                                T_s = T + 1 (training) states[s] is the state before step s
                                and states[T] the final one; with T_s = 2 (inference) the
                                two slots alternate and the final state is states[T % 2].
-    h_hist     (T_s, B, H)     in/out: the h part of ``states`` in the plain layout (the
-                               recurrent GEMM's input), any row stride (training passes the
-                               h columns of the tape's [x, 1, h] rows); h_hist[0] holds h_0
+    xh         (T + 1, B, I + 1 + H)  in/out: the tape, rows [x_s, 1, h_{s-1}]; in: the
+                               [x, 1] columns of rows 0..T-1 and h_0; out: the h columns
+                               of rows 1..T, in the plain layout
     gh_hist    (T_g, U, B, G/U) out: h_{s-1} @ W_hh^T + b_hh per part; T_g = T keeps every
                                step for backward, T_g = 1 keeps only scratch (always, for
                                an additive gate, which leaves it unused)
@@ -142,32 +156,32 @@ def forward_rows(gx, w_hh_t, b_hh, p, clip, lengths, n_chunks, blocks, states, h
     problem's shape only, never on the thread count, so results are bitwise reproducible
     whatever ``NUMBA_NUM_THREADS`` is.
     """
-    n_steps, batch, n_gates = gx.shape
-    zero_gates = np.zeros(n_gates, dtype=gx.dtype)
+    n_steps, batch, _ = y.shape
+    zero_gates = np.zeros(gx.shape[2], dtype=gx.dtype)
     for chunk in prange(n_chunks):
         part, r0, r1 = tile_rows(chunk, 1, n_chunks, blocks[0], batch)
         for s in range(n_steps):
-            forward_tile(s, part, r0, r1, blocks, gx, w_hh_t, b_hh, p, clip, lengths, states, h_hist, gh_hist, y,
+            forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, states, xh, gh_hist, y,
                          zero_gates)
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
-def forward_parts(gx, w_hh_t, b_hh, p, clip, lengths, n_chunks, blocks, states, h_hist, gh_hist, y):
+def forward_parts(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, xh, gh_hist, y):
     """``forward_rows`` with the hidden units split into U > 1 parts (an elementwise gate).
 
-    Buffers as in ``forward_rows``: gx (T, B, G), w_hh_t (U, H, G/U), b_hh (G,), p (P,),
-    lengths (B,), states (T_s, B, S*H), h_hist (T_s, B, H), gh_hist (T_g, U, B, G/U),
+    Buffers as in ``forward_rows``: gx (T_x, B, G), w_rec (U, K, G/U), b_hh (G,), p (P,),
+    lengths (B,), states (T_s, B, S*H), xh (T + 1, B, I + 1 + H), gh_hist (T_g, U, B, G/U),
     y (T, B, H). Each step runs one tile per part and row chunk in parallel and ends with
     a barrier, since every part's GEMM reads the whole h_{s-1}; each thread reads only its
-    own part of W_hh^T.
+    own part of ``w_rec``.
     """
-    n_parts, _, part_gates = w_hh_t.shape
-    n_steps, batch, _ = gx.shape
+    n_parts, _, part_gates = w_rec.shape
+    n_steps, batch, _ = y.shape
     zero_gates = np.zeros(part_gates, dtype=gx.dtype)
     for s in range(n_steps):
         for tile in prange(n_parts * n_chunks):
             part, r0, r1 = tile_rows(tile, n_parts, n_chunks, blocks[0], batch)
-            forward_tile(s, part, r0, r1, blocks, gx, w_hh_t, b_hh, p, clip, lengths, states, h_hist, gh_hist, y,
+            forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, states, xh, gh_hist, y,
                          zero_gates)
 
 
