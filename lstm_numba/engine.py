@@ -172,7 +172,7 @@ class DirectionWeights:
                             the bias is b_ih, or b_ih + b_hh for an additive gate (whose
                             recurrent GEMM accumulates into the projection). None when the
                             tiling fuses the projection into the step.
-    w_hh      (G, H)        rows part-major
+    w_hh      (G, H)        PyTorch's row order (the caller's array)
     w_rec     (U, K, G/U)   the forward step's GEMM weights, one contiguous column part per
                             hidden part, on a cache line: W_hh^T (K = H), or, fused,
                             [W_ih^T; b_ih + b_hh; W_hh^T] (K = I + 1 + H)
@@ -193,34 +193,42 @@ class DirectionWeights:
         n_gates, hidden = w_hh.shape
         inputs = w_ih.shape[1]
         parts = tiling.parts
+        n_blocks, width = n_gates // hidden, hidden // parts
         # W_ih's rows part-major in one copy onto a cache line: it is the input gradient's
         # weights, which the small-matrix kernel reads unpacked
-        w_ih = aligned_copy(w_ih.reshape(n_gates // hidden, parts, hidden // parts, -1).swapaxes(0, 1))
-        w_ih = w_ih.reshape(n_gates, -1)
+        w_ih_parts = np.ascontiguousarray(w_ih).reshape(n_blocks, parts, width, inputs)
+        w_ih = aligned_copy(w_ih_parts.swapaxes(0, 1)).reshape(n_gates, inputs)
         if parts > 1:
-            gates = part_major(n_gates // hidden, hidden, parts)
-            b_ih, w_hh, b_hh = b_ih[gates], w_hh[gates], b_hh[gates]
+            gates = part_major(n_blocks, hidden, parts)
+            b_ih, b_hh = b_ih[gates], b_hh[gates]
             extra = extra[part_major(extra.size // hidden, hidden, parts)]
         bias = b_ih + b_hh if additive else b_ih
-        w_hh_parts_t = w_hh.reshape(parts, n_gates // parts, hidden).transpose(0, 2, 1)
+        w_hh_parts = np.ascontiguousarray(w_hh).reshape(n_blocks, parts, width, hidden)
         if tiling.fused_input:
             w_proj = None
             w_rec = aligned_empty((parts, inputs + 1 + hidden, n_gates // parts), w_ih.dtype)
-            w_rec[:, :inputs] = w_ih.reshape(parts, n_gates // parts, inputs).transpose(0, 2, 1)
+            arrays.transpose_parts(w_ih_parts, _split_last(w_rec[:, :inputs], n_blocks))
             w_rec[:, inputs] = bias.reshape(parts, -1)
-            w_rec[:, inputs + 1:] = w_hh_parts_t
+            arrays.transpose_parts(w_hh_parts, _split_last(w_rec[:, inputs + 1:], n_blocks))
         else:
             w_proj = aligned_empty((inputs + 1, n_gates), w_ih.dtype)
-            w_proj[:-1] = w_ih.T
+            w_proj_parts = _split_last(w_proj[:-1].reshape(inputs, parts, n_gates // parts), n_blocks)
+            arrays.transpose_parts(w_ih_parts, w_proj_parts.swapaxes(0, 1))
             w_proj[-1] = bias
-            w_rec = aligned_copy(w_hh_parts_t)
+            w_rec = aligned_empty((parts, hidden, n_gates // parts), w_ih.dtype)
+            arrays.transpose_parts(w_hh_parts, _split_last(w_rec, n_blocks))
         return cls(tiling, w_ih, w_proj, w_hh, w_rec, b_hh, extra)
 
     def hidden_parts_of_w_hh(self) -> np.ndarray:
         """W_hh as (U, G, W): rows part-major, one contiguous column part per hidden part."""
         n_gates, hidden = self.w_hh.shape
         parts = self.tiling.parts
-        return aligned_copy(self.w_hh.reshape(n_gates, parts, hidden // parts).transpose(1, 0, 2))
+        n_blocks, width = n_gates // hidden, hidden // parts
+        out = aligned_empty((parts, n_gates, width), self.w_hh.dtype)
+        # out[u, (v, b, j), k] = W_hh[(b, v, j), (u, k)]: rows of W units at a time
+        out.reshape(parts, parts, n_blocks, width, width)[...] = (
+            self.w_hh.reshape(n_blocks, parts, width, parts, width).transpose(3, 1, 0, 2, 4))
+        return out
 
     def natural_rows(self) -> np.ndarray:
         """(G,) int64: the natural (PyTorch) index of each part-major gate."""
@@ -264,6 +272,13 @@ def aligned_empty(shape: tuple, dtype) -> np.ndarray:
     buffer = np.empty(size * dtype.itemsize + ALIGNMENT, dtype=np.uint8)
     offset = -buffer.ctypes.data % ALIGNMENT
     return buffer[offset:offset + size * dtype.itemsize].view(dtype).reshape(shape)
+
+
+def _split_last(array: np.ndarray, n_blocks: int) -> np.ndarray:
+    """A view of ``array`` (..., n_blocks * W) as (..., n_blocks, W), never a copy."""
+    view = array.view()
+    view.shape = (*array.shape[:-1], n_blocks, array.shape[-1] // n_blocks)  # raises rather than copy
+    return view
 
 
 def aligned_copy(array: np.ndarray) -> np.ndarray:

@@ -62,7 +62,9 @@ def test_direction_weights_round_trip():
         tile = engine.Tiling(parts=4, chunks=1, forward_blocks=(8, 8, 8), backward_blocks=(8, 2, 32), fused_input=fused)
         weights = engine.DirectionWeights.prepare(tile, w_ih, w_hh, b_ih, b_hh, rng.standard_normal(3 * hidden),
                                                   additive=additive)
-        np.testing.assert_array_equal(weights.to_natural(weights.w_hh), w_hh)
+        np.testing.assert_array_equal(weights.w_hh, w_hh)
+        hidden_parts = weights.hidden_parts_of_w_hh()  # (U, G, W): part u's columns, rows part-major
+        np.testing.assert_array_equal(weights.to_natural(np.hstack(list(hidden_parts))), w_hh)
         np.testing.assert_array_equal(weights.to_natural(weights.w_ih), w_ih)
         bias = b_ih + b_hh if additive else b_ih
         if fused:  # each part's columns of [W_ih^T; bias; W_hh^T]

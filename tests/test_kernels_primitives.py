@@ -219,3 +219,17 @@ def test_fill_inputs_writes_each_step_and_the_bias_column(rng, reverse):
     np.testing.assert_array_equal(xh[steps], 7.0)  # the final-state row untouched
     if reverse:  # row 1 (length 2): its two valid steps swapped, padded steps in place
         np.testing.assert_array_equal(xh[[0, 1, 2], 1, :inputs], x[[1, 0, 2], 1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(4, 2, 128, 256), (3, 2, 40, 37), (1, 1, 5, 3)])  # whole tiles, edges, tiny
+def test_transpose_parts_matches_numpy(dtype, shape):
+    """dst[u, k, b, j] = src[b, u, j, k], into a strided view (every other row)."""
+    from lstm_numba.kernels.arrays import transpose_parts
+
+    n_blocks, parts, width, depth = shape
+    src = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    out = np.zeros((parts, 2 * depth, n_blocks, width), dtype)
+    transpose_parts(src, out[:, ::2])
+    np.testing.assert_array_equal(out[:, ::2], src.transpose(1, 3, 0, 2))
+    assert not out[:, 1::2].any()
