@@ -19,13 +19,27 @@ def cores(monkeypatch):
 def test_elementwise_gates_split_large_layers_into_one_part_per_core(cores):
     cores(2)
     tile = engine.tiling(True, True, 64, 128, 256, 1024, 4)
-    assert (tile.parts, tile.chunks, tile.forward_blocks[0]) == (2, 1, 64)
+    assert (tile.parts, tile.chunks, tile.backward_blocks[0]) == (2, 1, 64)  # the whole batch per tile
     cores(8)
     assert engine.tiling(True, True, 64, 128, 256, 1024, 4).parts == 8
     assert engine.tiling(True, True, 512, 16, 48, 192, 4).parts == 2      # 4 parts would be 12 units wide
     assert engine.tiling(True, True, 32, 16, 256, 1024, 4).parts == 4     # 8 parts would be 2 MFLOP each
     assert engine.tiling(True, True, 1000, 16, 256, 1024, 4).forward_blocks[0] == 256
     assert engine.tiling(True, True, 1000, 16, 256, 1024, 4).chunks == 4  # 1000 rows in blocks of 256
+
+
+def test_fused_input_projection_where_the_small_matrix_kernel_runs_it(cores, monkeypatch):
+    cores(2)
+    monkeypatch.setattr(engine, "small_kernel_available", lambda: True)
+    medium = engine.tiling(True, True, 64, 128, 256, 1024, 4)  # 2 parts, depth 385
+    assert medium.fused_input and medium.forward_blocks == (32, 64, 385)
+    small = engine.tiling(True, True, 32, 32, 64, 256, 4)       # 16-row chunks, one call per step
+    assert small.fused_input and small.forward_blocks == (16, 256, 97)
+    assert not engine.tiling(True, True, 128, 256, 512, 2048, 4).fused_input   # large: 128-row blocks
+    assert not engine.tiling(True, True, 64, 128, 256, 1024, 8).fused_input    # float64: 1.5 MiB of weights
+    assert not engine.tiling(True, False, 64, 128, 256, 768, 4).fused_input    # GRU: not additive
+    monkeypatch.setattr(engine, "small_kernel_available", lambda: False)
+    assert not engine.tiling(True, True, 64, 128, 256, 1024, 4).fused_input   # Haswell kernels
 
 
 def test_no_split_for_other_gates_small_layers_or_one_core(cores):
@@ -172,9 +186,12 @@ def test_fused_input_projection_gives_the_hoisted_projections_results(rng, monke
     dy = rng.standard_normal((7, 3, 16))
     lengths = [7, 2, 5]
 
-    def run(fused):
+    def run(fused, blocks=None):
         monkeypatch.setattr(engine, "fuses_input_projection", lambda *shape: fused)
-        assert engine.tiling(True, True, 3, 5, 8, 32, 8).fused_input is fused
+        if blocks:  # blocks of 2 rows (a tile of 3 rows takes two) by 8 columns
+            monkeypatch.setattr(engine, "fused_step_blocks", lambda rows, cols, depth, *_: (2, min(cols, 8), depth))
+        tile = engine.tiling(True, True, 3, 5, 8, 32, 8)
+        assert tile.fused_input is fused and (tile.forward_blocks[0] == 2) == bool(blocks)
         rnn = ln.LSTM(5, 8, num_layers=2, bidirectional=True, gate=gate, dtype="float64", seed=3)
         y, state = rnn(x, lengths=lengths)
         grads = rnn.backward(dy)
@@ -183,6 +200,7 @@ def test_fused_input_projection_gives_the_hoisted_projections_results(rng, monke
         np.testing.assert_array_equal(state_inference[1], state[1])
         return {"y": y, "h_n": state[0], "c_n": state[1], "dx": grads.x, "dh0": grads.state[0], **grads.params}
 
-    hoisted, fused = run(False), run(True)
-    for key, value in hoisted.items():
-        np.testing.assert_allclose(fused[key], value, rtol=1e-12, atol=1e-12, err_msg=key)
+    hoisted = run(False)
+    for fused in (run(True), run(True, blocks="2 x 8")):
+        for key, value in hoisted.items():
+            np.testing.assert_allclose(fused[key], value, rtol=1e-12, atol=1e-12, err_msg=key)
