@@ -3,10 +3,10 @@ the time loops (the generated kernels).
 
 Forward: ``gx = [x, 1] @ [W_ih^T; b]`` for all steps in one parallel set of GEMMs, then
 the compiled time loop (or, where :func:`fuses_input_projection` says so, the time loop
-alone, its step GEMM reading ``[x_s, 1, h_{s-1}]``). Backward: the compiled reverse time loop, then the weight and bias
-gradients as one GEMM over the tape's ``[x, 1, h]`` rows (two for a gate that is not
-additive) and ``dx`` as another. BLAS is held to one thread throughout: Numba owns the
-cores.
+alone, its step GEMM reading ``[x_s, 1, h_{s-1}]``). Backward: the compiled reverse time
+loop, then the weight and bias gradients as one GEMM over the tape's ``[x, 1, h]`` rows
+(two for a gate that is not additive) and ``dx`` as another. BLAS is held to one thread
+throughout: Numba owns the cores.
 
 Holding BLAS to one thread inside the kernels avoids the oversubscription trap measured in
 DESIGN.md section 3 (a 2-thread BLAS called at every step from Numba threads: 20x slower).
@@ -85,11 +85,12 @@ class Tiling:
     """How the time loops split one step: ``parts`` hidden parts times ``chunks`` row chunks.
 
     ``forward_blocks`` and ``backward_blocks`` are the (rows, columns, depth) blocks of
-    each loop's recurrent GEMM (:func:`lstm_numba.kernels.blas.gemm_blocks`).
-    ``fused_input``: the forward loop's GEMM reads whole tape rows [x_s, 1, h_{s-1}], so the
-    input projection runs inside the step instead of as a hoisted GEMM before the loop. A
-    function of the shapes, the machine's core count and its BLAS core only (never of
-    ``NUMBA_NUM_THREADS``), so results are bitwise identical whatever the thread count.
+    each loop's recurrent GEMM (:func:`lstm_numba.kernels.blas.gemm_blocks`, or
+    :func:`fused_step_blocks`). ``fused_input``: the forward loop's GEMM reads whole tape
+    rows [x_s, 1, h_{s-1}], so the input projection runs inside the step instead of as a
+    hoisted GEMM before the loop. A function of the shapes, the machine's core count and
+    its BLAS core only (never of ``NUMBA_NUM_THREADS``), so results are bitwise identical
+    whatever the thread count.
     """
 
     parts: int

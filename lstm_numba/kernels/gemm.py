@@ -55,11 +55,11 @@ def hoisted_gemm_blocks(n_rows: int, n_cols: int, depth: int, itemsize: int,
       or smaller). This is the input gradient, whose depth is the gate count; the kernel
       reads the weights unpacked, so they must start on a cache line
       (``engine.DirectionWeights``: at NumPy's 16-byte offset these blocks gained
-      nothing). Measured against the next rule,
-      N = 6400, 2 threads, SkylakeX kernels: (1024 x 128) 4.1 -> 3.4 ms, (1024 x 64) 2.4 ->
-      1.8 ms, (512 x 128) 1.9 -> 1.7 ms, (257 x 256) 2.0 -> 1.9 ms; at N = 25600, (1024 x
-      128) 18.5 -> 14.3 ms; in float64, (1024 x 128) ran as fast either way (11.5-13.3 ms).
-      Shallow and wide GEMMs (the input projection) lost: (65 x 1024) 2.0 -> 3.0 ms;
+      nothing). Measured against the next rule, N = 6400, 2 threads, SkylakeX kernels:
+      (1024 x 128) 4.1 -> 3.4 ms, (1024 x 64) 2.4 -> 1.8 ms, (512 x 128) 1.9 -> 1.7 ms,
+      (257 x 256) 2.0 -> 1.9 ms; at N = 25600, (1024 x 128) 18.5 -> 14.3 ms; in float64,
+      (1024 x 128) ran as fast either way (11.5-13.3 ms). Shallow and wide GEMMs (the input
+      projection) lost: (65 x 1024) 2.0 -> 3.0 ms;
     - otherwise whole columns and depth, at most ``GEMM_ROW_BLOCK`` rows and a multiple of 8,
       the number of blocks rounded up to a multiple of ``GEMM_BLOCK_MULTIPLE`` or of the next
       power of two, whichever is smaller.
