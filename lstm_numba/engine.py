@@ -313,8 +313,10 @@ def _split_last(array: np.ndarray, n_blocks: int) -> np.ndarray:
 def aligned_copy(array: np.ndarray) -> np.ndarray:
     """A C-contiguous copy of ``array`` starting on a cache line.
 
-    For the recurrent weights: the small-matrix GEMM kernel reads them unpacked, and
-    measured 68 us against 84 us per medium step with them aligned.
+    For weights the small-matrix GEMM kernel reads unpacked: ``W_ih``, the input
+    gradient's, measured 3.7 against 4.7 ms at medium aligned (the recurrent weights are
+    written into aligned arrays by ``kernels.arrays.transpose_parts``: 68 against 84 us
+    per medium step).
     """
     copy = aligned_empty(array.shape, array.dtype)
     copy[...] = array

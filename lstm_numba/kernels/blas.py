@@ -94,7 +94,8 @@ SMALL_KERNEL_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
 #: Blocking pays only while the weight matrix is about the size of L2 and blocks have few rows.
 SMALL_GEMM_MAX_WEIGHT_BYTES = 1280 * 1024
 SMALL_GEMM_MAX_ROWS = 64
-#: Columns per block on the small-matrix path (measured best for both time loops).
+#: Columns per block on the small-matrix path (measured best for both time loops; the fused
+#: forward step takes twice as many, ``engine.fused_step_blocks``).
 SMALL_GEMM_COLUMNS = 32
 
 
