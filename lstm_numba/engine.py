@@ -196,7 +196,8 @@ def part_major(n_blocks: int, hidden: int, parts: int) -> np.ndarray:
 class DirectionWeights:
     """One direction's parameters in the kernels' part-major layout.
 
-    w_ih      (G, I)        rows part-major, on a cache line
+    w_ih      (G, I)        rows part-major, on a cache line (the caller's array, with one part,
+                            when it is on one already)
     w_proj    (I + 1, G)    the hoisted input projection [W_ih^T; bias], columns part-major;
                             the bias is b_ih, or b_ih + b_hh for an additive gate (whose
                             recurrent GEMM accumulates into the projection). None when the
@@ -223,10 +224,11 @@ class DirectionWeights:
         inputs = w_ih.shape[1]
         parts = tiling.parts
         n_blocks, width = n_gates // hidden, hidden // parts
-        # W_ih's rows part-major in one copy onto a cache line: it is the input gradient's
-        # weights, which the small-matrix kernel reads unpacked
+        # W_ih's rows part-major on a cache line: it is the input gradient's weights, which
+        # the small-matrix kernel reads unpacked
         w_ih_parts = np.ascontiguousarray(w_ih).reshape(n_blocks, parts, width, inputs)
-        w_ih = aligned_copy(w_ih_parts.swapaxes(0, 1)).reshape(n_gates, inputs)
+        if parts > 1 or not is_aligned(w_ih):
+            w_ih = aligned_copy(w_ih_parts.swapaxes(0, 1)).reshape(n_gates, inputs)
         if parts > 1:
             gates = part_major(n_blocks, hidden, parts)
             b_ih, b_hh = b_ih[gates], b_hh[gates]
@@ -249,9 +251,12 @@ class DirectionWeights:
         return cls(tiling, w_ih, w_proj, w_hh, w_rec, b_hh, extra)
 
     def hidden_parts_of_w_hh(self) -> np.ndarray:
-        """W_hh as (U, G, W): rows part-major, one contiguous column part per hidden part."""
+        """W_hh as (U, G, W): rows part-major, one contiguous column part per hidden part
+        (with one part, W_hh itself when it is on a cache line)."""
         n_gates, hidden = self.w_hh.shape
         parts = self.tiling.parts
+        if parts == 1 and is_aligned(self.w_hh):
+            return self.w_hh[None]
         n_blocks, width = n_gates // hidden, hidden // parts
         out = aligned_empty((parts, n_gates, width), self.w_hh.dtype)
         # out[u, (v, b, j), k] = W_hh[(b, v, j), (u, k)]: rows of W units at a time
@@ -308,6 +313,11 @@ def _split_last(array: np.ndarray, n_blocks: int) -> np.ndarray:
     view = array.view()
     view.shape = (*array.shape[:-1], n_blocks, array.shape[-1] // n_blocks)  # raises rather than copy
     return view
+
+
+def is_aligned(array: np.ndarray) -> bool:
+    """Whether ``array`` is C-contiguous and starts on a cache line."""
+    return array.flags.c_contiguous and array.ctypes.data % ALIGNMENT == 0
 
 
 def aligned_copy(array: np.ndarray) -> np.ndarray:

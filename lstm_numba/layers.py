@@ -174,7 +174,9 @@ class LSTM(ParameterOwner):
                     value = self._rng.uniform(-bound, bound, size=shape)
                 else:
                     value = np.full(shape, 0.0 if init == "zeros" else 1.0)
-                params[key] = value.astype(self.dtype)
+                # On a cache line, so that the kernels read the weights in place (see
+                # engine.DirectionWeights); optimisers and load_state_dict update in place
+                params[key] = engine.aligned_copy(value.astype(self.dtype))
         return params
 
     def _slot_params(self, slot: _Slot):

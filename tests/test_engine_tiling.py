@@ -112,6 +112,33 @@ def test_weights_that_gemm_kernels_read_unpacked_start_on_a_cache_line(parts):
         assert weights.hidden_parts_of_w_hh().ctypes.data % engine.ALIGNMENT == 0
 
 
+def test_layers_keep_their_weights_on_a_cache_line_and_read_them_in_place(rng):
+    """With one hidden part the kernels read W_ih and W_hh where they lie when the
+    parameters are aligned (as a layer allocates them), and an unaligned replacement
+    array is copied and gives the same results."""
+    rnn = ln.LSTM(3, 8, seed=0)
+    for key, value in rnn.params.items():
+        assert value.ctypes.data % engine.ALIGNMENT == 0, key
+    w_ih, w_hh = rnn.params["weight_ih_l0"], rnn.params["weight_hh_l0"]
+    tile = engine.Tiling(parts=1, chunks=1, forward_blocks=(8, 8, 8), backward_blocks=(8, 8, 32))
+    weights = engine.DirectionWeights.prepare(tile, w_ih, w_hh, np.zeros(32), np.zeros(32), np.zeros(0), True)
+    assert weights.w_ih is w_ih and np.shares_memory(weights.hidden_parts_of_w_hh(), w_hh)
+    x, dy = rng.standard_normal((6, 4, 3)), rng.standard_normal((6, 4, 8))
+    y, _ = rnn(x)
+    grads = rnn.backward(dy)
+    for key in ("weight_ih_l0", "weight_hh_l0"):
+        value = rnn.params[key]
+        unaligned = np.empty(value.size + 1, value.dtype)[1:].reshape(value.shape)
+        unaligned[...] = value
+        rnn.params[key] = unaligned
+    y_copied, _ = rnn(x)
+    grads_copied = rnn.backward(dy)
+    np.testing.assert_array_equal(y_copied, y)
+    np.testing.assert_array_equal(grads_copied.x, grads.x)
+    for key, value in grads.params.items():
+        np.testing.assert_array_equal(grads_copied.params[key], value, err_msg=key)
+
+
 def test_reused_arrays_never_leak_into_results(rng):
     """Outputs and gradients are fresh arrays; a smaller, an inference and a larger call in
     between leave a later forward/backward exactly as a fresh layer computes it."""
