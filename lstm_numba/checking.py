@@ -13,12 +13,13 @@ A gate gets:
 - ``gradient with clip``: the same with a finite ``clip`` that is active on some elements;
 - ``writes``: forward writes all of ``s_next``; backward writes all of ``dgx``, ``dgh`` and
   ``ds_prev`` and *adds* to ``dp`` (the engine calls it once per step on the same row of
-  ``dp``); neither mutates ``gx``, ``gh``, ``s_prev`` or ``p``;
+  ``dp``); neither mutates ``gx``, ``gh``, ``s_prev`` or ``p``. An additive gate may leave
+  all of ``dgh`` unwritten: it equals ``dgx``, and every check then takes ``dgx`` for it;
 - ``elementwise``: for a gate declared ``elementwise``, the step on the hidden units split
   into two parts (the engine's part-major layout) gives what the step on the whole row
   gives, forward and backward; a gate that mixes units must not declare it;
 - ``additive``: for a gate declared ``additive``, the step given ``(gx + gh, 0)`` gives
-  what it gives for ``(gx, gh)``, and its backward writes ``dgx == dgh``;
+  what it gives for ``(gx, gh)``, and its backward gives ``dgx == dgh``;
 - ``float32 step``: the float32 step, compiled afresh, has no float64 instruction in it (a
   Python float literal or an integer count promotes float32 arithmetic to float64, which
   slows every kernel and is easy to miss);
@@ -235,6 +236,8 @@ def _step_backward(kernels, prob: _StepProblem, clip: float, dp0=None):
              "p": np.zeros_like(prob.p) if dp0 is None else dp0.copy()}
     kernels.step_backward(prob.gx, prob.gh, prob.s_prev, prob.p, clip, prob.w.copy(),
                           grads["gx"], grads["gh"], grads["s_prev"], grads["p"])
+    if kernels.ADDITIVE and np.isnan(grads["gh"]).all():  # left to the engine: dgh is dgx
+        grads["gh"] = grads["gx"]  # the same array: the writes check tells by it
     return grads
 
 
@@ -333,8 +336,9 @@ def _check_gate_writes(kernels, gate) -> tuple:
             problems.append(f"{key} was modified (it is input only)")
     if problems:
         return False, "; ".join(problems)
-    return True, "s_next, dgx, dgh, ds_prev fully written" + (", dp accumulated" if prob.p.size else "") + \
-        ", inputs untouched"
+    written = "s_next, dgx, ds_prev fully written (dgh left as dgx)" if fresh["gh"] is fresh["gx"] else \
+        "s_next, dgx, dgh, ds_prev fully written"
+    return True, written + (", dp accumulated" if prob.p.size else "") + ", inputs untouched"
 
 
 def _check_gate_elementwise(kernels, gate) -> tuple:

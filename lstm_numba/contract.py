@@ -32,7 +32,7 @@ them with the loop variable only (see :func:`blocks` for why)::
     ract     bound recurrent activation (Keras ``recurrent_activation``, ONNX f)
     s_next   (S*H,) out: the state after the step; its h part is the output h_t
     ds_next  (S*H,) in: dLoss/ds_next (the engine already added dLoss/dh_t)
-    dgx, dgh (G,)   out: dLoss/dgx and dLoss/dgh
+    dgx, dgh (G,)   out: dLoss/dgx and dLoss/dgh (an additive gate may skip dgh)
     ds_prev  (S*H,) out: the direct part of dLoss/ds_prev; the engine adds dgh @ W_hh
     dp       (P,)   in/out: add this row's dLoss/dp
 
@@ -115,7 +115,8 @@ class Gate:
     (element by element), so that ``dgx == dgh``, as in LSTM and peephole (GRU, whose
     reset gate multiplies ``gh``, is not). The engine then passes the sum as ``gx`` and
     zeros as ``gh``, and keeps one pre-activation array and one gradient array instead
-    of two each: less memory and less memory traffic.
+    of two each: less memory and less memory traffic. Its backward may leave ``dgh``
+    unwritten: the engine passes scratch there and reads ``dgx`` alone.
 
     ``lstm-numba plugins check`` verifies both claims.
     """

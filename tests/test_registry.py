@@ -19,6 +19,7 @@ import pytest
 
 import lstm_numba as ln
 import lstm_numba_plugins.gates.gru
+import lstm_numba_plugins.gates.lstm
 from lstm_numba import checking, registry
 from lstm_numba.registry import REGISTRY, PluginError
 
@@ -380,6 +381,22 @@ def test_check_plugin_catches_a_false_elementwise_claim(fake):
     fake.distribution("mixing-gates-honest", "0.0.1", gates={"mixing_honest": "lnt_mixing_gate_honest:gate"})
     ok, detail = _step_check(checking._check_gate_elementwise, "mixing_honest")
     assert ok and "not declared" in detail
+
+
+def test_only_an_additive_gate_may_leave_dgh_unwritten(fake):
+    """The built-in lstm leaves dgh to the engine (it equals dgx): its checks take dgx for
+    it. The same code declared non-additive leaves a gradient the engine needs unwritten."""
+    lstm = Path(lstm_numba_plugins.gates.lstm.__file__).read_text()
+    assert "dhi[j]" not in lstm and "additive=True" in lstm
+    for check in (checking._check_gate_writes, checking._check_gate_gradient, checking._check_gate_additive,
+                  checking._check_gate_elementwise):
+        ok, detail = _step_check(check, "lstm")
+        assert ok, (check.__name__, detail)
+    assert "dgh left as dgx" in _step_check(checking._check_gate_writes, "lstm")[1]
+    fake.module("lnt_lstm_not_additive", lstm.replace("additive=True", "additive=False"))
+    fake.distribution("lstm-not-additive", "0.0.1", gates={"lstm_not_additive": "lnt_lstm_not_additive:gate"})
+    ok, detail = _step_check(checking._check_gate_writes, "lstm_not_additive")
+    assert not ok and "dgh values unwritten" in detail
 
 
 def test_check_plugin_catches_a_false_additive_claim(fake):

@@ -226,7 +226,7 @@ def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, sta
             dy_row = dy[s, b, u0:u0 + width]
             for j in range(width):
                 ds_row[j] += dy_row[j]
-            if ADDITIVE:  # dgh is dgx: the gate writes its copy to scratch
+            if ADDITIVE:  # dgh is dgx: the gate writes its copy, if any, to scratch
                 gh_row = zero_gates
                 dgh_row = dgh_scratch[tile]
             else:
@@ -265,7 +265,7 @@ def backward_rows(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist,
                            sums the rows in a fixed order, so the result does not depend
                            on the tiles
     dgh_scratch  (U * n_chunks, G/U) scratch: one row per tile, where an additive gate
-                                   writes its (unused) dgh
+                                   may write its (unused) dgh
 
     Tiles as in ``forward_rows``. Steps run from T - 1 down to -1: each first finishes the
     step after it (adds dgh[s + 1] @ W_hh to the direct part the gate left), and s = -1

@@ -29,8 +29,8 @@ def forward(gx, gh, s_prev, p, clip, act, ract, s_next):
 def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp):
     xi, xg, xo = blocks(gx, 3)
     hi, hg, ho = blocks(gh, 3)
+    # dgh would equal dgx: an additive gate leaves it to the engine (see Gate.additive)
     dxi, dxg, dxo = blocks(dgx, 3)
-    dhi, dhg, dho = blocks(dgh, 3)
     c_prev = blocks(s_prev, 2)[1]
     dh_next, dc_next = blocks(ds_next, 2)
     dh_prev, dc_prev = blocks(ds_prev, 2)
@@ -50,11 +50,8 @@ def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp)
         dzg = dc * i * dg * clip_grad(zg, clip)
         dzo = dh * tc * do * clip_grad(zo, clip)
         dxi[j] = dzi
-        dhi[j] = dzi
         dxg[j] = dzg
-        dhg[j] = dzg
         dxo[j] = dzo
-        dho[j] = dzo
         dh_prev[j] = zero(dh)
         dc_prev[j] = dc * f
 

@@ -28,8 +28,8 @@ def forward(gx, gh, s_prev, p, clip, act, ract, s_next):
 def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp):
     xi, xf, xg, xo = blocks(gx, 4)
     hi, hf, hg, ho = blocks(gh, 4)
+    # dgh would equal dgx: an additive gate leaves it to the engine (see Gate.additive)
     dxi, dxf, dxg, dxo = blocks(dgx, 4)
-    dhi, dhf, dhg, dho = blocks(dgh, 4)
     c_prev = blocks(s_prev, 2)[1]
     dh_next, dc_next = blocks(ds_next, 2)
     dh_prev, dc_prev = blocks(ds_prev, 2)
@@ -50,13 +50,9 @@ def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp)
         dzg = dc * i * dg * clip_grad(zg, clip)
         dzo = dh * tc * do * clip_grad(zo, clip)
         dxi[j] = dzi
-        dhi[j] = dzi
         dxf[j] = dzf
-        dhf[j] = dzf
         dxg[j] = dzg
-        dhg[j] = dzg
         dxo[j] = dzo
-        dho[j] = dzo
         dh_prev[j] = zero(dh)
         dc_prev[j] = dc * f
 

@@ -32,8 +32,8 @@ def forward(gx, gh, s_prev, p, clip, act, ract, s_next):
 def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp):
     xi, xf, xg, xo = blocks(gx, 4)
     hi, hf, hg, ho = blocks(gh, 4)
+    # dgh would equal dgx: an additive gate leaves it to the engine (see Gate.additive)
     dxi, dxf, dxg, dxo = blocks(dgx, 4)
-    dhi, dhf, dhg, dho = blocks(dgh, 4)
     pi, pf, po = blocks(p, 3)
     dpi, dpf, dpo = blocks(dp, 3)
     c_prev = blocks(s_prev, 2)[1]
@@ -58,13 +58,9 @@ def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp)
         dzf = dc * cp * df * clip_grad(zf, clip)
         dzg = dc * i * dg * clip_grad(zg, clip)
         dxi[j] = dzi
-        dhi[j] = dzi
         dxf[j] = dzf
-        dhf[j] = dzf
         dxg[j] = dzg
-        dhg[j] = dzg
         dxo[j] = dzo
-        dho[j] = dzo
         dpi[j] += dzi * cp
         dpf[j] += dzf * cp
         dpo[j] += dzo * c
