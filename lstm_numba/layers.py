@@ -91,6 +91,7 @@ class LSTM(ParameterOwner):
             _Slot(layer, direction, self.input_size if layer == 0 else self.hidden_size * self.num_directions)
             for layer in range(self.num_layers) for direction in range(self.num_directions)
         ]
+        self._shapes = {slot: self._param_shapes(slot) for slot in self._slots}
         self._params = self._init_params()
         self._kernels = None
         self._last = None
@@ -168,7 +169,7 @@ class LSTM(ParameterOwner):
         inits = {f"{e.name}": e.init for e in self.gate.extra_params}
         params = {}
         for slot in self._slots:
-            for key, shape in self._param_shapes(slot).items():
+            for key, shape in self._shapes[slot].items():
                 init = inits.get(key[: -len(slot.suffix)], "uniform")
                 if init == "uniform":
                     value = self._rng.uniform(-bound, bound, size=shape)
@@ -180,6 +181,14 @@ class LSTM(ParameterOwner):
         return params
 
     def _slot_params(self, slot: _Slot):
+        # The arrays go to compiled code as they are: one put into ``params`` in place of a
+        # live array must still have the layer's dtype and shape (load_state_dict converts)
+        for key, shape in self._shapes[slot].items():
+            value = self._params[key]
+            if getattr(value, "dtype", None) != self.dtype or value.shape != shape:
+                raise ValueError(f"params[{key!r}]: expected a {self.dtype} array of shape {shape}, got "
+                                 f"{getattr(value, 'dtype', type(value).__name__)} {getattr(value, 'shape', '')}"
+                                 " (load new values with load_state_dict, which converts them)")
         s = slot.suffix
         n_gates = self.gate.n_blocks * self.hidden_size
         zeros = np.zeros(n_gates, dtype=self.dtype)

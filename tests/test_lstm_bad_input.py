@@ -106,3 +106,21 @@ def test_load_state_dict_errors():
         rnn.load_state_dict({**good, "weight_hh_l0": np.full((16, 4), np.nan)})
     # a failed load leaves the parameters untouched
     np.testing.assert_array_equal(rnn.params["weight_ih_l0"], good["weight_ih_l0"])
+
+
+@pytest.mark.parametrize("replacement, got", [
+    (np.zeros((16, 4)), r"got float64 \(16, 4\)"),                 # a float32 layer
+    (np.zeros((16, 3), np.float32), r"got float32 \(16, 3\)"),     # the wrong shape
+    ([[0.0] * 4] * 16, r"got list"),
+])
+def test_a_replaced_parameter_array_is_checked_before_the_kernels_read_it(replacement, got):
+    """``params`` holds the live arrays the kernels read as they are: one swapped in with
+    another dtype or shape would be read as garbage or out of bounds."""
+    rnn = ln.LSTM(3, 4, seed=0)
+    x = np.ones((2, 1, 3), np.float32)
+    rnn.params["weight_hh_l0"] = replacement
+    with pytest.raises(ValueError, match=r"params\['weight_hh_l0'\]: expected a float32 array of shape \(16, 4\), "
+                       + got):
+        rnn(x)
+    rnn.params["weight_hh_l0"] = np.zeros((16, 4), np.float32)
+    rnn(x)
