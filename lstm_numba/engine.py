@@ -333,13 +333,6 @@ def aligned_copy(array: np.ndarray) -> np.ndarray:
     return copy
 
 
-def aligned_zeros(shape: tuple, dtype) -> np.ndarray:
-    """A zero-filled :func:`aligned_empty`."""
-    array = aligned_empty(shape, dtype)
-    array.fill(0)
-    return array
-
-
 class Workspace:
     """Large scratch and tape arrays of one direction of one layer, kept between calls.
 
@@ -466,12 +459,13 @@ def backward_direction(kernels, workspace, tape: DirectionTape, clip, dy, dstate
     n_state, _, hidden = dstate.shape
     inputs = weights.w_ih.shape[1]
     dy = np.ascontiguousarray(dy) if tape.order is None else reorder(dy, tape.order)
-    ds = aligned_empty((2, batch, n_state * hidden), dtype)  # the state gradients after and before a step
+    ds = workspace.array("ds", (2, batch, n_state * hidden), dtype)  # the state gradients after and before a step
     ds[0] = weights.state_to_kernel(dstate)
     dgx = workspace.array("dgx", tape.gx.shape, dtype)
     dgh = dgx if tape.additive else workspace.array("dgh", tape.gx.shape, dtype)
-    dp_rows = aligned_zeros((batch, weights.extra.size), dtype)
-    dgh_rows = aligned_empty((tile.parts * tile.chunks, n_gates // tile.parts), dtype)  # an additive gate's dgh
+    dp_rows = workspace.array("dp_rows", (batch, weights.extra.size), dtype)
+    dp_rows.fill(0)
+    dgh_rows = workspace.array("dgh_rows", (tile.parts * tile.chunks, n_gates // tile.parts), dtype)  # additive dgh
     x_grad = np.empty((steps, batch, inputs), dtype)
     xh2 = tape.xh[:steps].reshape(rows, -1)
     with blas_single_thread():

@@ -25,6 +25,7 @@ import math
 import numpy as np
 
 from lstm_numba.engine import blas_single_thread
+from lstm_numba.parameters import check_live
 
 __all__ = ["Dense", "Embedding"]
 
@@ -46,6 +47,9 @@ class Dense:
 
     def forward(self, x: np.ndarray, need_grad: bool = True) -> np.ndarray:
         """``x`` ``(..., in)`` -> ``(..., out)``."""
+        check_live(self.params, "weight", (self.out_features, self.in_features), self.dtype)
+        if "bias" in self.params:
+            check_live(self.params, "bias", (self.out_features,), self.dtype)
         x2 = np.ascontiguousarray(x).reshape(-1, self.in_features)  # 2-D, so BLAS does it
         with blas_single_thread():
             y = x2 @ self.params["weight"].T
@@ -80,6 +84,8 @@ class Embedding:
         self._ids = None
 
     def forward(self, ids: np.ndarray, need_grad: bool = True) -> np.ndarray:
+        """Integer ``ids`` ``(...)`` in ``[0, num_embeddings)`` -> ``(..., dim)``."""
+        check_live(self.params, "weight", (self.num_embeddings, self.embedding_dim), self.dtype)
         ids = np.asarray(ids)
         if ids.dtype.kind not in "iu":
             raise TypeError(f"ids: expected integer character ids, got dtype {ids.dtype}")

@@ -13,7 +13,7 @@ import numpy as np
 
 from lstm_numba import engine, registry, validation
 from lstm_numba.kernels.codegen import PluginRef, load_kernels
-from lstm_numba.parameters import ParameterOwner
+from lstm_numba.parameters import ParameterOwner, check_live
 
 
 @dataclass
@@ -181,21 +181,16 @@ class LSTM(ParameterOwner):
         return params
 
     def _slot_params(self, slot: _Slot):
-        # The arrays go to compiled code as they are: one put into ``params`` in place of a
-        # live array must still have the layer's dtype and shape (load_state_dict converts)
-        for key, shape in self._shapes[slot].items():
-            value = self._params[key]
-            if getattr(value, "dtype", None) != self.dtype or value.shape != shape:
-                raise ValueError(f"params[{key!r}]: expected a {self.dtype} array of shape {shape}, got "
-                                 f"{getattr(value, 'dtype', type(value).__name__)} {getattr(value, 'shape', '')}"
-                                 " (load new values with load_state_dict, which converts them)")
+        for key, shape in self._shapes[slot].items():  # the kernels read them as they are
+            check_live(self._params, key, shape, self.dtype)
         s = slot.suffix
-        n_gates = self.gate.n_blocks * self.hidden_size
-        zeros = np.zeros(n_gates, dtype=self.dtype)
+        if self.bias:
+            b_ih, b_hh = self._params[f"bias_ih{s}"], self._params[f"bias_hh{s}"]
+        else:
+            b_ih = b_hh = np.zeros(self.gate.n_blocks * self.hidden_size, dtype=self.dtype)
         extras = [self._params[f"{e.name}{s}"] for e in self.gate.extra_params]
         extra = np.concatenate(extras) if extras else np.zeros(0, dtype=self.dtype)
-        return (self._params[f"weight_ih{s}"], self._params[f"weight_hh{s}"],
-                self._params.get(f"bias_ih{s}", zeros), self._params.get(f"bias_hh{s}", zeros), extra)
+        return self._params[f"weight_ih{s}"], self._params[f"weight_hh{s}"], b_ih, b_hh, extra
 
     # ------------------------------------------------------------------ modes
     def train(self, mode: bool = True):

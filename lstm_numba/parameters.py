@@ -24,6 +24,21 @@ class ParameterOwner:
         load_params(self._params, state)
 
 
+def check_live(params: dict, key: str, shape: tuple, dtype) -> None:
+    """Raise a ValueError naming ``params[key]`` unless it is a ``dtype`` array of ``shape``.
+
+    The layers read their live parameter arrays as they are (the recurrent kernels from
+    compiled code): one put into ``params`` in place of a live array, with another dtype or
+    shape, would be read as garbage, out of bounds, or would turn every later result into
+    another dtype. ``load_state_dict`` converts new values instead.
+    """
+    value = params[key]
+    if getattr(value, "dtype", None) != dtype or value.shape != shape:
+        raise ValueError(f"params[{key!r}]: expected a {dtype} array of shape {shape}, got "
+                         f"{getattr(value, 'dtype', type(value).__name__)} {getattr(value, 'shape', '')}"
+                         " (load new values with load_state_dict, which converts them)")
+
+
 def load_params(live: dict, state: dict) -> None:
     """Copy ``state`` into the live parameter arrays ``live``, by name.
 

@@ -143,6 +143,29 @@ def test_params_are_live_arrays_and_grads_have_the_same_keys(rng):
     assert all(g[k].shape == m.params[k].shape and g[k].dtype == np.float64 for k in g)
 
 
+@pytest.mark.parametrize("layer, key, replacement, expected", [
+    (Dense(3, 2, np.float32, np.random.default_rng(0)), "weight", np.zeros((2, 3)),
+     r"params\['weight'\]: expected a float32 array of shape \(2, 3\), got float64 \(2, 3\)"),
+    (Dense(3, 2, np.float32, np.random.default_rng(0)), "bias", np.zeros(3, np.float32),
+     r"params\['bias'\]: expected a float32 array of shape \(2,\), got float32 \(3,\)"),
+    (Embedding(5, 2, np.float64, np.random.default_rng(0)), "weight", np.zeros((2, 5)),
+     r"params\['weight'\]: expected a float64 array of shape \(5, 2\), got float64 \(2, 5\)"),
+])
+def test_a_replaced_head_parameter_is_checked(layer, key, replacement, expected):
+    """As for the recurrent layer: an array swapped into ``params`` with another dtype or
+    shape is named, not silently upcast (every later result float64) or read wrongly."""
+    dense = isinstance(layer, Dense)
+    inputs = np.ones((4, 3), layer.dtype) if dense else np.array([0, 4, 1])
+    good = layer.params[key]
+    layer.params[key] = replacement
+    with pytest.raises(ValueError, match=expected):
+        layer.forward(inputs)
+    layer.params[key] = np.full_like(good, 0.5)  # a replacement of the right dtype and shape is used
+    p = layer.params
+    expected = inputs @ p["weight"].T + p["bias"] if dense else p["weight"][inputs]
+    np.testing.assert_allclose(layer.forward(inputs), expected, rtol=1e-6)
+
+
 def test_one_seed_fixes_every_initial_weight():
     a, b, c = (CharLM(9, hidden_size=4, seed=s) for s in (5, 5, 6))
     for key in a.params:
