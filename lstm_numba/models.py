@@ -78,6 +78,21 @@ class _RecurrentModel(ParameterOwner):
         self._params = {f"{part}.{key}": value
                         for part, layer in self.parts.items() for key, value in layer.params.items()}
 
+    def _check_params_live(self) -> None:
+        """Raise a ValueError if an entry of ``params`` is no longer the array its layer reads.
+
+        The optimisers update ``params``' arrays and the layers read their own, the same
+        arrays: one replaced on either side would leave training updating weights that the
+        model never reads.
+        """
+        for part, layer in self.parts.items():
+            for key, value in layer.params.items():
+                name = f"{part}.{key}"
+                if self._params.get(name) is not value:
+                    raise ValueError(f"params[{name!r}]: no longer the array that {part} reads (one of them was "
+                                     f"replaced); update parameters in place (params[{name!r}][...] = new) "
+                                     "or with load_state_dict")
+
     # ---------------------------------------------------------------- parameters
     @property
     def features(self) -> int:
@@ -191,6 +206,7 @@ class SequenceRegressor(_RecurrentModel):
     def forward(self, x, lengths=None, *, need_grad=None) -> np.ndarray:
         """Predictions: ``(B, output_size)``, or ``(B, T, output_size)`` with
         ``return_sequences``."""
+        self._check_params_live()
         keep = self._need_grad(need_grad)
         lengths_ = self._lengths(x, lengths)
         y, _ = self.rnn.forward(x, lengths=lengths if lengths is None else lengths_, need_grad=keep)
@@ -316,6 +332,7 @@ class CharLM(_RecurrentModel):
 
     def forward(self, ids, state=None, *, need_grad=None):
         """``(logits (B, T, V), state)``; ``state`` as the rnn takes and returns it."""
+        self._check_params_live()
         keep = self._need_grad(need_grad)
         x = self._inputs(ids, keep)
         y, state = self.rnn.forward(x, state, need_grad=keep)

@@ -166,6 +166,29 @@ def test_a_replaced_head_parameter_is_checked(layer, key, replacement, expected)
     np.testing.assert_allclose(layer.forward(inputs), expected, rtol=1e-6)
 
 
+@pytest.mark.parametrize("replace_in", ["model", "layer"])
+def test_a_model_refuses_params_that_its_layers_no_longer_read(replace_in, rng):
+    """The optimisers update ``model.params`` and the layers read their own dicts: an array
+    replaced in either would otherwise leave training updating weights nothing reads."""
+    m = CharLM(6, hidden_size=4, embedding_dim=3, dtype="float64", seed=0)
+    ids = rng.integers(0, 6, (2, 5))
+    live = m.params["head.weight"]
+    if replace_in == "model":
+        m.params["head.weight"] = np.zeros_like(live)
+    else:
+        m.head.params["weight"] = np.zeros_like(live)
+    with pytest.raises(ValueError, match=r"params\['head.weight'\]: no longer the array that head reads"):
+        m.forward(ids)
+    m.params["head.weight"] = m.head.params["weight"] = live
+    live[...] = 0  # the supported way: in place
+    logits, _ = m.forward(ids)
+    np.testing.assert_array_equal(logits, np.broadcast_to(m.params["head.bias"], logits.shape))
+    f = Forecaster(2, 1, hidden_size=3, seed=0)  # the regressors check too
+    f.params["rnn.weight_hh_l0"] = f.params["rnn.weight_hh_l0"].copy()
+    with pytest.raises(ValueError, match=r"params\['rnn.weight_hh_l0'\]: no longer the array that rnn reads"):
+        f.forward(np.zeros((2, 4, 2)))
+
+
 def test_one_seed_fixes_every_initial_weight():
     a, b, c = (CharLM(9, hidden_size=4, seed=s) for s in (5, 5, 6))
     for key in a.params:
