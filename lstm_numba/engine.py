@@ -334,10 +334,11 @@ def aligned_copy(array: np.ndarray) -> np.ndarray:
 
 
 class Workspace:
-    """Large scratch and tape arrays of one direction of one layer, kept between calls.
+    """Scratch and tape arrays of one direction of one layer, kept between calls.
 
-    Fresh arrays of this size come from ``mmap`` and page-fault on first touch, which
-    measured several times the cost of the kernels writing them (large config). Arrays
+    Fresh arrays of the tape's size come from ``mmap`` and page-fault on first touch, which
+    measured several times the cost of the kernels writing them (large config); the small
+    scratch arrays are kept too, which saves about 2 us of allocation each per call. Arrays
     are reused by role; a kept array with more leading rows than asked for serves as a view
     (a training tape's T + 1 state slots hold inference's 2). A forward therefore
     overwrites the previous forward's tape, which backward only ever reads for the last
