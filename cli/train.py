@@ -70,7 +70,7 @@ def _default_help(forecast, classify=None, charlm=None) -> str:
 @click.option("--bidirectional", is_flag=True, default=False,
               help="Bidirectional recurrent layers (forecast, classify).")
 @click.option("--gate", default="lstm", show_default=True,
-              help="Gate plugin: lstm, gru, peephole, coupled, or an installed third-party gate "
+              help="Gate plugin: lstm, gru, peephole, coupled, slstm, or an installed third-party gate "
                    "(see `lstm-numba plugins list`).")
 @click.option("--activation", default="tanh", show_default=True,
               help="Cell/candidate activation plugin (Keras `activation`).")

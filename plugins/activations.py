@@ -3,9 +3,7 @@
 Each derivative is written from the input ``x`` and the output ``y``, whichever is cheaper.
 """
 
-import numpy as np
-
-from lstm_numba.contract import Activation, fast_exp, fast_sigmoid, fast_tanh, one, pointwise, zero
+from lstm_numba.contract import Activation, fast_exp, fast_log1p, fast_sigmoid, fast_tanh, one, pointwise, zero
 
 
 @pointwise
@@ -82,7 +80,7 @@ def _softsign_grad(x, y, alpha, beta):
 
 @pointwise
 def _softplus(x, alpha, beta):
-    return max(x, zero(x)) + np.log1p(fast_exp(-abs(x)))
+    return max(x, zero(x)) + fast_log1p(fast_exp(-abs(x)))
 
 
 @pointwise

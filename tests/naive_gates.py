@@ -9,6 +9,9 @@ against a copy of their own code.
             c_{t-1}, p_o on c_t
 - coupled   ONNX ``input_forget=1``: f = 1 - i, three blocks i, g, o
 - gru       PyTorch ``nn.GRU`` (gates r, z, n), b_hn inside r * (W_hn h + b_hn)
+- slstm     xLSTM's sLSTM (Beck et al. 2024, eqs. 8-17 with the stabiliser m; gates i, f, z,
+            o; states h, c, n, m), log-sigmoid forget gate as in NX-AI's reference code; a
+            state with n = 0 is empty (m = z_i, nothing is forgotten from it)
 
 ``act`` is the cell activation (Keras ``activation``, ONNX g and h) and ``ract`` the gate
 activation (Keras ``recurrent_activation``, ONNX f). ``clip`` clamps every pre-activation
@@ -210,10 +213,66 @@ class GRUCell:
         return dzx, dzh, (dh * z)[None], np.zeros(0)
 
 
-CELLS = {"lstm": LSTMCell(), "peephole": PeepholeCell(), "coupled": CoupledCell(), "gru": GRUCell()}
+class SLSTMCell:
+    """sLSTM: i = exp(z_i - m), f = exp(log sigmoid(z_f) + m0 - m), h = o * c / n."""
+
+    n_blocks, n_state, n_extra = 4, 4, 0
+
+    def forward(self, zx, zh, state, p, cfg):
+        h0, c0, n0, m0 = state
+        zi, zf, zz, zo = np.split(zx + zh, 4, axis=1)
+        ci, cf = cfg.clamp(zi), cfg.clamp(zf)
+        log_f = -np.logaddexp(0.0, -cf)
+        empty = n0 == 0.0
+        m = np.where(empty, ci, np.maximum(ci, log_f + m0))
+        i = np.exp(ci - m)
+        with np.errstate(over="ignore"):
+            f = np.where(empty, 0.0, np.exp(log_f + m0 - m))
+        z, o = cfg.act(cfg.clamp(zz)), cfg.ract(cfg.clamp(zo))
+        c = f * c0 + i * z
+        n = f * n0 + i
+        h = o * c / n
+        return np.stack([h, c, n, m]), (zi, zf, zz, zo, ci, cf, log_f, empty, i, f, z, o, c0, n0, m0, c, n)
+
+    def backward(self, cache, dstate, p, cfg):
+        zi, zf, zz, zo, ci, cf, log_f, empty, i, f, z, o, c0, n0, m0, c, n = cache
+        dh, dc_next, dn_next, dm_next = dstate
+        # h = o c / n
+        do = dh * c / n
+        dc = dc_next + dh * o / n
+        dn = dn_next - dh * o * c / n ** 2
+        # c = f c0 + i z,  n = f n0 + i
+        di, df, dz = dc * z + dn, dc * c0 + dn * n0, dc * i
+        # i = exp(ci - m),  f = exp(log_f + m0 - m)  (f = 0, a constant, from an empty state)
+        d_ci, d_log_f, d_m0 = di * i, df * f, df * f
+        dm = dm_next - di * i - df * f
+        # m = ci where it wins the max (or the state is empty), else log_f + m0
+        wins = empty | (ci >= log_f + m0)
+        d_ci = d_ci + np.where(wins, dm, 0.0)
+        d_log_f = d_log_f + np.where(wins, 0.0, dm)
+        d_m0 = d_m0 + np.where(wins, 0.0, dm)
+        dzi = d_ci * cfg.clamp_grad(zi)
+        dzf = d_log_f * (1.0 - _sigmoid(cf)) * cfg.clamp_grad(zf)
+        dzz = dz * cfg.act.grad(cfg.clamp(zz)) * cfg.clamp_grad(zz)
+        dzo = do * cfg.ract.grad(cfg.clamp(zo)) * cfg.clamp_grad(zo)
+        dzx = np.concatenate([dzi, dzf, dzz, dzo], axis=1)
+        return dzx, dzx, np.stack([np.zeros_like(dh), dc * f, dn * f, d_m0]), np.zeros(0)
+
+
+CELLS = {"lstm": LSTMCell(), "peephole": PeepholeCell(), "coupled": CoupledCell(), "gru": GRUCell(),
+         "slstm": SLSTMCell()}
 
 #: Name of each gate's extra parameter vector in the state_dict (None: no extra params).
-EXTRA_PARAM = {"lstm": None, "peephole": "weight_peephole", "coupled": None, "gru": None}
+EXTRA_PARAM = {"lstm": None, "peephole": "weight_peephole", "coupled": None, "gru": None, "slstm": None}
+
+
+def random_state(gate, rng, shape):
+    """0.5 * N(0, 1) initial states (S, ...); sLSTM's normaliser n is made positive (n = 0
+    is its empty state, and a negative one is not a state the cell reaches)."""
+    state = 0.5 * rng.normal(size=shape)
+    if gate == "slstm":
+        state[2] = 0.5 + np.abs(state[2])
+    return state
 
 
 # --------------------------------------------------------------------------- drivers

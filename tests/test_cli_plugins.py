@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from lstm_numba_cli.main import cli
 
-BUILTIN_GATES = {"lstm", "peephole", "coupled", "gru"}
+BUILTIN_GATES = {"lstm", "peephole", "coupled", "gru", "slstm"}
 BUILTIN_ACTIVATIONS = {"sigmoid", "tanh", "hard_sigmoid", "relu", "leaky_relu", "elu", "softsign", "softplus",
                        "scaled_tanh"}
 

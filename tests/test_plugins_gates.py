@@ -19,7 +19,7 @@ import lstm_numba as ln
 import naive_gates as ng
 from conftest import central_difference, max_rel_err
 
-GATES = ["lstm", "peephole", "coupled", "gru"]
+GATES = ["lstm", "peephole", "coupled", "gru", "slstm"]
 
 #: Non-default activations per gate (float64). Together they cover hard_sigmoid with its
 #: own alpha/beta and with the defaults, leaky_relu with an alpha, elu, softsign, softplus.
@@ -30,6 +30,7 @@ NONDEFAULT = {
     "coupled": dict(activation="elu", activation_alpha=0.7, recurrent_activation="sigmoid"),
     "gru": dict(activation="softplus", recurrent_activation="hard_sigmoid", recurrent_activation_alpha=0.3,
                 recurrent_activation_beta=0.4),
+    "slstm": dict(activation="softsign", recurrent_activation="hard_sigmoid"),
 }
 #: The float32 non-default combination shared with the benchmark and the ONNX tests.
 BENCH_ACTIVATIONS = dict(activation="softsign", recurrent_activation="hard_sigmoid")
@@ -47,19 +48,24 @@ def _unpack(state, n_state):
 
 
 def compare_with_reference(gate, dtype, clip=None, seed=0, bidirectional=True, lengths=LENGTHS,
-                           batch_first=False, **activations):
-    """Run ln.LSTM and the NumPy reference on the same data; return the max relative errors."""
+                           batch_first=False, empty_state=False, **activations):
+    """Run ln.LSTM and the NumPy reference on the same data; return the max relative errors.
+
+    ``empty_state``: the layer gets no initial state (zeros), the reference zeros.
+    """
     rnn = ln.LSTM(I, H, num_layers=LAYERS, bidirectional=bidirectional, dtype=dtype, seed=seed, gate=gate,
                   clip=clip, batch_first=batch_first, **activations)
     n_state, dirs = len(rnn.state_names), 2 if bidirectional else 1
     rng = np.random.default_rng(seed + 100)
     x = rng.normal(size=(T, B, I)).astype(dtype)
-    state0 = (0.5 * rng.normal(size=(n_state, LAYERS * dirs, B, H))).astype(dtype)
+    state0 = ng.random_state(gate, rng, (n_state, LAYERS * dirs, B, H)).astype(dtype)
+    if empty_state:
+        state0[...] = 0.0
     dy = rng.normal(size=(T, B, dirs * H)).astype(dtype)
     dstate = rng.normal(size=state0.shape).astype(dtype)
 
     swap = (lambda a: np.ascontiguousarray(a.transpose(1, 0, 2))) if batch_first else (lambda a: a)
-    y, final = rnn(swap(x), _pack(state0, n_state), lengths=lengths)
+    y, final = rnn(swap(x), None if empty_state else _pack(state0, n_state), lengths=lengths)
     grads = rnn.backward(swap(dy), _pack(dstate, n_state))
 
     ref = ng.NaiveRNN(gate, rnn.state_dict(), LAYERS, bidirectional,
@@ -114,6 +120,45 @@ def test_matches_reference_float32_softsign_hard_sigmoid():
     assert_small(compare_with_reference("lstm", "float32", clip=0.8, seed=2, **BENCH_ACTIVATIONS), 1e-5)
 
 
+# --------------------------------------------------------------------------- sLSTM
+
+
+@pytest.mark.parametrize("dtype, tol", [("float64", 1e-12), ("float32", 1e-5)])
+def test_slstm_from_the_empty_initial_state(dtype, tol):
+    """No initial state: n = 0 is empty, so the first step takes m = z_i and forgets nothing."""
+    assert_small(compare_with_reference("slstm", dtype, seed=4, empty_state=True), tol)
+
+
+def test_slstm_output_does_not_depend_on_the_stabiliser():
+    """(c, n, m) and (c e^-d, n e^-d, m + d) are the same state: c/n and every output agree."""
+    rnn = ln.LSTM(I, H, num_layers=2, bidirectional=True, dtype="float64", seed=5, gate="slstm")
+    rng = np.random.default_rng(6)
+    x = 5.0 * rng.normal(size=(30, B, I))
+    h0, c0, n0, m0 = ng.random_state("slstm", rng, (4, 4, B, H))
+    shift = rng.uniform(-30.0, 30.0, size=m0.shape)
+    y, (h, c, n, m) = rnn(x, (h0, c0, n0, m0))
+    y2, (h2, c2, n2, m2) = rnn(x, (h0, c0 * np.exp(-shift), n0 * np.exp(-shift), m0 + shift))
+    assert max_rel_err(y2, y) < 1e-9 and max_rel_err(h2, h) < 1e-9
+    assert max_rel_err(c2 / n2, c / n) < 1e-9
+    assert not np.allclose(m2, m)  # the shifted run did carry a different stabiliser
+
+
+def test_slstm_float32_follows_float64_under_saturated_inputs():
+    """The float32 kernels (rational exp, series log1p) against float64 on pre-activations
+    far beyond where exp(z_i), unstabilised, overflows float32 (88)."""
+    rnn = ln.LSTM(I, H, dtype="float64", seed=7, gate="slstm")
+    rnn32 = ln.LSTM(I, H, dtype="float32", seed=7, gate="slstm")
+    x = 100.0 * np.random.default_rng(8).normal(size=(60, B, I))
+    params = rnn.state_dict()
+    z_i = x @ params["weight_ih_l0"][:H].T + params["bias_ih_l0"][:H] + params["bias_hh_l0"][:H]
+    assert z_i.max() > 88.0 + np.abs(params["weight_hh_l0"][:H]).sum(1).max()  # whatever h (|h| <= 1) adds
+    y64, (_, _, n64, _) = rnn(x)
+    y32, _ = rnn32(x.astype(np.float32))
+    assert (n64 >= 1.0).all()
+    assert np.isfinite(y32).all() and np.abs(y32).max() <= 1.0  # |c/n| <= max |tanh| and o <= 1
+    assert np.abs(y32 - y64).max() < 1e-4
+
+
 def test_clip_is_active_in_these_cases():
     """The clip cases above mean something: with clip=0.5 many pre-activations are clamped."""
     rnn = ln.LSTM(I, H, num_layers=LAYERS, bidirectional=True, dtype="float64", seed=0, gate="lstm")
@@ -137,7 +182,7 @@ def _layer_fd(gate, clip, seed=0, step=1e-6):
     n_state = len(rnn.state_names)
     rng = np.random.default_rng(seed + 7)
     x = rng.normal(size=(t, b, i))
-    state0 = 0.5 * rng.normal(size=(n_state, 4, b, h))
+    state0 = ng.random_state(gate, rng, (n_state, 4, b, h))
     wy = rng.normal(size=(t, b, 2 * h))
     ws = rng.normal(size=state0.shape)
 

@@ -16,7 +16,7 @@ def test_forward_flops_formula():
     assert two == 2 * (2 * 10 * 4 * 20 * (3 + 5)) + 2 * (2 * 10 * 4 * 20 * (10 + 5))
 
 
-@pytest.mark.parametrize("gate, blocks", [("lstm", 4), ("gru", 3), ("coupled", 3), ("peephole", 4)])
+@pytest.mark.parametrize("gate, blocks", [("lstm", 4), ("gru", 3), ("coupled", 3), ("peephole", 4), ("slstm", 4)])
 def test_model_flops_from_params(gate, blocks):
     model = ln.LSTM(3, 5, num_layers=2, bidirectional=True, gate=gate)
     inp, rec = prof.model_flops(model, 7, 2)

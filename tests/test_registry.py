@@ -23,7 +23,7 @@ import lstm_numba_plugins.gates.lstm
 from lstm_numba import checking, registry
 from lstm_numba.registry import REGISTRY, PluginError
 
-BUILTIN_GATES = {"lstm", "peephole", "coupled", "gru"}
+BUILTIN_GATES = {"lstm", "peephole", "coupled", "gru", "slstm"}
 BUILTIN_ACTIVATIONS = {"sigmoid", "tanh", "hard_sigmoid", "relu", "leaky_relu", "elu", "softsign", "softplus",
                        "scaled_tanh"}
 

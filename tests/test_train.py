@@ -197,17 +197,21 @@ class StopAfter:
             raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("task", ["forecast", "charlm"])
-def test_resume_in_process_gives_bitwise_identical_weights(tmp_path, task):
+@pytest.mark.parametrize("task, gate", [("forecast", "lstm"), ("charlm", "lstm"), ("charlm", "slstm")])
+def test_resume_in_process_gives_bitwise_identical_weights(tmp_path, task, gate):
+    """Also a run of a four-state gate (sLSTM: h, c, n, m), whose state the character model
+    carries across chunks."""
     if task == "forecast":
         kw = dict(data=write_series(tmp_path / "s.csv"), window=12, horizon=3, hidden_size=6, layers=2,
                   dropout=0.2, epochs=5, batch_size=16, patience=0)
     else:
         kw = dict(task="charlm", data=write_text(tmp_path / "t.txt", 1500), window=20, hidden_size=12,
                   epochs=3, batch_size=4, optimizer="sgd", lr=0.3, schedule="step")
-    cfg = TrainConfig(seed=11, **kw)
+    cfg = TrainConfig(seed=11, gate=gate, **kw)
     full = Trainer(cfg)
     full.fit(checkpoint=tmp_path / "full.npz")
+    history = full.state.history
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
 
     cut = tmp_path / "cut.npz"
     with pytest.raises(KeyboardInterrupt):

@@ -1,1 +1,1 @@
-"""Built-in gates: ``lstm``, ``peephole``, ``coupled`` and ``gru``."""
+"""Built-in gates: ``lstm``, ``peephole``, ``coupled``, ``gru`` and ``slstm``."""
