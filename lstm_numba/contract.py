@@ -226,8 +226,6 @@ def _overload_by_precision(helper, float32_impl, exact_impl):
             return lambda x: float32_impl(x)
         return lambda x: exact_impl(x)
 
-    return implementation
-
 
 _overload_by_precision(fast_tanh, _rational_tanh32, np.tanh)
 _overload_by_precision(fast_sigmoid, _sigmoid32, _sigmoid64)

@@ -217,6 +217,8 @@ class SLSTMCell:
     """sLSTM: i = exp(z_i - m), f = exp(log sigmoid(z_f) + m0 - m), h = o * c / n."""
 
     n_blocks, n_state, n_extra = 4, 4, 0
+    #: States that are positive in every state the cell reaches (n; 0 is the empty state).
+    positive_states = (2,)
 
     def forward(self, zx, zh, state, p, cfg):
         h0, c0, n0, m0 = state
@@ -267,11 +269,11 @@ EXTRA_PARAM = {"lstm": None, "peephole": "weight_peephole", "coupled": None, "gr
 
 
 def random_state(gate, rng, shape):
-    """0.5 * N(0, 1) initial states (S, ...); sLSTM's normaliser n is made positive (n = 0
-    is its empty state, and a negative one is not a state the cell reaches)."""
+    """0.5 * N(0, 1) initial states (S, ...); a cell's ``positive_states`` (sLSTM's
+    normaliser n) are shifted to 0.5 + |N(0, 0.25)|."""
     state = 0.5 * rng.normal(size=shape)
-    if gate == "slstm":
-        state[2] = 0.5 + np.abs(state[2])
+    for k in getattr(CELLS[gate], "positive_states", ()):
+        state[k] = 0.5 + np.abs(state[k])
     return state
 
 

@@ -72,7 +72,7 @@ def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp)
         lf = log_sigmoid(z_f)
         z, dz = act(clamp(az, clip))
         o, do = ract(clamp(ao, clip))
-        m, i, f, wins = stabilised(z_i, lf, m_prev[j], n_prev[j])
+        _, i, f, wins = stabilised(z_i, lf, m_prev[j], n_prev[j])
         c = f * c_prev[j] + i * z
         inv_n = one(c) / (f * n_prev[j] + i)
         ratio = c * inv_n
