@@ -269,10 +269,11 @@ EXTRA_PARAM = {"lstm": None, "peephole": "weight_peephole", "coupled": None, "gr
 
 
 def random_state(gate, rng, shape):
-    """0.5 * N(0, 1) initial states (S, ...); a cell's ``positive_states`` (sLSTM's
-    normaliser n) are shifted to 0.5 + |N(0, 0.25)|."""
+    """0.5 * N(0, 1) initial states (S, ...); a reference cell's ``positive_states`` (sLSTM's
+    normaliser n) are shifted to 0.5 + |N(0, 0.25)|. A gate with no reference cell here (a
+    third-party plugin under test) gets the plain normal draw."""
     state = 0.5 * rng.normal(size=shape)
-    for k in getattr(CELLS[gate], "positive_states", ()):
+    for k in getattr(CELLS.get(gate), "positive_states", ()):
         state[k] = 0.5 + np.abs(state[k])
     return state
 
