@@ -41,7 +41,7 @@ CONFIGS = {
 #: 1.31 between runs of the same code). Small calls take about 1 ms and swing the most:
 #: in one run of 60 rounds, the forward+backward ratio of any 10 consecutive rounds ranged
 #: 1.30-1.82 (sd 0.14), of any 30 rounds 1.37-1.66 (sd 0.09), around the same median
-#: (1.43 and 1.46); medium's 10-round windows varied by 0.01.
+#: (1.43 and 1.46); medium's 10-round windows, in a 40-round run, spanned 1.41-1.45.
 SAMPLING = {"small": (30, 4), "medium": (10, 2), "large": (4, 2)}
 #: Issue 2's targets for the ratio torch/ours (None: no target).
 TARGETS = {

@@ -246,8 +246,9 @@ class SLSTMCell:
         # c = f c0 + i z,  n = f n0 + i
         di, df, dz = dc * z + dn, dc * c0 + dn * n0, dc * i
         # i = exp(ci - m),  f = exp(log_f + m0 - m)  (f = 0, a constant, from an empty state)
-        d_ci, d_log_f, d_m0 = di * i, df * f, df * f
-        dm = dm_next - di * i - df * f
+        d_ci, d_log_f = di * i, df * f
+        d_m0 = d_log_f
+        dm = dm_next - d_ci - d_log_f
         # m = ci where it wins the max (or the state is empty), else log_f + m0
         wins = empty | (ci >= log_f + m0)
         d_ci = d_ci + np.where(wins, dm, 0.0)
