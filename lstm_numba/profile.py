@@ -74,9 +74,13 @@ def median_ms(samples) -> float:
     return 1e3 * statistics.median(samples)
 
 
-def time_calls(fn, repeat: int, warmup: int = 1) -> list[float]:
-    """Seconds per call of ``fn()`` over ``repeat`` calls after ``warmup`` untimed ones."""
+def time_calls(fn, repeat: int, warmup: int = 1, warmup_s: float = 0.0) -> list[float]:
+    """Seconds per call of ``fn()`` over ``repeat`` calls after untimed ones: ``warmup``
+    calls, and more until ``warmup_s`` seconds have passed."""
+    start = time.perf_counter()
     for _ in range(warmup):
+        fn()
+    while time.perf_counter() - start < warmup_s:
         fn()
     samples = []
     for _ in range(repeat):

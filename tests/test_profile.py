@@ -38,6 +38,20 @@ def test_model_from_training_checkpoint(tmp_path):
         np.testing.assert_array_equal(value, trainer.model.state_dict()["rnn." + key])
 
 
+@pytest.mark.parametrize("warmup, warmup_s, untimed", [(1, 0.0, 1), (2, 0.0, 2), (1, 0.02, 4), (6, 0.02, 6)])
+def test_time_calls_warms_up_by_count_and_by_time(monkeypatch, warmup, warmup_s, untimed):
+    clock = [0.0]  # a fake clock: each call takes 5 ms
+    monkeypatch.setattr(prof.time, "perf_counter", lambda: clock[0])
+    calls = []
+
+    def five_ms():
+        calls.append(clock[0])
+        clock[0] += 0.005
+
+    samples = prof.time_calls(five_ms, 3, warmup=warmup, warmup_s=warmup_s)
+    assert samples == pytest.approx([0.005] * 3)
+    assert len(calls) - 3 == untimed
+
 
 def test_timed_kernels_passes_through():
     model = ln.LSTM(2, 3)
