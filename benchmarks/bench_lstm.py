@@ -10,8 +10,9 @@ and training forward+backward it prints the median (and minimum) milliseconds, G
 torch time / our time (above 1: lstm-numba is faster). The implementations are timed in
 alternating blocks with a pause between blocks, so that a thread pool left spinning by one
 does not slow the other and background load falls on both; each block first runs untimed
-calls for ``WARMUP_S``, so that the timed ones see the steady state of a training loop. Before timing, torch's forward
-output and gradients are checked against ours on the same weights and inputs.
+calls for ``WARMUP_S``, so that the timed ones see the steady state of a training loop.
+Before timing, torch's forward output and gradients are checked against ours on the same
+weights and inputs.
 
 It also prints which BLAS libraries and kernels ran (threadpoolctl), the BLAS environment
 variables, and the compile time of the kernels: the first forward+backward call in a fresh
