@@ -10,9 +10,10 @@ and training forward+backward it prints the median (and minimum) milliseconds, G
 torch time / our time (above 1: lstm-numba is faster). The implementations are timed in
 alternating blocks with a pause between blocks, so that a thread pool left spinning by one
 does not slow the other and background load falls on both; each block first runs untimed
-calls for ``WARMUP_S``, so that the timed ones see the steady state of a training loop.
-Before timing, torch's forward output and gradients are checked against ours on the same
-weights and inputs.
+calls for 30 ms, so that the timed ones see the steady state of a training loop
+(``lstm_numba.profile.interleaved_samples``, shared with ``bench_plugins.py``). Before
+timing, torch's forward output and gradients are checked against ours on the same weights
+and inputs.
 
 It also prints which BLAS libraries and kernels ran (threadpoolctl), the BLAS environment
 variables, and the compile time of the kernels: the first forward+backward call in a fresh
@@ -32,6 +33,8 @@ import time
 
 import numpy as np
 
+from lstm_numba.profile import BLOCK_WARMUP_S
+
 CONFIGS = {
     "small": dict(T=50, B=32, I=32, H=64),
     "medium": dict(T=100, B=64, I=128, H=256),
@@ -45,12 +48,6 @@ CONFIGS = {
 #: 1.30-1.82 (sd 0.14), of any 30 rounds 1.37-1.66 (sd 0.09), around the same median
 #: (1.43 and 1.46); medium's 10-round windows, in a 40-round run, spanned 1.41-1.45.
 SAMPLING = {"small": (30, 4), "medium": (10, 2), "large": (4, 2)}
-#: Seconds of untimed calls before each block's timed ones (at least one call). For about
-#: 10 ms after a pause, both implementations run slower on these 2-vCPU machines: small
-#: forward+backward, first call after 0.75 s about 1.7 ms (ours) and 2.4-3.0 (torch), calls
-#: 20-39 about 0.81 and 1.10-1.19 ms. A training loop calls back to back, so the blocks
-#: time that steady state.
-WARMUP_S = 0.03
 #: Issue 2's targets for the ratio torch/ours (None: no target).
 TARGETS = {
     ("small", "forward"): 1.0, ("medium", "forward"): 0.7, ("large", "forward"): None,
@@ -147,13 +144,11 @@ def run_config(name, c, rounds, calls, pause, warmup, phases) -> dict:
            ("torch", "forward"): pair.torch_forward, ("torch", "forward+backward"): pair.torch_forward_backward}
     for fn in fns.values():  # warm-up: compile / load kernels, allocator, oneDNN primitives
         fn()
-    samples = {key: [] for key in fns}
+    samples = {}
     for mode in MODES:
-        for r in range(rounds):
-            order = ("ours", "torch") if r % 2 == 0 else ("torch", "ours")
-            for impl in order:
-                time.sleep(pause)
-                samples[(impl, mode)] += prof.time_calls(fns[(impl, mode)], calls, warmup_s=warmup)
+        timed = prof.interleaved_samples({impl: fns[(impl, mode)] for impl in ("ours", "torch")}, rounds, calls,
+                                         pause, warmup)
+        samples.update({(impl, mode): values for impl, values in timed.items()})
     flops = forward_flops(c)
     rows = []
     for mode in MODES:
@@ -253,8 +248,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds per mode (default per config)")
     parser.add_argument("--calls", type=int, default=None, help="timed calls per round (default per config)")
     parser.add_argument("--pause", type=float, default=0.75, help="seconds between implementations (default 0.75)")
-    parser.add_argument("--warmup", type=float, default=WARMUP_S,
-                        help=f"seconds of untimed calls after each pause (default {WARMUP_S})")
+    parser.add_argument("--warmup", type=float, default=BLOCK_WARMUP_S,
+                        help=f"seconds of untimed calls after each pause (default {BLOCK_WARMUP_S})")
     parser.add_argument("--no-compile", action="store_true", help="skip the compile-time subprocesses")
     parser.add_argument("--phases", action="store_true", help="also print our per-phase breakdown")
     parser.add_argument("--json", metavar="PATH", default=None,

@@ -18,9 +18,10 @@ the same weights and inputs:
 Each is warmed up (compile or disk-cache load), then timed in many short rounds that
 alternate the order, so that background load falls on all three alike, with a pause
 between implementations (thread pools left spinning by one would slow the next, DESIGN.md
-section 3) and one untimed call after each pause. Ratios of medians are the result; the
-ratios of minima are printed beside them as a check on a busy machine. It prints medians and minima, the ratios (b)/(a) and
-(c)/(a) against the targets (third party within 10% of the built-in; non-default
+section 3) and 30 ms of untimed calls after each pause, as ``bench_lstm.py`` times them
+(``lstm_numba.profile.interleaved_samples``). Ratios of medians are the result; the ratios
+of minima are printed beside them as a check on a busy machine. It prints medians and
+minima, the ratios (b)/(a) and (c)/(a) against the targets (third party within 10% of the built-in; non-default
 activations no slower than the default), a bitwise check that (b) computes exactly what
 (a) does, and which BLAS ran (threadpoolctl).
 """
@@ -42,6 +43,8 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+
+from lstm_numba.profile import BLOCK_WARMUP_S, interleaved_samples
 
 THIRD_PARTY_GATE = "lstm_thirdparty"
 THIRD_PARTY_MODULE = "bench_thirdparty_lstm"
@@ -87,8 +90,10 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--rounds", type=int, default=7, help="rounds, alternating the order (default 7)")
     parser.add_argument("--calls", type=int, default=2,
-                        help="timed calls per implementation per round, after one untimed call (default 2)")
+                        help="timed calls per implementation per round, after the warm-up (default 2)")
     parser.add_argument("--pause", type=float, default=0.5, help="seconds between implementations (default 0.5)")
+    parser.add_argument("--warmup", type=float, default=BLOCK_WARMUP_S,
+                        help=f"seconds of untimed calls after each pause (default {BLOCK_WARMUP_S})")
     parser.add_argument("--threads", type=int, default=None, help="Numba threads (default: Numba's default)")
     parser.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON")
     args = parser.parse_args(argv)
@@ -98,7 +103,6 @@ def main(argv=None) -> int:
     import numba
 
     import lstm_numba as ln
-    from lstm_numba.profile import time_calls
 
     if args.threads:
         numba.set_num_threads(args.threads)
@@ -154,12 +158,7 @@ def main(argv=None) -> int:
             and np.array_equal(outputs["a"][1].x, outputs["b"][1].x))
     print(f"  (b) output and gradients bitwise equal to (a): {'yes' if same else 'NO'}")
 
-    samples = {key: [] for key in fns}
-    order = list(fns)
-    for r in range(args.rounds):
-        for key in (order if r % 2 == 0 else order[::-1]):
-            time.sleep(args.pause)
-            samples[key] += time_calls(fns[key], args.calls)
+    samples = interleaved_samples(fns, args.rounds, args.calls, args.pause, args.warmup)
 
     med = {k: statistics.median(v) for k, v in samples.items()}
     print(f"\nforward+backward, {args.rounds * args.calls} repeats each (median ms, min in brackets):")
@@ -185,6 +184,7 @@ def main(argv=None) -> int:
 
     if args.json:
         doc = {"shape": shape, "dtype": args.dtype, "env": env, "threads": numba.get_num_threads(),
+               "sampling": {"rounds": args.rounds, "calls": args.calls, "pause_s": args.pause, "warmup_s": args.warmup},
                "samples_ms": {k: [1e3 * s for s in v] for k, v in samples.items()},
                "median_ms": {k: 1e3 * v for k, v in med.items()}, "ratios": ratios, "ratios_min": ratios_min,
                "targets": TARGETS, "met": met, "bitwise_equal_b_a": same, "blas": rows}

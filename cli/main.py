@@ -46,7 +46,8 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
-@click.group(cls=LazyGroup, context_settings={"auto_envvar_prefix": "LSTM_NUMBA", "help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup,
+             context_settings={"auto_envvar_prefix": "LSTM_NUMBA", "help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="lstm-numba")
 def cli():
     """Fast CPU LSTM-family recurrent networks, compiled with Numba.

@@ -90,6 +90,34 @@ def time_calls(fn, repeat: int, warmup: int = 1, warmup_s: float = 0.0) -> list[
     return samples
 
 
+#: Seconds of untimed calls that start each block of :func:`interleaved_samples`. For
+#: about 10 ms after a pause, every implementation runs slower on these 2-vCPU machines:
+#: small forward+backward (T=50, B=32, I=32, H=64), the first call after a 0.75 s pause
+#: took about 1.7 ms (ours) and 2.4-3.0 (torch), calls 20-39 about 0.81 and 1.10-1.19 ms.
+#: A training loop calls back to back, so the blocks time that steady state.
+BLOCK_WARMUP_S = 0.03
+
+
+def interleaved_samples(fns: dict, rounds: int, calls: int, pause_s: float,
+                        warmup_s: float = BLOCK_WARMUP_S) -> dict:
+    """Seconds per call of each ``fns[key]()``, timed in alternating blocks.
+
+    Each round runs one block per implementation, in the order of ``fns`` in even rounds
+    and reversed in odd ones, so that slow periods of the host fall on all of them. Each
+    block sleeps ``pause_s`` (so that a thread pool left spinning by the previous block
+    does not slow this one), then runs :func:`time_calls` with at least one untimed call
+    and ``warmup_s`` seconds of them, then ``calls`` timed ones. Returns
+    ``{key: [rounds * calls seconds]}``.
+    """
+    samples = {key: [] for key in fns}
+    order = list(fns)
+    for r in range(rounds):
+        for key in (order if r % 2 == 0 else order[::-1]):
+            time.sleep(pause_s)
+            samples[key] += time_calls(fns[key], calls, warmup_s=warmup_s)
+    return samples
+
+
 def env_settings() -> dict:
     """The BLAS/threading environment variables, ``None`` where unset."""
     return {name: os.environ.get(name) for name in BLAS_ENV}

@@ -22,11 +22,13 @@ def run_torch(module, x, h0, c0, lengths, batch_first, dy, dh, dc):
         packed = torch.nn.utils.rnn.pack_padded_sequence(
             xt, torch.tensor(lengths), batch_first=batch_first, enforce_sorted=False)
         yp, (ht, ct) = module(packed, (h0t, c0t))
-        yt, _ = torch.nn.utils.rnn.pad_packed_sequence(yp, batch_first=batch_first, total_length=x.shape[1 if batch_first else 0])
+        yt, _ = torch.nn.utils.rnn.pad_packed_sequence(yp, batch_first=batch_first,
+                                                       total_length=x.shape[1 if batch_first else 0])
     loss = (yt * torch.from_numpy(dy)).sum() + (ht * torch.from_numpy(dh)).sum() + (ct * torch.from_numpy(dc)).sum()
     loss.backward()
     grads = {name: p.grad.numpy() for name, p in module.named_parameters()}
-    return yt.detach().numpy(), ht.detach().numpy(), ct.detach().numpy(), xt.grad.numpy(), h0t.grad.numpy(), c0t.grad.numpy(), grads
+    return (yt.detach().numpy(), ht.detach().numpy(), ct.detach().numpy(), xt.grad.numpy(), h0t.grad.numpy(),
+            c0t.grad.numpy(), grads)
 
 
 CASES = [

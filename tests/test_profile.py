@@ -53,6 +53,33 @@ def test_time_calls_warms_up_by_count_and_by_time(monkeypatch, warmup, warmup_s,
     assert len(calls) - 3 == untimed
 
 
+def test_interleaved_samples_alternates_blocks_after_a_pause_and_a_warm_up(monkeypatch):
+    clock = [0.0]  # a fake clock: each call takes 5 ms, a pause adds its seconds
+    monkeypatch.setattr(prof.time, "perf_counter", lambda: clock[0])
+    events = []
+
+    def sleep(seconds):
+        events.append("pause")
+        clock[0] += seconds
+
+    monkeypatch.setattr(prof.time, "sleep", sleep)
+
+    def impl(key):
+        def call():
+            events.append(key)
+            clock[0] += 0.005
+        return call
+
+    samples = prof.interleaved_samples({"a": impl("a"), "b": impl("b"), "c": impl("c")}, rounds=3, calls=2,
+                                       pause_s=1.0, warmup_s=0.012)
+    assert {k: len(v) for k, v in samples.items()} == {"a": 6, "b": 6, "c": 6}
+    assert all(s == pytest.approx(0.005) for v in samples.values() for s in v)
+    # each block: a pause, 3 untimed calls (0, 5 and 10 ms into the 12 ms warm-up), 2 timed calls
+    block = ["pause"] + ["{}"] * 5
+    expected = [e.format(k) for k in "abc" + "cba" + "abc" for e in block]
+    assert events == expected
+
+
 def test_timed_kernels_passes_through():
     model = ln.LSTM(2, 3)
     totals = {}
