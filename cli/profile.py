@@ -26,7 +26,8 @@ _MODEL_OPTIONS = ("input_size", "hidden_size", "layers", "gate", "dtype")
               help="Gate plugin (see `lstm-numba plugins list`).")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
 @click.option("--repeat", type=_SIZE, default=5, show_default=True,
-              help="Timed iterations after one warm-up (medians are reported).")
+              help="Timed iterations after one warm-up, and rounds of the comparison with torch "
+                   "(medians are reported).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
               help="Profile the layer stored in this checkpoint (sizes, gate, dtype and weights).")
 @click.option("--compile/--no-compile", "measure_compile", default=True, show_default=True,
@@ -42,7 +43,8 @@ def profile(steps, batch, input_size, hidden_size, layers, gate, dtype, repeat, 
     backward kernel, backward GEMMs, optimizer step (Adam), and the time outside kernels.
     Also reports GFLOP/s, the share of this machine's matmul peak measured in the same run,
     the threads and BLAS libraries in use, and the speed ratio against torch (torch time /
-    ours: above 1, lstm-numba is faster).
+    ours: above 1, lstm-numba is faster), both timed in --repeat rounds of alternating
+    blocks, as benchmarks/bench_lstm.py times them.
     """
     ctx = click.get_current_context()
     notes = []

@@ -63,8 +63,16 @@ PHASE_LABELS = {
 BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
             "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER")
 
-#: Where a training checkpoint may keep the layer's ``LSTM.config()`` dict, tried in order.
-_PAUSE_S = 0.75  # between implementations: pools left spinning distort the next one
+#: Seconds of sleep before each block of the comparison with torch. Thread pools left
+#: spinning by one implementation slow the next (DESIGN.md section 3), but the block's
+#: warm-up (:data:`BLOCK_WARMUP_S`) absorbs that: measured 2026-11-29, 2 threads, blocks of
+#: 2 calls after 30 ms of warm-up, each right after 3 calls of the other implementation,
+#: medians of forward+backward over pauses of 0, 0.02, 0.1, 0.25 and 0.75 s: T=50 B=32 I=32
+#: H=64, ours 0.79-0.81 ms and torch 1.08-1.11; T=100 B=64 I=128 H=256, ours 42.7-43.3 and
+#: torch 60.2-60.7, with no trend in the pause. Short, so that --repeat rounds stay quick.
+COMPARE_PAUSE_S = 0.1
+#: Timed calls per block in the comparison with torch (``repeat`` rounds of blocks).
+COMPARE_CALLS = 2
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -558,13 +566,19 @@ def profile(model, steps: int, batch: int, repeat: int = 5, *, compile: bool = T
                      + " (loaded after the limiter was built): kernels may run a multithreaded BLAS "
                      "inside their parallel loop")
 
-    result["torch"] = _profile_torch(model, x, dy, repeat, fb_ms, inference_ms) if torch else \
+    result["torch"] = _profile_torch(model, x_user, dy_user, x, dy, repeat) if torch else \
         {"available": False, "note": "skipped (--no-torch)"}
     result["notes"] = notes
     return result
 
 
-def _profile_torch(model, x, dy, repeat, our_fb_ms, our_inference_ms) -> dict:
+def _profile_torch(model, x_user, dy_user, x, dy, repeat) -> dict:
+    """Time ``model`` and its torch equivalent in alternating blocks (:func:`interleaved_samples`).
+
+    ``x_user`` and ``dy_user`` are in the model's layout, ``x`` and ``dy`` time-major.
+    ``repeat`` rounds of :data:`COMPARE_CALLS` timed calls each, for forward+backward and
+    for inference; the ratios are of the medians.
+    """
     net, reason = _torch_equivalent(model)
     if net is None:
         return {"available": False, "note": reason}
@@ -578,35 +592,48 @@ def _profile_torch(model, x, dy, repeat, our_fb_ms, our_inference_ms) -> dict:
         tdy = torch.from_numpy(dy)
         with torch.no_grad():
             ty, _ = net(tx)
-        ours = model.forward(x if not model.batch_first else x.transpose(1, 0, 2), need_grad=False)[0]
-        ours = np.asarray(ours).transpose(1, 0, 2) if model.batch_first else np.asarray(ours)
-        diff = float(np.max(np.abs(ty.numpy() - ours)))
+        ours = np.asarray(model.forward(x_user, need_grad=False)[0])
+        diff = float(np.max(np.abs(ty.numpy() - (ours.transpose(1, 0, 2) if model.batch_first else ours))))
 
-        def fwd_bwd():
+        def torch_forward_backward():
             for p in net.parameters():
                 p.grad = None
             tx.grad = None
             out, _ = net(tx)
             out.backward(tdy)
 
-        def infer():
+        def torch_inference():
             with torch.no_grad():
                 net(tx)
 
-        time.sleep(_PAUSE_S)
-        fb = median_ms(time_calls(fwd_bwd, repeat))
-        inf = median_ms(time_calls(infer, repeat))
+        def ours_forward_backward():
+            model.forward(x_user, need_grad=True)
+            model.backward(dy_user)
+
+        def ours_inference():
+            model.forward(x_user, need_grad=False)
+
+        time.sleep(COMPARE_PAUSE_S)
+        samples = {
+            "forward_backward": interleaved_samples({"ours": ours_forward_backward, "torch": torch_forward_backward},
+                                                    repeat, COMPARE_CALLS, COMPARE_PAUSE_S),
+            "inference": interleaved_samples({"ours": ours_inference, "torch": torch_inference},
+                                             repeat, COMPARE_CALLS, COMPARE_PAUSE_S),
+        }
+        threads = torch.get_num_threads()
     finally:
         torch.set_num_threads(previous)
-    time.sleep(_PAUSE_S)
-    return {
-        "available": True, "module": type(net).__name__, "version": torch.__version__,
-        "threads": torch.get_num_threads(), "max_abs_diff_forward": diff,
-        "forward_backward_ms": fb, "inference_ms": inf,
-        "ratio_forward_backward": fb / our_fb_ms, "ratio_inference": inf / our_inference_ms,
-        "note": "ratio = torch time / our time (> 1: lstm-numba is faster); the weights are copied, "
-                "note that the torch timings run after ours, not interleaved",
-    }
+    time.sleep(COMPARE_PAUSE_S)
+    result = {"available": True, "module": type(net).__name__, "version": torch.__version__, "threads": threads,
+              "max_abs_diff_forward": diff}
+    for mode, timed in samples.items():
+        ours_ms, torch_ms = median_ms(timed["ours"]), median_ms(timed["torch"])
+        result.update({f"{mode}_ms": torch_ms, f"ours_{mode}_ms": ours_ms, f"ratio_{mode}": torch_ms / ours_ms})
+    result["sampling"] = {"rounds": repeat, "calls": COMPARE_CALLS, "pause_s": COMPARE_PAUSE_S,
+                          "warmup_s": BLOCK_WARMUP_S}
+    result["note"] = ("ratio = torch time / our time (> 1: lstm-numba is faster), medians of alternating blocks "
+                      "of calls through the public APIs; torch has our weights")
+    return result
 
 
 # ----------------------------------------------------------------------------- report
@@ -667,10 +694,12 @@ def format_report(result: dict) -> str:
                      f"process {comp['cached']['process_s']:.2f} s)")
     tr = result["torch"]
     if tr.get("available"):
-        lines.append(f"torch {tr['version']} nn.{tr['module']} ({tr['threads']} threads): forward+backward "
-                     f"{tr['forward_backward_ms']:.2f} ms (ratio {tr['ratio_forward_backward']:.2f}), inference "
-                     f"{tr['inference_ms']:.2f} ms (ratio {tr['ratio_inference']:.2f}); ratio = torch/ours, "
-                     f">1 means lstm-numba is faster; max |y - y_torch| = {tr['max_abs_diff_forward']:.1e}")
+        lines.append(f"torch {tr['version']} nn.{tr['module']} ({tr['threads']} threads), timed in alternating "
+                     f"blocks with ours: forward+backward {tr['forward_backward_ms']:.2f} ms against our "
+                     f"{tr['ours_forward_backward_ms']:.2f} (ratio {tr['ratio_forward_backward']:.2f}), inference "
+                     f"{tr['inference_ms']:.2f} ms against our {tr['ours_inference_ms']:.2f} (ratio "
+                     f"{tr['ratio_inference']:.2f}); ratio = torch/ours, >1 means lstm-numba is faster; "
+                     f"max |y - y_torch| = {tr['max_abs_diff_forward']:.1e}")
     else:
         lines.append(f"torch: {tr['note']}")
     for note in result.get("notes", []):

@@ -81,6 +81,10 @@ def test_tiny_real_run_json():
         assert torch["available"] is True
         assert torch["max_abs_diff_forward"] < 1e-5
         assert _positive(torch["ratio_forward_backward"]) and _positive(torch["ratio_inference"])
+        for mode in ("forward_backward", "inference"):  # both timed in the same alternating blocks
+            assert _positive(torch[f"ours_{mode}_ms"])
+            assert torch[f"ratio_{mode}"] == pytest.approx(torch[f"{mode}_ms"] / torch[f"ours_{mode}_ms"])
+        assert torch["sampling"]["rounds"] == 1 and torch["threads"] == doc["threads"]["numba"]
 
 
 def test_table_output_gru_float64():

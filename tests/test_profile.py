@@ -104,6 +104,28 @@ def test_profile_result(tiny_result):
         assert r["torch"]["module"] == "LSTM" and r["torch"]["max_abs_diff_forward"] < 1e-5
 
 
+def test_torch_comparison_times_both_in_alternating_blocks(monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.setattr(prof.time, "sleep", lambda seconds: None)
+    real = prof.interleaved_samples
+    calls = []
+
+    def recording(fns, rounds, calls_per_block, pause_s, **kwargs):
+        calls.append((sorted(fns), rounds, calls_per_block, pause_s))
+        return real(fns, rounds, calls_per_block, 0.0, **kwargs)
+
+    monkeypatch.setattr(prof, "interleaved_samples", recording)
+    model = ln.LSTM(3, 4, batch_first=True, seed=0)
+    x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)  # time-major
+    dy = np.ones((5, 2, 4), np.float32)
+    out = prof._profile_torch(model, x.transpose(1, 0, 2).copy(), dy.transpose(1, 0, 2).copy(), x, dy, repeat=3)
+    # forward+backward, then inference
+    assert calls == [(["ours", "torch"], 3, prof.COMPARE_CALLS, prof.COMPARE_PAUSE_S)] * 2
+    assert out["max_abs_diff_forward"] < 1e-5  # the batch-first output compared in torch's time-major layout
+    for mode in ("forward_backward", "inference"):
+        assert out[f"ratio_{mode}"] == pytest.approx(out[f"{mode}_ms"] / out[f"ours_{mode}_ms"])
+
+
 def test_phases_hook_restores_kernels():
     model = ln.LSTM(2, 3)
     real = model.kernels
