@@ -21,9 +21,9 @@ between implementations (thread pools left spinning by one would slow the next, 
 section 3) and 30 ms of untimed calls after each pause, as ``bench_lstm.py`` times them
 (``lstm_numba.profile.interleaved_samples``). Ratios of medians are the result; the ratios
 of minima are printed beside them as a check on a busy machine. It prints medians and
-minima, the ratios (b)/(a) and (c)/(a) against the targets (third party within 10% of the built-in; non-default
-activations no slower than the default), a bitwise check that (b) computes exactly what
-(a) does, and which BLAS ran (threadpoolctl).
+minima, the ratios (b)/(a) and (c)/(a) against the targets (third party within 10% of the
+built-in; non-default activations no slower than the default), a bitwise check that (b)
+computes exactly what (a) does, and which BLAS ran (threadpoolctl).
 """
 
 from __future__ import annotations
