@@ -112,7 +112,7 @@ def test_torch_comparison_times_both_in_alternating_blocks(monkeypatch):
 
     def recording(fns, rounds, calls_per_block, pause_s, **kwargs):
         calls.append((sorted(fns), rounds, calls_per_block, pause_s))
-        return real(fns, rounds, calls_per_block, 0.0, **kwargs)
+        return real(fns, rounds, calls_per_block, pause_s, **kwargs)
 
     monkeypatch.setattr(prof, "interleaved_samples", recording)
     model = ln.LSTM(3, 4, batch_first=True, seed=0)
