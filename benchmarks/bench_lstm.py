@@ -11,7 +11,7 @@ torch time / our time (above 1: lstm-numba is faster). The implementations are t
 alternating blocks with a pause between blocks, so that a thread pool left spinning by one
 does not slow the other and background load falls on both; each block first runs untimed
 calls for 30 ms, so that the timed ones see the steady state of a training loop
-(``lstm_numba.profile.interleaved_samples``, shared with ``bench_plugins.py``). Before
+(``lstm_numba.profiling.timing.interleaved_samples``, shared with ``bench_plugins.py``). Before
 timing, torch's forward output and gradients are checked against ours on the same weights
 and inputs.
 
@@ -33,7 +33,8 @@ import time
 
 import numpy as np
 
-from lstm_numba.profile import BLOCK_WARMUP_S
+from lstm_numba.profiling import compile_time, machine, timing
+from lstm_numba.profiling.timing import BLOCK_WARMUP_S
 
 CONFIGS = {
     "small": dict(T=50, B=32, I=32, H=64),
@@ -136,8 +137,6 @@ class Pair:
 
 
 def run_config(name, c, rounds, calls, pause, warmup, phases) -> dict:
-    from lstm_numba import profile as prof
-
     pair = Pair(c)
     check = pair.check()
     fns = {("ours", "forward"): pair.ours_forward, ("ours", "forward+backward"): pair.ours_forward_backward,
@@ -146,7 +145,7 @@ def run_config(name, c, rounds, calls, pause, warmup, phases) -> dict:
         fn()
     samples = {}
     for mode in MODES:
-        timed = prof.interleaved_samples({impl: fns[(impl, mode)] for impl in ("ours", "torch")}, rounds, calls,
+        timed = timing.interleaved_samples({impl: fns[(impl, mode)] for impl in ("ours", "torch")}, rounds, calls,
                                          pause, warmup)
         samples.update({(impl, mode): values for impl, values in timed.items()})
     flops = forward_flops(c)
@@ -169,7 +168,7 @@ def run_config(name, c, rounds, calls, pause, warmup, phases) -> dict:
     result = {"config": name, "sizes": c, "check": check, "rows": rows}
     if phases:
         time.sleep(pause)
-        result["phases"] = prof.phase_breakdown(pair.ours, pair.x, pair.dy, repeat=max(3, calls))
+        result["phases"] = phases.phase_breakdown(pair.ours, pair.x, pair.dy, repeat=max(3, calls))
     return result
 
 
@@ -226,7 +225,7 @@ def print_results(results):
 
 
 def print_phases(results):
-    from lstm_numba.profile import PHASE_LABELS, PHASES
+    from lstm_numba.profiling.phases import PHASE_LABELS, PHASES
 
     log("\nwhere our training iteration goes (median ms per phase; lstm-numba profile has more):")
     names = [res["config"] for res in results if "phases" in res]
@@ -262,8 +261,6 @@ def main(argv=None) -> int:
     import torch
 
     import lstm_numba
-    from lstm_numba import profile as prof
-
     if args.threads:
         numba.set_num_threads(args.threads)
     torch.set_num_threads(numba.get_num_threads())
@@ -282,7 +279,7 @@ def main(argv=None) -> int:
     compile_result = None
     if not args.no_compile:
         probe = lstm_numba.LSTM(CONFIGS["small"]["I"], CONFIGS["small"]["H"], dtype="float32", seed=0)
-        compile_result = prof.measure_compile(probe.config())
+        compile_result = compile_time.measure_compile(probe.config())
         print_compile(compile_result)
         time.sleep(1.0)
 
@@ -293,13 +290,13 @@ def main(argv=None) -> int:
                          args.warmup, args.phases)
         results.append(res)
         log(f"  ... {name} done")
-    info["threads"] = prof.threads_info()
+    info["threads"] = machine.threads_info()
     info["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
-    blas = prof.blas_info()
+    blas = machine.blas_info()
     print_blas(blas)
-    peak = prof.blas_peak_gflops(np.float32, info["threads"]["numba"])
+    peak = machine.blas_peak_gflops(np.float32, info["threads"]["numba"])
     log(f"  numpy sgemm 1024^3 on {info['threads']['numba']} threads: {peak:.0f} GFLOP/s (this run's peak)")
-    gaps = prof.engine_limiter_gaps()
+    gaps = machine.engine_limiter_gaps()
     if gaps:
         log(f"  WARNING: the engine's one-thread BLAS limiter does not cover {', '.join(gaps)}")
     print_results(results)

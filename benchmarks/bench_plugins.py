@@ -17,9 +17,8 @@ the same weights and inputs:
 
 Each is warmed up (compile or disk-cache load), then timed in many short rounds that
 alternate the order, so that background load falls on all three alike, with a pause
-between implementations (thread pools left spinning by one would slow the next, DESIGN.md
-section 3) and 30 ms of untimed calls after each pause, as ``bench_lstm.py`` times them
-(``lstm_numba.profile.interleaved_samples``). Ratios of medians are the result; the ratios
+between implementations (thread pools left spinning by one would slow the next, docs/performance.md) and 30 ms of untimed calls after each pause, as ``bench_lstm.py`` times them
+(``lstm_numba.profiling.timing.interleaved_samples``). Ratios of medians are the result; the ratios
 of minima are printed beside them as a check on a busy machine. It prints medians and
 minima, the ratios (b)/(a) and (c)/(a) against the targets (third party within 10% of the
 built-in; non-default activations no slower than the default), a bitwise check that (b)
@@ -44,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_numba.profile import BLOCK_WARMUP_S, interleaved_samples
+from lstm_numba.profiling.timing import BLOCK_WARMUP_S, interleaved_samples
 
 THIRD_PARTY_GATE = "lstm_thirdparty"
 THIRD_PARTY_MODULE = "bench_thirdparty_lstm"
@@ -55,8 +54,9 @@ TARGETS = {"b/a": 1.10, "c/a": 1.00}
 def register_third_party_copy(root: Path) -> None:
     """Copy the built-in lstm gate's source into ``root`` as a plain module and register it
     under a separate distribution's ``lstm_numba.gates`` entry point (this process only)."""
-    from lstm_numba import registry
     from lstm_numba_plugins.gates import lstm as builtin_lstm
+
+    from lstm_numba import registry
 
     modules, dists = root / "modules", root / "dists"
     modules.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,6 @@ Only Click is imported at module level; lstm_numba is imported when the command 
 from __future__ import annotations
 
 import click
-
 from lstm_numba_cli.common import Command, friendly_errors
 
 
@@ -26,8 +25,8 @@ def generate(checkpoint, length, temperature, seed, prime):
     """Sample text from a character-level CHECKPOINT (trained on a .txt file)."""
     import numpy as np
 
-    from lstm_numba.data import CharVocab
-    from lstm_numba.train import load_trained
+    from lstm_numba.training.data.text import CharVocab
+    from lstm_numba.training.trainer import load_trained
 
     trained = load_trained(checkpoint)
     if trained.task != "charlm":

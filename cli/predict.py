@@ -10,7 +10,6 @@ import os
 import re
 
 import click
-
 from lstm_numba_cli.common import Command, friendly_errors, open_output
 
 
@@ -31,7 +30,7 @@ def predict(checkpoint, data, out):
     (with dates when the data has a YYYY-MM or YYYY-MM-DD `date` column).
     Classify: one row per sequence with the predicted class and each class's probability.
     """
-    from lstm_numba.train import load_trained
+    from lstm_numba.training.trainer import load_trained
 
     trained = load_trained(checkpoint)
     if trained.task == "forecast":
@@ -69,8 +68,12 @@ def _data_path(trained, data, kind):
 
 
 def _forecast(trained, data):
-    from lstm_numba.data import Normalizer, read_csv_columns
-    from lstm_numba.tasks import forecast_to_original, forecast_windows
+    from lstm_numba.training.data.series import Normalizer
+    from lstm_numba.training.data.tables import read_csv_columns
+    from lstm_numba.training.tasks.forecast import (
+        forecast_to_original,
+        forecast_windows,
+    )
 
     d = trained.data
     path = _data_path(trained, data, "forecast")
@@ -120,7 +123,7 @@ def _future_dates(path, n):
 
 def _load_sequences(path):
     """``(x, lengths, labels or None)`` from a labelled file; an ``.npz`` may lack ``y``."""
-    from lstm_numba.data import load_labelled
+    from lstm_numba.training.data.labelled import load_labelled
 
     seqs = load_labelled(path, require_labels=False)
     return seqs.x, seqs.lengths, seqs.y
@@ -129,7 +132,7 @@ def _load_sequences(path):
 def _classify(trained, data):
     import numpy as np
 
-    from lstm_numba.data import Normalizer
+    from lstm_numba.training.data.series import Normalizer
 
     d = trained.data
     path = _data_path(trained, data, "classify")

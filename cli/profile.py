@@ -1,7 +1,7 @@
 """``lstm-numba profile``: time each phase of a training iteration and compare with torch.
 
 Only Click is imported at module level, so ``lstm-numba profile --help`` does not import
-numba; the work is in :mod:`lstm_numba.profile`, imported when the command runs.
+numba; the work is in :mod:`lstm_numba.profiling`, imported when the command runs.
 """
 
 from __future__ import annotations
@@ -63,17 +63,17 @@ def profile(steps, batch, input_size, hidden_size, layers, gate, dtype, repeat, 
         steps = steps or 100
         batch = batch or 64
 
-    from lstm_numba import profile as prof
+    from lstm_numba.profiling import report
 
     try:
-        result = prof.profile(model, steps, batch, repeat, compile=measure_compile, torch=compare_torch)
+        result = report.profile(model, steps, batch, repeat, compile=measure_compile, torch=compare_torch)
     except RuntimeError as exc:  # a compile subprocess failed
         raise click.ClickException(str(exc)) from exc
     result["notes"] = notes + result["notes"]
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
     else:
-        click.echo(prof.format_report(result))
+        click.echo(report.format_report(result))
 
 
 def _one_line(exc: Exception) -> str:
@@ -92,10 +92,10 @@ def _build_model(input_size, hidden_size, layers, gate, dtype):
 
 
 def _load_checkpoint_model(path):
-    from lstm_numba import profile as prof
-    from lstm_numba.checkpoint import CheckpointError
+    from lstm_numba.profiling import report
+    from lstm_numba.training.checkpoint import CheckpointError
 
     try:
-        return prof.model_from_checkpoint(path)
+        return report.model_from_checkpoint(path)
     except CheckpointError as exc:
         raise click.ClickException(_one_line(exc)) from exc

@@ -1,7 +1,7 @@
 """``lstm-numba train``: train a forecaster, a sequence classifier or a character LM.
 
 Only Click is imported at module level (``--help`` must not import numba); the work is in
-:mod:`lstm_numba.train`, imported when the command runs.
+:mod:`lstm_numba.training.trainer`, imported when the command runs.
 """
 
 from __future__ import annotations
@@ -11,8 +11,14 @@ import sys
 import time
 
 import click
-
-from lstm_numba_cli.common import Command, explicit_params, friendly_errors, is_tty, one_line, split_names
+from lstm_numba_cli.common import (
+    Command,
+    explicit_params,
+    friendly_errors,
+    is_tty,
+    one_line,
+    split_names,
+)
 
 _POS = click.IntRange(min=1)
 _NONNEG = click.IntRange(min=0)
@@ -134,8 +140,10 @@ def train(data_arg, data, task, columns, out, resume, metrics, quiet, clip_grad,
         raise click.UsageError("give the data either as the DATA argument or with --data, not both")
     data = data_arg if data_arg is not None else data
 
-    from lstm_numba.tasks import infer_task
-    from lstm_numba.train import MetricsLog, TrainConfig, Trainer
+    from lstm_numba.training.config import TrainConfig
+    from lstm_numba.training.metrics import MetricsLog
+    from lstm_numba.training.tasks.common import infer_task
+    from lstm_numba.training.trainer import Trainer
 
     cfg = TrainConfig(
         task=task, data=data, columns=split_names(columns),
@@ -172,11 +180,12 @@ def train(data_arg, data, task, columns, out, resume, metrics, quiet, clip_grad,
 
 
 def _resume(ctx, cfg, out, patience):
-    from lstm_numba.train import TrainConfig, Trainer
+    from lstm_numba.training.config import TrainConfig
+    from lstm_numba.training.trainer import Trainer
 
     if not os.path.isfile(out):
         raise click.ClickException(f"--resume: no checkpoint at {out} (name it with --out)")
-    from lstm_numba.train import read_training_checkpoint
+    from lstm_numba.training.trainer import read_training_checkpoint
 
     saved = TrainConfig.from_dict(read_training_checkpoint(out).meta["train"])
     given = explicit_params(ctx) - _CLI_ONLY - _RESUME_MAY_CHANGE

@@ -6,12 +6,19 @@
     g = rnn.backward(dy)             # g.params, g.x, g.state
 """
 
-from lstm_numba.layers import GRU, LSTM, Gradients
-from lstm_numba.models import CharLM, Forecaster, SequenceClassifier, SequenceRegressor
+from lstm_numba import config
+from lstm_numba.nn.layers import GRU, LSTM, Gradients
+from lstm_numba.nn.models import (
+    CharLM,
+    Forecaster,
+    SequenceClassifier,
+    SequenceRegressor,
+)
 from lstm_numba.registry import PluginError, plugins
-from lstm_numba.train import TrainConfig, Trainer, load_trained
+from lstm_numba.training.config import TrainConfig
+from lstm_numba.training.trainer import Trainer, load_trained
 
-__version__ = "0.1.0"
+__version__ = config.package_version()
 
 __all__ = [
     "CharLM", "Forecaster", "GRU", "Gradients", "LSTM", "PluginError", "SequenceClassifier",
@@ -20,7 +27,7 @@ __all__ = [
 
 
 def check_plugin(name: str, kind: str | None = None):
-    """Check a gate or activation plugin; see :func:`lstm_numba.checking.check_plugin`."""
-    from lstm_numba.checking import check_plugin as _check
+    """Check a gate or activation plugin; see :func:`lstm_numba.plugin_check.check_plugin`."""
+    from lstm_numba.plugin_check import check_plugin as _check
 
     return _check(name, kind)

@@ -12,6 +12,7 @@ the cache was warm.
 from __future__ import annotations
 
 import os
+from importlib import metadata
 from pathlib import Path
 
 #: The single fastmath policy used by every kernel, generated or not.
@@ -32,3 +33,8 @@ def kernel_cache_dir() -> Path:
         return Path(explicit).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "lstm_numba"
+
+
+def package_version() -> str:
+    """The installed distribution's version (one source: ``pyproject.toml``)."""
+    return metadata.version("lstm-numba")

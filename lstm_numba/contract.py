@@ -135,7 +135,7 @@ class Gate:
 # ---------------------------------------------------------------------------------------
 # Pointwise helpers for plugin authors. In float32 they use a rational tanh (the form
 # Eigen uses) that LLVM vectorises; Numba lowers float32 np.tanh/np.exp to scalar libm calls
-# (DESIGN.md section 3: 30x slower). In float64 they are the exact libm functions.
+# (docs/performance.md: 30x slower). In float64 they are the exact libm functions.
 # ---------------------------------------------------------------------------------------
 
 _TANH_CLAMP = 7.90531110763549805

@@ -3,7 +3,16 @@
 Each derivative is written from the input ``x`` and the output ``y``, whichever is cheaper.
 """
 
-from lstm_numba.contract import Activation, fast_exp, fast_log1p, fast_sigmoid, fast_tanh, one, pointwise, zero
+from lstm_numba.contract import (
+    Activation,
+    fast_exp,
+    fast_log1p,
+    fast_sigmoid,
+    fast_tanh,
+    one,
+    pointwise,
+    zero,
+)
 
 
 @pointwise

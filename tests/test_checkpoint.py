@@ -9,11 +9,15 @@ import zipfile
 import numpy as np
 import pytest
 
-from lstm_numba import checkpoint as ck
-from lstm_numba.checkpoint import (
-    CheckpointError, load_checkpoint, rng_from_json, rng_state_to_json, save_checkpoint,
+from lstm_numba.training import checkpoint as ck
+from lstm_numba.training.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    rng_from_json,
+    rng_state_to_json,
+    save_checkpoint,
 )
-from lstm_numba.optim import Adam
+from lstm_numba.training.optim import Adam
 
 RNG = np.random.default_rng(3)
 PARAMS = {

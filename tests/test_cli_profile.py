@@ -11,8 +11,9 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from lstm_numba_cli.main import cli
+
+from lstm_numba.engine import tiling
 
 TINY = ["-T", "3", "-B", "2", "-I", "3", "-H", "4", "--repeat", "1"]
 PHASES = ("input_gemm", "forward_kernel", "forward_other", "backward_kernel", "backward_gemms", "backward_other",
@@ -55,9 +56,7 @@ def test_tiny_real_run_json():
     assert _positive(doc["compile_cold_s"]) and _positive(doc["compile_cached_s"])
     # phases: the kernels ran (hooked), the rest is non-negative up to timer noise.
     assert set(doc["phases_ms"]) == set(PHASES)
-    from lstm_numba import engine
-
-    fused = engine.tiling(True, True, 2, 3, 4, 16, 4).fused_input  # the input projection runs in the loop
+    fused = tiling.choose_tiling(True, True, 2, 3, 4, 16, 4).fused_input  # the input projection runs in the loop
     kernels = ("forward_kernel", "backward_kernel", "backward_gemms", "optimizer")
     for phase in kernels if fused else kernels + ("input_gemm",):
         assert _positive(doc["phases_ms"][phase]), phase
@@ -151,7 +150,7 @@ def test_garbage_checkpoint(tmp_path):
 
 
 def test_checkpoint_that_is_not_a_training_checkpoint(tmp_path):
-    from lstm_numba.checkpoint import save_checkpoint
+    from lstm_numba.training.checkpoint import save_checkpoint
 
     path = tmp_path / "noconfig.npz"
     save_checkpoint(path, {"w": np.zeros(3)}, {"something": {"else": 1}})

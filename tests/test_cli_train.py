@@ -11,9 +11,14 @@ import time
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from lstm_numba_cli.main import cli
-from train_helpers import console_script, with_plugin, write_labelled, write_series, write_text
+from train_helpers import (
+    console_script,
+    with_plugin,
+    write_labelled,
+    write_series,
+    write_text,
+)
 
 COMMANDS = ("train", "predict", "generate")
 TINY = ["--window", "12", "--horizon", "3", "--hidden-size", "8", "--batch-size", "16"]
@@ -53,7 +58,7 @@ def test_help_lists_every_option_with_help_text(command):
 def test_help_states_the_task_defaults_the_trainer_uses():
     import click
 
-    from lstm_numba.train import TASK_DEFAULTS
+    from lstm_numba.training.config import TASK_DEFAULTS
 
     options = {p.name: p for p in cli.get_command(None, "train").params if isinstance(p, click.Option)}
     for key in ("window", "hidden_size", "epochs", "lr", "patience"):

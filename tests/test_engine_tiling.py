@@ -6,65 +6,65 @@ import numpy as np
 import pytest
 
 import lstm_numba as ln
-from lstm_numba import engine
+from lstm_numba.engine import blas_control, layout, tiling
 
 
 @pytest.fixture
 def cores(monkeypatch):
     def set_cores(n):
-        monkeypatch.setattr(engine.numba.config, "NUMBA_DEFAULT_NUM_THREADS", n)
+        monkeypatch.setattr(tiling.numba.config, "NUMBA_DEFAULT_NUM_THREADS", n)
     return set_cores
 
 
 def test_elementwise_gates_split_large_layers_into_one_part_per_core(cores):
     cores(2)
-    tile = engine.tiling(True, True, 64, 128, 256, 1024, 4)
+    tile = tiling.choose_tiling(True, True, 64, 128, 256, 1024, 4)
     assert (tile.parts, tile.chunks, tile.backward_blocks[0]) == (2, 1, 64)  # the whole batch per tile
     cores(8)
-    assert engine.tiling(True, True, 64, 128, 256, 1024, 4).parts == 8
-    assert engine.tiling(True, True, 512, 16, 48, 192, 4).parts == 2      # 4 parts would be 12 units wide
-    assert engine.tiling(True, True, 32, 16, 256, 1024, 4).parts == 4     # 8 parts would be 2 MFLOP each
-    assert engine.tiling(True, True, 1000, 16, 256, 1024, 4).forward_blocks[0] == 256
-    assert engine.tiling(True, True, 1000, 16, 256, 1024, 4).chunks == 4  # 1000 rows in blocks of 256
+    assert tiling.choose_tiling(True, True, 64, 128, 256, 1024, 4).parts == 8
+    assert tiling.choose_tiling(True, True, 512, 16, 48, 192, 4).parts == 2      # 4 parts would be 12 units wide
+    assert tiling.choose_tiling(True, True, 32, 16, 256, 1024, 4).parts == 4     # 8 parts would be 2 MFLOP each
+    assert tiling.choose_tiling(True, True, 1000, 16, 256, 1024, 4).forward_blocks[0] == 256
+    assert tiling.choose_tiling(True, True, 1000, 16, 256, 1024, 4).chunks == 4  # 1000 rows in blocks of 256
 
 
 def test_fused_input_projection_where_the_small_matrix_kernel_runs_it(cores, monkeypatch):
     cores(2)
-    monkeypatch.setattr(engine, "small_kernel_available", lambda: True)
-    medium = engine.tiling(True, True, 64, 128, 256, 1024, 4)  # 2 parts, depth 385
+    monkeypatch.setattr(blas_control, "small_kernel_available", lambda: True)
+    medium = tiling.choose_tiling(True, True, 64, 128, 256, 1024, 4)  # 2 parts, depth 385
     assert medium.fused_input and medium.forward_blocks == (32, 64, 385)
-    small = engine.tiling(True, True, 32, 32, 64, 256, 4)       # 16-row chunks, one call per step
+    small = tiling.choose_tiling(True, True, 32, 32, 64, 256, 4)       # 16-row chunks, one call per step
     assert small.fused_input and small.forward_blocks == (16, 256, 97)
-    assert not engine.tiling(True, True, 128, 256, 512, 2048, 4).fused_input   # large: 128-row blocks
-    assert not engine.tiling(True, True, 64, 128, 256, 1024, 8).fused_input    # float64: 1.5 MiB of weights
-    assert not engine.tiling(True, False, 64, 128, 256, 768, 4).fused_input    # GRU: not additive
-    monkeypatch.setattr(engine, "small_kernel_available", lambda: False)
-    assert not engine.tiling(True, True, 64, 128, 256, 1024, 4).fused_input   # Haswell kernels
+    assert not tiling.choose_tiling(True, True, 128, 256, 512, 2048, 4).fused_input   # large: 128-row blocks
+    assert not tiling.choose_tiling(True, True, 64, 128, 256, 1024, 8).fused_input    # float64: 1.5 MiB of weights
+    assert not tiling.choose_tiling(True, False, 64, 128, 256, 768, 4).fused_input    # GRU: not additive
+    monkeypatch.setattr(blas_control, "small_kernel_available", lambda: False)
+    assert not tiling.choose_tiling(True, True, 64, 128, 256, 1024, 4).fused_input   # Haswell kernels
 
 
 def test_no_split_for_other_gates_small_layers_or_one_core(cores):
     cores(2)
-    assert engine.tiling(False, False, 64, 16, 256, 1024, 4).parts == 1    # layer norm mixes units
-    assert engine.tiling(True, True, 32, 32, 64, 256, 4).parts == 1       # the small benchmark: barriers cost more
-    assert engine.tiling(True, True, 64, 16, 255, 1020, 4).parts == 1     # odd H
+    assert tiling.choose_tiling(False, False, 64, 16, 256, 1024, 4).parts == 1    # layer norm mixes units
+    assert tiling.choose_tiling(True, True, 32, 32, 64, 256, 4).parts == 1       # the small benchmark: barriers cost more
+    assert tiling.choose_tiling(True, True, 64, 16, 255, 1020, 4).parts == 1     # odd H
     cores(1)
-    assert engine.tiling(True, True, 64, 128, 256, 1024, 4).parts == 1
+    assert tiling.choose_tiling(True, True, 64, 128, 256, 1024, 4).parts == 1
 
 
 def test_tiling_ignores_the_thread_count(cores, monkeypatch):
     cores(2)
     choices = set()
     for threads in (1, 2):
-        monkeypatch.setattr(engine.numba, "get_num_threads", lambda: threads)
-        choices.add(engine.tiling(True, True, 64, 128, 256, 1024, 4))
+        monkeypatch.setattr(tiling.numba, "get_num_threads", lambda: threads)
+        choices.add(tiling.choose_tiling(True, True, 64, 128, 256, 1024, 4))
     assert len(choices) == 1
 
 
 def test_part_major_is_a_permutation_that_groups_each_part():
-    index = engine.part_major(3, 4, 2)  # blocks a, b, c of 4 units, 2 parts
+    index = layout.part_major(3, 4, 2)  # blocks a, b, c of 4 units, 2 parts
     assert sorted(index) == list(range(12))
     assert index.tolist() == [0, 1, 4, 5, 8, 9, 2, 3, 6, 7, 10, 11]
-    assert engine.part_major(3, 4, 1).tolist() == list(range(12))
+    assert layout.part_major(3, 4, 1).tolist() == list(range(12))
 
 
 def test_direction_weights_round_trip():
@@ -73,8 +73,8 @@ def test_direction_weights_round_trip():
     w_ih, w_hh = rng.standard_normal((n_gates, inputs)), rng.standard_normal((n_gates, hidden))
     b_ih, b_hh = rng.standard_normal(n_gates), rng.standard_normal(n_gates)
     for fused, additive in ((False, True), (False, False), (True, True)):
-        tile = engine.Tiling(parts=4, chunks=1, forward_blocks=(8, 8, 8), backward_blocks=(8, 2, 32), fused_input=fused)
-        weights = engine.DirectionWeights.prepare(tile, w_ih, w_hh, b_ih, b_hh, rng.standard_normal(3 * hidden),
+        tile = tiling.Tiling(parts=4, chunks=1, forward_blocks=(8, 8, 8), backward_blocks=(8, 2, 32), fused_input=fused)
+        weights = layout.DirectionWeights.prepare(tile, w_ih, w_hh, b_ih, b_hh, rng.standard_normal(3 * hidden),
                                                   additive=additive)
         np.testing.assert_array_equal(weights.w_hh, w_hh)
         hidden_parts = weights.hidden_parts_of_w_hh()  # (U, G, W): part u's columns, rows part-major
@@ -102,14 +102,14 @@ def test_weights_that_gemm_kernels_read_unpacked_start_on_a_cache_line(parts):
     rng = np.random.default_rng(0)
     w_ih = rng.standard_normal((40, 7))[:, 1:]  # not contiguous, so never a view that happens to be aligned
     for fused in (False, True):
-        tile = engine.Tiling(parts=parts, chunks=1, forward_blocks=(8, 8, 8), backward_blocks=(8, 2, 32),
+        tile = tiling.Tiling(parts=parts, chunks=1, forward_blocks=(8, 8, 8), backward_blocks=(8, 2, 32),
                              fused_input=fused)
-        weights = engine.DirectionWeights.prepare(tile, w_ih, rng.standard_normal((40, 10)), rng.standard_normal(40),
+        weights = layout.DirectionWeights.prepare(tile, w_ih, rng.standard_normal((40, 10)), rng.standard_normal(40),
                                                   rng.standard_normal(40), np.zeros(0), additive=True)
         for name in ("w_ih", "w_rec") if fused else ("w_ih", "w_proj", "w_rec"):
             array = getattr(weights, name)
-            assert array.flags.c_contiguous and array.ctypes.data % engine.ALIGNMENT == 0, (name, fused)
-        assert weights.hidden_parts_of_w_hh().ctypes.data % engine.ALIGNMENT == 0
+            assert array.flags.c_contiguous and array.ctypes.data % layout.ALIGNMENT == 0, (name, fused)
+        assert weights.hidden_parts_of_w_hh().ctypes.data % layout.ALIGNMENT == 0
 
 
 def test_layers_keep_their_weights_on_a_cache_line_and_read_them_in_place(rng):
@@ -118,10 +118,10 @@ def test_layers_keep_their_weights_on_a_cache_line_and_read_them_in_place(rng):
     array is copied and gives the same results."""
     rnn = ln.LSTM(3, 8, seed=0)
     for key, value in rnn.params.items():
-        assert value.ctypes.data % engine.ALIGNMENT == 0, key
+        assert value.ctypes.data % layout.ALIGNMENT == 0, key
     w_ih, w_hh = rnn.params["weight_ih_l0"], rnn.params["weight_hh_l0"]
-    tile = engine.Tiling(parts=1, chunks=1, forward_blocks=(8, 8, 8), backward_blocks=(8, 8, 32))
-    weights = engine.DirectionWeights.prepare(tile, w_ih, w_hh, np.zeros(32), np.zeros(32), np.zeros(0), True)
+    tile = tiling.Tiling(parts=1, chunks=1, forward_blocks=(8, 8, 8), backward_blocks=(8, 8, 32))
+    weights = layout.DirectionWeights.prepare(tile, w_ih, w_hh, np.zeros(32), np.zeros(32), np.zeros(0), True)
     assert weights.w_ih is w_ih and np.shares_memory(weights.hidden_parts_of_w_hh(), w_hh)
     x, dy = rng.standard_normal((6, 4, 3)), rng.standard_normal((6, 4, 8))
     y, _ = rnn(x)
@@ -189,7 +189,7 @@ def test_weight_gradients_land_in_pytorch_order_on_both_paths_with_hidden_parts(
     for target, name, value in hidden_split_settings():
         monkeypatch.setattr(target, name, value)
     for blocks in ((4, 5), None):
-        monkeypatch.setattr(engine.gemm, "weight_gradient_blocks", lambda n_gates, depth, small_kernel: blocks)
+        monkeypatch.setattr(tiling, "weight_gradient_blocks", lambda n_gates, depth, small_kernel: blocks)
         split = grads()
         for key, value in plain.items():
             np.testing.assert_allclose(split[key], value, rtol=1e-12, atol=1e-12, err_msg=f"{key}, blocks {blocks}")
@@ -214,10 +214,10 @@ def test_fused_input_projection_gives_the_hoisted_projections_results(rng, monke
     lengths = [7, 2, 5]
 
     def run(fused, blocks=None):
-        monkeypatch.setattr(engine, "fuses_input_projection", lambda *shape: fused)
+        monkeypatch.setattr(tiling, "fuses_input_projection", lambda *shape: fused)
         if blocks:  # blocks of 2 rows (a tile of 3 rows takes two) by 8 columns
-            monkeypatch.setattr(engine, "fused_step_blocks", lambda rows, cols, depth, *_: (2, min(cols, 8), depth))
-        tile = engine.tiling(True, True, 3, 5, 8, 32, 8)
+            monkeypatch.setattr(tiling, "fused_step_blocks", lambda rows, cols, depth, *_: (2, min(cols, 8), depth))
+        tile = tiling.choose_tiling(True, True, 3, 5, 8, 32, 8)
         assert tile.fused_input is fused and (tile.forward_blocks[0] == 2) == bool(blocks)
         rnn = ln.LSTM(5, 8, num_layers=2, bidirectional=True, gate=gate, dtype="float64", seed=3)
         y, state = rnn(x, lengths=lengths)

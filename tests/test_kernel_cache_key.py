@@ -1,4 +1,4 @@
-"""The generated kernels' file name (``lstm_numba.kernels.codegen``): Numba's disk cache is
+"""The generated kernels' file name (``lstm_numba.engine.codegen``): Numba's disk cache is
 keyed on that file, so its hash must change with any source the kernels compile in."""
 
 import inspect
@@ -6,7 +6,8 @@ import inspect
 import pytest
 
 from lstm_numba import config, contract
-from lstm_numba.kernels import blas, codegen, gemm, views
+from lstm_numba.engine import codegen
+from lstm_numba.engine.kernels import blas, gemm, views
 
 PLUGINS = ("lstm_numba_plugins.gates.lstm", "lstm_numba_plugins.activations")
 
@@ -29,3 +30,14 @@ def test_cache_key_follows_every_engine_module_the_kernels_compile_in(generated,
     real = inspect.getsource
     monkeypatch.setattr(inspect, "getsource", lambda obj: real(obj) + ("# edited\n" if obj is module else ""))
     assert codegen._source_hash(generated, PLUGINS) != before
+
+
+def test_cache_key_ignores_the_tiling_policy(generated, monkeypatch):
+    """Every shape-to-block decision lives in ``engine.tiling``, which the kernels do not
+    import: changing the policy must not recompile them."""
+    from lstm_numba.engine import tiling
+
+    before = codegen._source_hash(generated, PLUGINS)
+    real = inspect.getsource
+    monkeypatch.setattr(inspect, "getsource", lambda obj: real(obj) + ("# edited\n" if obj is tiling else ""))
+    assert codegen._source_hash(generated, PLUGINS) == before

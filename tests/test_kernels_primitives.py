@@ -1,14 +1,14 @@
-"""The primitives of the time loops: the direct BLAS calls (``lstm_numba.kernels.blas``)
+"""The primitives of the time loops: the direct BLAS calls (``lstm_numba.engine.kernels.blas``)
 against NumPy's matmul on the strided views, accumulations and blocks the loops use, the
-unit-stride view (``lstm_numba.kernels.views``) and the passes over whole arrays
-(``lstm_numba.kernels.arrays``)."""
+unit-stride view (``lstm_numba.engine.kernels.views``) and the passes over whole arrays
+(``lstm_numba.engine.kernels.arrays``)."""
 
 import numpy as np
 import pytest
 from numba import njit
 
-from lstm_numba import engine
-from lstm_numba.kernels import arrays, blas, gemm, views
+from lstm_numba.engine import blas_control, direction, tiling
+from lstm_numba.engine.kernels import arrays, blas, gemm, views
 
 
 @njit
@@ -60,37 +60,37 @@ def test_blocked_gemm_covers_every_row_column_and_depth_block(rng, dtype, rtol, 
 
 def test_gemm_blocks_split_only_where_the_small_kernel_was_measured_to_win():
     # medium benchmark, 2 parts: forward 64 x 256 @ 256 x 512, backward 64 x 1024 @ 1024 x 128
-    assert blas.gemm_blocks(64, 512, 256, 4, True) == (32, 256)
-    assert blas.gemm_blocks(64, 128, 1024, 4, True) == (32, 256)
-    assert blas.gemm_blocks(64, 512, 256, 4, False) == (512, 256)    # Haswell kernels: one call
-    assert blas.gemm_blocks(16, 256, 64, 4, True) == (256, 64)       # already small: one call
-    assert blas.gemm_blocks(128, 512, 256, 4, True) == (512, 256)    # 128-row blocks
-    assert blas.gemm_blocks(64, 512, 256, 8, True) == (32, 256)      # float64: 1 MiB of weights
-    assert blas.gemm_blocks(64, 1024, 256, 8, True) == (1024, 256)   # float64: 2 MiB of weights
-    assert blas.gemm_blocks(64, 512, 385, 4, True) == (32, 385)      # medium, fused input projection
-    assert blas.gemm_blocks(64, 1024, 512, 4, True) == (1024, 512)   # large: 2 MB of weights
+    assert tiling.gemm_blocks(64, 512, 256, 4, True) == (32, 256)
+    assert tiling.gemm_blocks(64, 128, 1024, 4, True) == (32, 256)
+    assert tiling.gemm_blocks(64, 512, 256, 4, False) == (512, 256)    # Haswell kernels: one call
+    assert tiling.gemm_blocks(16, 256, 64, 4, True) == (256, 64)       # already small: one call
+    assert tiling.gemm_blocks(128, 512, 256, 4, True) == (512, 256)    # 128-row blocks
+    assert tiling.gemm_blocks(64, 512, 256, 8, True) == (32, 256)      # float64: 1 MiB of weights
+    assert tiling.gemm_blocks(64, 1024, 256, 8, True) == (1024, 256)   # float64: 2 MiB of weights
+    assert tiling.gemm_blocks(64, 512, 385, 4, True) == (32, 385)      # medium, fused input projection
+    assert tiling.gemm_blocks(64, 1024, 512, 4, True) == (1024, 512)   # large: 2 MB of weights
     for rows, cols, depth in [(64, 512, 256), (64, 128, 1024), (40, 96, 700)]:
-        col_block, depth_block = blas.gemm_blocks(rows, cols, depth, 4, True)
-        assert rows * col_block * depth_block <= blas.SMALL_KERNEL_MAX_MNK
+        col_block, depth_block = tiling.gemm_blocks(rows, cols, depth, 4, True)
+        assert rows * col_block * depth_block <= tiling.SMALL_KERNEL_MAX_MNK
 
 
 def test_hoisted_gemms_take_small_blocks_only_where_they_were_measured_to_win():
     # small benchmark: projection 1600 x 33 @ 33 x 256, dx 1600 x 256 @ 256 x 32
-    assert gemm.hoisted_gemm_blocks(1600, 256, 33, 4, True) == (gemm.SMALL_ROW_BLOCK, 256, 33)
-    assert gemm.hoisted_gemm_blocks(1600, 32, 256, 4, True) == (gemm.SMALL_ROW_BLOCK, 32, 256)
-    assert gemm.hoisted_gemm_blocks(1600, 256, 33, 4, False) == (400, 256, 33)      # Haswell kernels: 4 blocks
+    assert tiling.hoisted_gemm_blocks(1600, 256, 33, 4, True) == (tiling.SMALL_ROW_BLOCK, 256, 33)
+    assert tiling.hoisted_gemm_blocks(1600, 32, 256, 4, True) == (tiling.SMALL_ROW_BLOCK, 32, 256)
+    assert tiling.hoisted_gemm_blocks(1600, 256, 33, 4, False) == (400, 256, 33)      # Haswell kernels: 4 blocks
     # medium: the projection 6400 x 129 @ 129 x 1024 is too wide for column blocks; dx 6400 x 1024 @
     # 1024 x 128 takes 32 columns by the whole depth, in blocks of the 30 rows that fit the kernel
-    assert gemm.hoisted_gemm_blocks(6400, 1024, 129, 4, True) == (400, 1024, 129)
-    assert gemm.hoisted_gemm_blocks(6400, 128, 1024, 4, True) == (30, 32, 1024)
-    assert gemm.hoisted_gemm_blocks(6400, 128, 1024, 8, True) == (30, 32, 1024)     # float64: 1 MiB of weights
-    assert gemm.hoisted_gemm_blocks(6400, 256, 1024, 8, True) == (400, 256, 1024)   # float64: 2 MiB
-    assert gemm.hoisted_gemm_blocks(6400, 128, 1024, 4, False) == (400, 128, 1024)  # Haswell kernels
-    assert gemm.hoisted_gemm_blocks(25600, 256, 2048, 4, True) == (464, 256, 2048)  # large: 2 MB of weights
+    assert tiling.hoisted_gemm_blocks(6400, 1024, 129, 4, True) == (400, 1024, 129)
+    assert tiling.hoisted_gemm_blocks(6400, 128, 1024, 4, True) == (30, 32, 1024)
+    assert tiling.hoisted_gemm_blocks(6400, 128, 1024, 8, True) == (30, 32, 1024)     # float64: 1 MiB of weights
+    assert tiling.hoisted_gemm_blocks(6400, 256, 1024, 8, True) == (400, 256, 1024)   # float64: 2 MiB
+    assert tiling.hoisted_gemm_blocks(6400, 128, 1024, 4, False) == (400, 128, 1024)  # Haswell kernels
+    assert tiling.hoisted_gemm_blocks(25600, 256, 2048, 4, True) == (464, 256, 2048)  # large: 2 MB of weights
     for shape in [(6400, 128, 1024), (6400, 40, 3000), (999, 64, 700)]:  # deep: split in columns, fitting the kernel
-        rows, col_block, depth_block = gemm.hoisted_gemm_blocks(*shape, 4, True)
-        assert col_block == blas.SMALL_GEMM_COLUMNS and 16 <= rows <= blas.SMALL_GEMM_MAX_ROWS
-        assert rows * col_block * depth_block <= blas.SMALL_KERNEL_MAX_MNK
+        rows, col_block, depth_block = tiling.hoisted_gemm_blocks(*shape, 4, True)
+        assert col_block == tiling.SMALL_GEMM_COLUMNS and 16 <= rows <= tiling.SMALL_GEMM_MAX_ROWS
+        assert rows * col_block * depth_block <= tiling.SMALL_KERNEL_MAX_MNK
 
 
 @pytest.mark.parametrize("dtype,rtol", [(np.float32, 1e-5), (np.float64, 1e-12)])
@@ -104,19 +104,19 @@ def test_row_block_gemm_matches_numpy_with_any_blocks(rng, dtype, rtol, blocks):
 
 
 def test_weight_gradient_blocks_only_where_they_were_measured_to_win():
-    assert gemm.weight_gradient_blocks(256, 97, True) == (32, 322)         # small: K = I + 1 + H
-    assert gemm.weight_gradient_blocks(512, 161, True) == (32, 194)
-    assert gemm.weight_gradient_blocks(512, 289, True) is None             # 108-row chunks
-    assert gemm.weight_gradient_blocks(768, 129, True) is None             # GRU medium: too many gates
-    assert gemm.weight_gradient_blocks(1024, 385, True) is None            # medium
-    assert gemm.weight_gradient_blocks(256, 97, False) is None             # Haswell kernels
-    assert gemm.weight_gradient_blocks(32, 9, True) is None                # one column block
+    assert tiling.weight_gradient_blocks(256, 97, True) == (32, 322)         # small: K = I + 1 + H
+    assert tiling.weight_gradient_blocks(512, 161, True) == (32, 194)
+    assert tiling.weight_gradient_blocks(512, 289, True) is None             # 108-row chunks
+    assert tiling.weight_gradient_blocks(768, 129, True) is None             # GRU medium: too many gates
+    assert tiling.weight_gradient_blocks(1024, 385, True) is None            # medium
+    assert tiling.weight_gradient_blocks(256, 97, False) is None             # Haswell kernels
+    assert tiling.weight_gradient_blocks(32, 9, True) is None                # one column block
 
 
 @pytest.mark.parametrize("cores,rows,expected", [(2, 6400, 2), (16, 6400, 8), (16, 1600, 4), (2, 100, 1)])
 def test_weight_gradient_slabs_follow_the_cores_not_the_threads(monkeypatch, cores, rows, expected):
-    monkeypatch.setattr(gemm.numba.config, "NUMBA_DEFAULT_NUM_THREADS", cores)
-    assert gemm.reduction_parts(rows) == expected
+    monkeypatch.setattr(tiling.numba.config, "NUMBA_DEFAULT_NUM_THREADS", cores)
+    assert tiling.reduction_parts(rows) == expected
 
 
 def _weight_gradient_problem(rng, dtype):
@@ -163,8 +163,8 @@ class _FakeController:
 @pytest.mark.parametrize("cores,expected", [(("SkylakeX", "SkylakeX"), True), (("SkylakeX", "Haswell"), False),
                                             (("Haswell",), False), ((), False)])
 def test_small_kernel_needs_every_openblas_on_an_avx512_core(monkeypatch, cores, expected):
-    monkeypatch.setattr(engine, "_threadpool_controller", lambda: _FakeController(*cores))
-    assert engine.small_kernel_available.__wrapped__() is expected
+    monkeypatch.setattr(blas_control, "_threadpool_controller", lambda: _FakeController(*cores))
+    assert blas_control.small_kernel_available.__wrapped__() is expected
 
 
 @pytest.mark.parametrize("dtype,rtol", [(np.float32, 1e-5), (np.float64, 1e-12)])
@@ -210,9 +210,9 @@ def test_fill_inputs_writes_each_step_and_the_bias_column(rng, reverse):
     x = rng.standard_normal((steps, batch, inputs)).astype(np.float32)
     xh = np.full((steps + 1, batch, inputs + 1 + hidden), 7.0, np.float32)
     lengths = np.array([6, 2, 4])
-    order = engine.reversal_index(lengths, steps) if reverse else arrays.IN_ORDER
+    order = direction.reversal_index(lengths, steps) if reverse else arrays.IN_ORDER
     arrays.fill_inputs(x, order, xh)
-    expected = engine.reorder(x, order) if reverse else x
+    expected = direction.reorder(x, order) if reverse else x
     np.testing.assert_array_equal(xh[:steps, :, :inputs], expected)
     np.testing.assert_array_equal(xh[:steps, :, inputs], 1.0)
     np.testing.assert_array_equal(xh[:steps, :, inputs + 1:], 7.0)  # h columns untouched
@@ -225,7 +225,7 @@ def test_fill_inputs_writes_each_step_and_the_bias_column(rng, reverse):
 @pytest.mark.parametrize("shape", [(4, 2, 128, 256), (3, 2, 40, 37), (1, 1, 5, 3)])  # whole tiles, edges, tiny
 def test_transpose_parts_matches_numpy(dtype, shape):
     """dst[u, k, b, j] = src[b, u, j, k], into a strided view (every other row)."""
-    from lstm_numba.kernels.arrays import transpose_parts
+    from lstm_numba.engine.kernels.arrays import transpose_parts
 
     n_blocks, parts, width, depth = shape
     src = np.random.default_rng(0).standard_normal(shape).astype(dtype)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lstm_numba.losses import mse_loss, softmax, softmax_cross_entropy
+from lstm_numba.nn.losses import mse_loss, softmax, softmax_cross_entropy
 
 RNG = np.random.default_rng(7)
 LOGITS = RNG.standard_normal((6, 5)) * 3

@@ -92,8 +92,8 @@ def test_non_contiguous_and_other_float_inputs_are_converted():
 
 DETERMINISM_SCRIPT = textwrap.dedent("""
     import sys, numpy as np, lstm_numba as ln, numba
-    from lstm_numba import engine
-    if sys.argv[2] == "hidden-split":  # as the conftest fixture: 4 parts of 8 units, GEMM blocks
+    from lstm_numba.engine import tiling
+        if sys.argv[2] == "hidden-split":  # as the conftest fixture: 4 parts of 8 units, GEMM blocks
         sys.path.insert(0, sys.argv[3])
         from tilings import hidden_split_settings
         for target, name, value in hidden_split_settings():
@@ -104,7 +104,7 @@ DETERMINISM_SCRIPT = textwrap.dedent("""
     y, (h, c) = rnn(x, lengths=[12, 3, 7, 12, 1, 9, 12, 5, 2])
     g = rnn.backward(rng.standard_normal(y.shape).astype(np.float32))
     np.savez(sys.argv[1], y=y, h=h, c=c, dx=g.x, dh0=g.state[0], **g.params)
-    print(numba.get_num_threads(), engine.tiling(True, True, 9, 16, 32, 128, 8).parts)
+    print(numba.get_num_threads(), tiling.choose_tiling(True, True, 9, 16, 32, 128, 8).parts)
 """)
 
 

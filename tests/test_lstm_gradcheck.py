@@ -3,9 +3,9 @@ parameter, the input and the initial state, through the whole multi-layer layer.
 
 import numpy as np
 import pytest
+from conftest import central_difference
 
 import lstm_numba as ln
-from conftest import central_difference
 
 EPS = 1e-6
 

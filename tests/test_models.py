@@ -5,13 +5,18 @@ import math
 
 import numpy as np
 import pytest
-
-from lstm_numba.heads import Dense, Embedding
-from lstm_numba.losses import mse_loss, softmax_cross_entropy
-from lstm_numba.models import (CharLM, Forecaster, SequenceClassifier, SequenceRegressor, build_model,
-                               derive_seed)
-
 from train_helpers import TorchModel, torch
+
+from lstm_numba.nn.heads import Dense, Embedding
+from lstm_numba.nn.losses import mse_loss, softmax_cross_entropy
+from lstm_numba.nn.models import (
+    CharLM,
+    Forecaster,
+    SequenceClassifier,
+    SequenceRegressor,
+    build_model,
+    derive_seed,
+)
 
 needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
 

@@ -5,10 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from lstm_numba.optim import (
-    SGD, Adam, AdamW, CosineAnnealingLR, StepLR, clip_grad_norm, make_optimizer,
-    make_schedule,
-)
+from lstm_numba.training.optim import SGD, Adam, AdamW, clip_grad_norm, make_optimizer
+from lstm_numba.training.schedules import CosineAnnealingLR, StepLR, make_schedule
 
 STEPS = 25
 SHAPES = {"weight_ih_l0": (8, 3), "weight_hh_l0": (8, 2), "bias_ih_l0": (8,),

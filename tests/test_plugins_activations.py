@@ -4,12 +4,12 @@ here: the activations' jitted functions are called directly (each a fraction of 
 
 from __future__ import annotations
 
+import naive_gates as ng
 import numpy as np
 import pytest
 from numba import types
 
 import lstm_numba as ln
-import naive_gates as ng
 from lstm_numba import registry
 
 ACTIVATIONS = sorted(ng.ACTIVATIONS)

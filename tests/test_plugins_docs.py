@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import max_rel_err
+from test_registry import FakePlugins
 
 import lstm_numba as ln
-from conftest import max_rel_err
 from lstm_numba.registry import REGISTRY
-from test_registry import FakePlugins
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "writing_plugins.md"
 

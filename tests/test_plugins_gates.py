@@ -12,12 +12,12 @@ float32 (the combination ``benchmarks/bench_plugins.py`` and the ONNX tests use 
 
 from __future__ import annotations
 
+import naive_gates as ng
 import numpy as np
 import pytest
+from conftest import central_difference, max_rel_err
 
 import lstm_numba as ln
-import naive_gates as ng
-from conftest import central_difference, max_rel_err
 
 GATES = ["lstm", "peephole", "coupled", "gru", "slstm"]
 

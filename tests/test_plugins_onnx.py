@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import max_rel_err
 
 import lstm_numba as ln
-from conftest import max_rel_err
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

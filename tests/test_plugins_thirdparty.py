@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import max_rel_err
 
 import lstm_numba as ln
-from conftest import max_rel_err
 from lstm_numba.registry import REGISTRY
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "plugins" / "example_layernorm"

@@ -10,9 +10,9 @@ import time
 
 import numpy as np
 import pytest
-
-from lstm_numba import checkpoint as ck
 from train_helpers import console_script, write_series
+
+from lstm_numba.training import checkpoint as ck
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="needs SIGKILL")
 

@@ -7,11 +7,19 @@ import math
 
 import numpy as np
 import pytest
+from train_helpers import (
+    TorchModel,
+    torch,
+    with_plugin,
+    write_labelled,
+    write_series,
+    write_text,
+)
 
-from lstm_numba import checkpoint as ck
-from lstm_numba.train import MetricsLog, TrainConfig, Trainer, load_trained
-
-from train_helpers import TorchModel, torch, with_plugin, write_labelled, write_series, write_text
+from lstm_numba.training import checkpoint as ck
+from lstm_numba.training.config import TrainConfig
+from lstm_numba.training.metrics import MetricsLog
+from lstm_numba.training.trainer import Trainer, load_trained
 
 needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
 
@@ -324,7 +332,7 @@ def test_config_errors_are_clear(tmp_path):
 
 
 def test_task_is_inferred_from_the_data_file(tmp_path):
-    from lstm_numba.tasks import infer_task
+    from lstm_numba.training.tasks.common import infer_task
 
     long_csv = tmp_path / "long.csv"
     long_csv.write_text("sequence_id,label,f\na,0,1.0\na,0,2.0\nb,1,3.0\n")

@@ -9,18 +9,17 @@ def hidden_split_settings() -> list:
     even H into 2 or 4 parts (down to one unit each) whatever this machine has, and pretend
     that the BLAS has OpenBLAS's small-matrix kernel with lower limits, so that the
     recurrent GEMMs run in blocks of 4 columns and a split depth
-    (``lstm_numba.kernels.blas.gemm_blocks``) and the weight gradients in blocks of 4 gates
-    by 5 rows (``lstm_numba.kernels.gemm.weight_gradients_blocked``).
+    (``lstm_numba.engine.tiling.gemm_blocks``) and the weight gradients in blocks of 4 gates
+    by 5 rows (``lstm_numba.engine.kernels.gemm.weight_gradients_blocked``).
     """
-    from lstm_numba import engine
-    from lstm_numba.kernels import blas, gemm
+    from lstm_numba.engine import blas_control, tiling
 
     return [
-        (engine, "HIDDEN_SPLIT_MIN_FLOPS", 0),
-        (engine, "HIDDEN_SPLIT_MIN_UNITS", 1),
-        (engine.numba.config, "NUMBA_DEFAULT_NUM_THREADS", 4),
-        (engine, "small_kernel_available", lambda: True),
-        (blas, "SMALL_KERNEL_MAX_MNK", 64),
-        (blas, "SMALL_GEMM_COLUMNS", 4),
-        (gemm, "weight_gradient_blocks", lambda n_gates, depth, small_kernel: (4, 5)),
+        (tiling, "HIDDEN_SPLIT_MIN_FLOPS", 0),
+        (tiling, "HIDDEN_SPLIT_MIN_UNITS", 1),
+        (tiling.numba.config, "NUMBA_DEFAULT_NUM_THREADS", 4),
+        (blas_control, "small_kernel_available", lambda: True),
+        (tiling, "SMALL_KERNEL_MAX_MNK", 64),
+        (tiling, "SMALL_GEMM_COLUMNS", 4),
+        (tiling, "weight_gradient_blocks", lambda n_gates, depth, small_kernel: (4, 5)),
     ]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lstm_numba import checkpoint as ck
+from lstm_numba.training import checkpoint as ck
 
 try:
     import torch

@@ -8,7 +8,15 @@ The extra parameter ``weight_peephole`` holds P = [p_i, p_f, p_o], 3 * H values:
     h_t = o * act(c_t)
 """
 
-from lstm_numba.contract import ExtraParam, Gate, blocks, clamp, clip_grad, pointwise, zero
+from lstm_numba.contract import (
+    ExtraParam,
+    Gate,
+    blocks,
+    clamp,
+    clip_grad,
+    pointwise,
+    zero,
+)
 
 
 @pointwise

@@ -15,7 +15,18 @@ and m_{t-1} are not read, and n_t >= 1 from then on. One head: W_hh is a full ma
 not xLSTM's block-diagonal one. ``clip`` clamps the four pre-activations.
 """
 
-from lstm_numba.contract import Gate, blocks, clamp, clip_grad, fast_exp, fast_log1p, fast_sigmoid, one, pointwise, zero
+from lstm_numba.contract import (
+    Gate,
+    blocks,
+    clamp,
+    clip_grad,
+    fast_exp,
+    fast_log1p,
+    fast_sigmoid,
+    one,
+    pointwise,
+    zero,
+)
 
 
 @pointwise

@@ -28,7 +28,16 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from lstm_numba.contract import ExtraParam, Gate, blocks, clamp, clip_grad, one, pointwise, zero
+from lstm_numba.contract import (
+    ExtraParam,
+    Gate,
+    blocks,
+    clamp,
+    clip_grad,
+    one,
+    pointwise,
+    zero,
+)
 
 EPS = 1e-5
 

@@ -1,6 +1,6 @@
 """Dense (linear) and embedding layers in NumPy, with explicit forward and backward.
 
-They complete the recurrent layers into models (:mod:`lstm_numba.models`). Initialisation
+They complete the recurrent layers into models (:mod:`lstm_numba.nn.models`). Initialisation
 and parameter layout follow ``torch.nn.Linear`` and ``torch.nn.Embedding``, so weights copy
 across unchanged:
 
@@ -24,8 +24,8 @@ import math
 
 import numpy as np
 
-from lstm_numba.engine import blas_single_thread
-from lstm_numba.parameters import check_live
+from lstm_numba.engine.blas_control import blas_single_thread
+from lstm_numba.nn.parameters import check_live
 
 __all__ = ["Dense", "Embedding"]
 

@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit, prange
 
 from lstm_numba.config import FASTMATH
-from lstm_numba.kernels.views import unit_stride
+from lstm_numba.engine.kernels.views import unit_stride
 
 #: The ``order`` that tells ``fill_inputs`` to copy the steps in order.
 IN_ORDER = np.zeros((0, 0), dtype=np.int64)

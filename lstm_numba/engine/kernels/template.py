@@ -1,4 +1,4 @@
-"""The time-loop kernels, as a template for :mod:`lstm_numba.kernels.codegen`.
+"""The time-loop kernels, as a template for :mod:`lstm_numba.engine.codegen`.
 
 Codegen copies everything below the ``TEMPLATE BODY`` marker into a generated module
 whose header binds, as module globals, the chosen gate's ``gate_forward`` and
@@ -20,7 +20,7 @@ tilings are separate kernels, so a process compiles only the one its shapes use.
 shapes depend only on the problem's shape, never on the thread count, so results are
 bitwise reproducible whatever ``NUMBA_NUM_THREADS`` is. BLAS calls run single-threaded
 inside Numba's threads (the caller holds the pools). The hoisted GEMMs, which do not
-depend on the gate, live in :mod:`lstm_numba.kernels.gemm`.
+depend on the gate, live in :mod:`lstm_numba.engine.kernels.gemm`.
 
 Row ``b`` is active at step ``s`` while ``s < lengths[b]``; inactive rows keep their state
 and output zeros. The kernels run in step order only: for the reverse direction the engine
@@ -43,9 +43,9 @@ FASTMATH: set = set()
 import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
-from lstm_numba.kernels.blas import blocked_gemm  # noqa: E402
-from lstm_numba.kernels.gemm import split  # noqa: E402
-from lstm_numba.kernels.views import unit_stride  # noqa: E402
+from lstm_numba.engine.kernels.blas import blocked_gemm  # noqa: E402
+from lstm_numba.engine.kernels.gemm import split  # noqa: E402
+from lstm_numba.engine.kernels.views import unit_stride  # noqa: E402
 
 
 @njit(inline="always")

@@ -1,13 +1,16 @@
 """The training loop: configuration, optimisation, early stopping, checkpoints and resume.
 
-    from lstm_numba.train import TrainConfig, Trainer
+    from lstm_numba.training import optim
+    from lstm_numba.training import schedules
+    from lstm_numba.training.config import TrainConfig
+    from lstm_numba.training.trainer import Trainer
     trainer = Trainer(TrainConfig(epochs=50))      # forecaster on the embedded CO2 series
     trainer.fit(checkpoint="runs/forecast.npz")
     trainer.model.predict(...)
 
 **One seed.** ``TrainConfig.seed`` fixes the initial weights, the shuffling, the
 classification split and the dropout masks; each draws from its own stream
-(:func:`lstm_numba.models.derive_seed`).
+(:func:`lstm_numba.nn.models.derive_seed`).
 
 **Each epoch** shuffles the training sequences (char LM: walks its chunks in order),
 takes one optimizer step per mini-batch (gradients clipped to ``clip_grad`` global norm
@@ -16,7 +19,7 @@ validation loss, and writes a checkpoint when a path is given. Training stops af
 ``epochs`` or when the validation loss has not improved for ``patience`` epochs; the
 best weights are then restored (``restore_best``).
 
-**Checkpoints** (:mod:`lstm_numba.checkpoint`) hold the parameters, the optimizer state
+**Checkpoints** (:mod:`lstm_numba.training.checkpoint`) hold the parameters, the optimizer state
 (arrays under ``optim/``), the best weights so far (``extra/best/<name>``) and a JSON
 document with the model and training configuration, the plugins the rnn runs (name,
 distribution, version), the progress (epoch, step, best, patience count), the RNG
@@ -29,9 +32,7 @@ uninterrupted run reaches.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import math
 import os
 import time
@@ -40,158 +41,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lstm_numba import checkpoint as ckpt
-from lstm_numba import optim, registry
-from lstm_numba.models import build_model, derive_seed
-from lstm_numba.tasks import TASKS, TrainingError, file_digest, infer_task, make_task
-
-__all__ = ["TrainConfig", "TrainState", "Trainer", "TASK_DEFAULTS", "TrainingError",
-           "load_trained", "read_training_checkpoint", "check_plugins", "MetricsLog", "CHECKPOINT_KIND"]
-
-CHECKPOINT_KIND = "lstm-numba-train"
-
-#: Defaults that depend on the task; ``TrainConfig`` fields left at None take these.
-#: The forecast defaults are tuned so that the embedded CO2 run clearly beats the naive
-#: forecasts in a few seconds of training.
-TASK_DEFAULTS = {
-    "forecast": dict(window=24, horizon=12, hidden_size=32, epochs=40, batch_size=32,
-                     lr=1e-2, optimizer="adam", clip_grad=1.0, patience=10,
-                     val_fraction=0.2, relative=True, schedule="cosine"),
-    "classify": dict(window=None, horizon=None, hidden_size=32, epochs=30, batch_size=32,
-                     lr=5e-3, optimizer="adam", clip_grad=1.0, patience=10,
-                     val_fraction=0.2, relative=False, schedule="none"),
-    "charlm": dict(window=64, horizon=None, hidden_size=128, epochs=10, batch_size=32,
-                   lr=1e-2, optimizer="adam", clip_grad=1.0, patience=None,
-                   val_fraction=0.1, relative=False, schedule="none"),
-}
-SCHEDULES = ("none", "cosine", "step")
-_RESUMABLE = ("epochs", "patience")  # settings a resumed run may change
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a training run; None means "the task's default" (``TASK_DEFAULTS``).
-
-    data        CSV (forecast, or labelled classify), ``.npz`` (classify) or ``.txt``
-                (charlm); None: the embedded CO2 series (forecast) or Alice text (charlm)
-    task        forecast | classify | charlm; None: inferred from ``data``
-    target, columns   forecast: the column to predict and the input columns (default:
-                every numeric column; the target must be given when there are several)
-    window      forecast: input steps per window; charlm: truncated-BPTT chunk length
-    horizon     forecast: steps ahead predicted at once
-    season      forecast: period of the seasonal-naive baseline (default 12 for the
-                embedded CO2 series, none otherwise)
-    relative    forecast: windows relative to their last value (see ``ForecastTask``)
-    seq2seq     forecast: train the head at every step (sequence-to-sequence)
-    patience    epochs without validation improvement before stopping; 0/None: never
-    """
-
-    task: str | None = None
-    data: str | None = None
-    target: str | None = None
-    columns: list | None = None
-    window: int | None = None
-    horizon: int | None = None
-    season: int | None = None
-    relative: bool | None = None
-    seq2seq: bool = False
-    val_fraction: float | None = None
-    hidden_size: int | None = None
-    layers: int = 1
-    bidirectional: bool = False
-    gate: str = "lstm"
-    activation: str = "tanh"
-    recurrent_activation: str = "sigmoid"
-    dropout: float = 0.0
-    embedding_dim: int | None = 32
-    dtype: str = "float32"
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    optimizer: str | None = None
-    momentum: float = 0.9
-    weight_decay: float | None = None
-    clip_grad: float | None = None
-    schedule: str | None = None
-    seed: int = 0
-    patience: int | None = None
-    restore_best: bool = True
-
-    def resolved(self) -> "TrainConfig":
-        """A copy with the task inferred, task defaults filled in and values checked."""
-        task = self.task or infer_task(self.data)
-        if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-        changes = {"task": task}
-        for key, value in TASK_DEFAULTS[task].items():
-            if getattr(self, key) is None:
-                changes[key] = value
-        if task == "forecast" and self.season is None and self.data is None:
-            from lstm_numba import datasets
-
-            changes["season"] = datasets.SEASONAL_PERIOD
-        cfg = dataclasses.replace(self, **changes)
-        cfg._check()
-        return cfg
-
-    def _check(self) -> None:
-        def positive(name, allow_none=False):
-            value = getattr(self, name)
-            if value is None and allow_none:
-                return
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
-
-        for name in ("hidden_size", "layers", "epochs", "batch_size"):
-            positive(name)
-        if self.task in ("forecast", "charlm"):
-            positive("window")
-        if self.task == "forecast":
-            positive("horizon")
-            positive("season", allow_none=True)
-        if self.task != "forecast":
-            given = [name for name in ("target", "columns", "horizon", "season") if getattr(self, name)]
-            given += ["seq2seq"] if self.seq2seq else []
-            given += ["window"] if self.task == "classify" and self.window else []
-            if given:
-                raise ValueError(f"{', '.join(n.replace('_', '-') for n in given)}: only for --task "
-                                 f"forecast, not {self.task}")
-        if self.task == "charlm":
-            if self.embedding_dim:  # None or 0: one-hot input
-                positive("embedding_dim")
-            if self.bidirectional:
-                raise ValueError("a character language model cannot be bidirectional")
-        if self.patience is not None and (not isinstance(self.patience, (int, np.integer)) or self.patience < 0):
-            raise ValueError(f"patience must be an integer >= 0, got {self.patience!r}")
-        if not 0.0 < float(self.val_fraction) < 1.0:
-            raise ValueError(f"val-fraction must be in (0, 1), got {self.val_fraction}")
-        if not float(self.lr) > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.clip_grad is not None and not float(self.clip_grad) > 0:
-            raise ValueError(f"clip-grad must be positive (or omitted), got {self.clip_grad}")
-        if self.optimizer not in optim.OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of "
-                             f"{', '.join(sorted(optim.OPTIMIZERS))}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
-        # Plugins by name, so an unknown gate fails before any data is read.
-        registry.get_gate(self.gate)
-        registry.get_activation(self.activation)
-        registry.get_activation(self.recurrent_activation)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+from lstm_numba import config, registry
+from lstm_numba.nn.models import build_model, derive_seed
+from lstm_numba.training import checkpoint as ckpt
+from lstm_numba.training import optim, schedules
+from lstm_numba.training.config import _RESUMABLE, CHECKPOINT_KIND, TrainConfig
+from lstm_numba.training.tasks.common import TrainingError, file_digest
+from lstm_numba.training.tasks.registry import make_task
 
 
 @dataclass
@@ -226,7 +82,7 @@ def _json_float(x: float):
 
 
 def check_plugins(path, plugins: dict) -> None:
-    """Raise :class:`~lstm_numba.checkpoint.CheckpointError` naming ``path`` and the plugin
+    """Raise :class:`~lstm_numba.training.checkpoint.CheckpointError` naming ``path`` and the plugin
     when a plugin the checkpoint was trained with cannot be loaded here."""
     for role, info in (plugins or {}).items():
         kind = "gate" if role == "gate" else "activation"
@@ -317,9 +173,9 @@ class Trainer:
     def _make_schedule(self):
         cfg = self.config
         if cfg.schedule == "cosine":
-            return optim.make_schedule("cosine", self.optimizer, T_max=cfg.epochs)
+            return schedules.make_schedule("cosine", self.optimizer, T_max=cfg.epochs)
         if cfg.schedule == "step":
-            return optim.make_schedule("step", self.optimizer, step_size=max(1, cfg.epochs // 3))
+            return schedules.make_schedule("step", self.optimizer, step_size=max(1, cfg.epochs // 3))
         return None
 
     # ------------------------------------------------------------------ training
@@ -393,12 +249,11 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def save(self, path) -> None:
         """Write the whole training state to ``path`` (atomically)."""
-        from lstm_numba import __version__
 
         st = self.state
         meta = {
             "kind": CHECKPOINT_KIND,
-            "lstm_numba_version": __version__,
+            "lstm_numba_version": config.package_version(),
             "task": self.config.task,
             # The rnn's own config too, for tools that rebuild only the layer (profile).
             "model": {**self.model.config(), "rnn": self.model.rnn.config()},
@@ -461,33 +316,3 @@ class Trainer:
         except (ValueError, TypeError, KeyError) as exc:
             raise ckpt.CheckpointError(path, f"cannot resume: {exc}") from None
         return trainer
-
-
-class MetricsLog:
-    """Per-epoch records to a ``.csv`` or ``.jsonl`` file. A new run truncates the file; a
-    resumed run rewrites it from the checkpoint's history first, so the log always matches
-    the epochs the weights went through."""
-
-    def __init__(self, path, history=()):
-        self.path = os.fspath(path)
-        ext = os.path.splitext(self.path)[1].lower()
-        if ext not in (".csv", ".jsonl"):
-            raise ValueError(f"--metrics {self.path}: use a .csv or .jsonl file name")
-        self.format = ext[1:]
-        directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
-        self.fields = None
-        with open(self.path, "w", encoding="utf-8", newline=""):
-            pass
-        for record in history:
-            self.write(record)
-
-    def write(self, record: dict) -> None:
-        with open(self.path, "a", encoding="utf-8", newline="") as f:
-            if self.format == "jsonl":
-                f.write(json.dumps(record) + "\n")
-                return
-            if self.fields is None:
-                self.fields = list(record)
-                csv.writer(f).writerow(self.fields)
-            csv.writer(f).writerow(["" if record.get(k) is None else record.get(k) for k in self.fields])

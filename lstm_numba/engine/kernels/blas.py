@@ -84,19 +84,9 @@ def _fortran_gemm(transpose_second: bool):
 
 
 _gemm_nn = _fortran_gemm(transpose_second=False)
+
+
 _gemm_nt = _fortran_gemm(transpose_second=True)
-
-
-#: OpenBLAS's limit on ``M*N*K`` for its small-matrix GEMM kernel.
-SMALL_KERNEL_MAX_MNK = 1_000_000
-#: OpenBLAS core types with that kernel (x86-64 AVX-512).
-SMALL_KERNEL_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
-#: Blocking pays only while the weight matrix is about the size of L2 and blocks have few rows.
-SMALL_GEMM_MAX_WEIGHT_BYTES = 1280 * 1024
-SMALL_GEMM_MAX_ROWS = 64
-#: Columns per block on the small-matrix path (measured best for both time loops; the fused
-#: forward step takes twice as many, ``engine.fused_step_blocks``).
-SMALL_GEMM_COLUMNS = 32
 
 
 @njit(inline="always")
@@ -141,19 +131,3 @@ def blocked_gemm(a, b, c, r0, r1, block_rows, col_block, depth_block, beta):
             for k0 in range(0, depth, depth_block):
                 k1 = min(k0 + depth_block, depth)
                 gemm(a[lo:hi, k0:k1], b[k0:k1, c0:c1], c[lo:hi, c0:c1], beta if k0 == 0 else 1.0)
-
-
-def gemm_blocks(rows: int, cols: int, depth: int, itemsize: int, small_kernel: bool) -> tuple[int, int]:
-    """(column block, depth block) for a time step's ``rows x depth @ depth x cols`` GEMM.
-
-    One call when the GEMM already takes the small-matrix path or blocking is not measured
-    to win; otherwise blocks of ``SMALL_GEMM_COLUMNS`` columns and the depth halved until
-    each block fits ``SMALL_KERNEL_MAX_MNK``. A function of the shape and the BLAS core.
-    """
-    if (not small_kernel or rows * cols * depth <= SMALL_KERNEL_MAX_MNK or rows > SMALL_GEMM_MAX_ROWS
-            or cols * depth * itemsize > SMALL_GEMM_MAX_WEIGHT_BYTES or cols <= SMALL_GEMM_COLUMNS):
-        return cols, depth
-    pieces = 1
-    while rows * SMALL_GEMM_COLUMNS * -(-depth // pieces) > SMALL_KERNEL_MAX_MNK:
-        pieces *= 2
-    return SMALL_GEMM_COLUMNS, -(-depth // pieces)

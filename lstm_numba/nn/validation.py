@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstm_numba.kernels import arrays
+from lstm_numba.engine.kernels import arrays
 
 SUPPORTED_DTYPES = ("float32", "float64")
 

@@ -35,10 +35,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstm_numba import validation
-from lstm_numba.heads import Dense, Embedding
-from lstm_numba.parameters import ParameterOwner
-from lstm_numba.layers import LSTM
+from lstm_numba.nn import validation
+from lstm_numba.nn.heads import Dense, Embedding
+from lstm_numba.nn.layers import LSTM
+from lstm_numba.nn.parameters import ParameterOwner
 
 __all__ = [
     "SequenceRegressor", "Forecaster", "SequenceClassifier", "CharLM",
@@ -245,7 +245,7 @@ class SequenceClassifier(SequenceRegressor):
     """Recurrent layers + ``Dense(features, num_classes)`` on the last valid step.
 
     ``forward(x, lengths)`` returns logits ``(B, num_classes)``; train with
-    :func:`lstm_numba.losses.softmax_cross_entropy`.
+    :func:`lstm_numba.nn.losses.softmax_cross_entropy`.
     """
 
     type_name = "classifier"
@@ -269,7 +269,7 @@ class SequenceClassifier(SequenceRegressor):
 
     def predict_proba(self, x, lengths=None) -> np.ndarray:
         """Class probabilities ``(B, num_classes)``."""
-        from lstm_numba.losses import softmax
+        from lstm_numba.nn.losses import softmax
 
         return softmax(self.predict(x, lengths))
 
@@ -364,7 +364,7 @@ class CharLM(_RecurrentModel):
         with ``rng`` (a ``numpy.random.Generator``; one seed fixes the text). The model
         runs in inference mode and is left in the mode it was in.
         """
-        from lstm_numba.losses import softmax
+        from lstm_numba.nn.losses import softmax
 
         length = int(length)
         if length < 0:

@@ -1,193 +1,29 @@
-"""Check a gate or activation plugin: the same checks for the built-ins and third parties.
-
-``check_plugin(name)`` (``ln.check_plugin``, ``lstm-numba plugins check NAME``) returns a
-:class:`PluginReport`; it never raises for a broken plugin, it reports it.
-
-A gate gets:
-
-- ``load``: the entry point imports and validates (else the registry's reason);
-- ``gradient``: a float64 central finite-difference check of its backward against its
-  forward, at the single-step level (the generated module's ``step_forward`` and
-  ``step_backward`` with tanh/sigmoid bound), for random ``gx``, ``gh``, ``s_prev`` and
-  ``p`` of the declared sizes and a random projection loss ``sum(w * s_next)``;
-- ``gradient with clip``: the same with a finite ``clip`` that is active on some elements;
-- ``writes``: forward writes all of ``s_next``; backward writes all of ``dgx``, ``dgh`` and
-  ``ds_prev`` and *adds* to ``dp`` (the engine calls it once per step on the same row of
-  ``dp``); neither mutates ``gx``, ``gh``, ``s_prev`` or ``p``. An additive gate may leave
-  all of ``dgh`` unwritten: it equals ``dgx``, and every check then takes ``dgx`` for it;
-- ``elementwise``: for a gate declared ``elementwise``, the step on the hidden units split
-  into two parts (the engine's part-major layout) gives what the step on the whole row
-  gives, forward and backward; a gate that mixes units must not declare it;
-- ``additive``: for a gate declared ``additive``, the step given ``(gx + gh, 0)`` gives
-  what it gives for ``(gx, gh)``, and its backward gives ``dgx == dgh``;
-- ``float32 step``: the float32 step, compiled afresh, has no float64 instruction in it (a
-  Python float literal or an integer count promotes float32 arithmetic to float64, which
-  slows every kernel and is easy to miss);
-- ``layer float64`` and ``layer float32``: an ``ln.LSTM(gate=name)``, 2 layers,
-  bidirectional, on a tiny batch with lengths: outputs, final states and all gradients have
-  the right shapes and dtype and are finite. These compile the full kernels in both dtypes.
-
-An activation gets ``load``, ``compile float64``, ``compile float32`` (its forward and
-derivative return float32 for float32 input: no silent promotion to float64, which would
-slow every kernel), ``derivative`` (float64 central differences at sample points, at the
-plugin's default alpha/beta and at a second pair) and ``float32 accuracy`` (float32 agrees
-with float64).
-
-Finite differences and kinks: sample points are random, at least 1e-3 away from 0, and a
-point (or, for gates, an input element) where the one-sided differences disagree, i.e.
-where a kink lies within the step, is skipped and counted; this needs no knowledge of
-where a plugin's kinks are (hard_sigmoid corners, clip bounds).
+"""The gate checks: finite differences at the step level, writes, the declared
+properties (elementwise, additive), float32 purity and whole layers.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from lstm_numba import registry
-from lstm_numba.kernels.codegen import PluginRef, load_kernels
+from lstm_numba.engine.codegen import load_kernels
+from lstm_numba.plugin_check.results import FD_RTOL, PluginReport, _run, _short
 
-__all__ = ["CheckResult", "PluginReport", "check_plugin"]
-
-#: Relative tolerance of the float64 finite-difference checks.
-FD_RTOL = 1e-6
 _GATE_STEP = 1e-6
-_ACT_STEP = 1e-6
+
+
 _GATE_HIDDEN = 5
-_MAX_DETAIL = 300
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One check: its name, whether it passed and what was measured or went wrong."""
-
-    name: str
-    ok: bool
-    detail: str = ""
-
-
-@dataclass
-class PluginReport:
-    """What :func:`check_plugin` found. ``ok`` is true when every check passed."""
-
-    kind: str
-    name: str
-    distribution: str = ""
-    version: str = ""
-    target: str = ""
-    status: str = ""
-    checks: list = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.checks) and all(c.ok for c in self.checks)
-
-    @property
-    def failed(self) -> list:
-        return [c for c in self.checks if not c.ok]
-
-    def add(self, name: str, ok: bool, detail: str = "") -> CheckResult:
-        result = CheckResult(name, bool(ok), detail)
-        self.checks.append(result)
-        return result
-
-    def __str__(self) -> str:
-        origin = f"{self.distribution} {self.version}".strip() or "unknown distribution"
-        head = f"{self.kind} {self.name!r} from {origin}"
-        if self.target:
-            head += f" ({self.target})"
-        if self.status and self.status != "ok":
-            head += f" [{self.status}]"
-        verdict = "OK" if self.ok else f"FAILED ({len(self.failed)} of {len(self.checks)} checks)"
-        width = max((len(c.name) for c in self.checks), default=0)
-        lines = [f"{head}: {verdict}"]
-        lines += [f"  [{'pass' if c.ok else 'FAIL'}] {c.name:<{width}}  {c.detail}".rstrip() for c in self.checks]
-        return "\n".join(lines)
-
-
-def _short(exc: BaseException) -> str:
-    """A one-line description of an exception (Numba's typing errors are pages long)."""
-    text = " ".join(str(exc).split())
-    if len(text) > _MAX_DETAIL:
-        text = text[:_MAX_DETAIL] + " ..."
-    return f"{type(exc).__name__}: {text}"
-
-
-# --------------------------------------------------------------------------- lookup
-
-
-def _find(kind: str | None, name: str):
-    """(kind, entry or None, error message) for ``name`` or ``"distribution:name"``."""
-    kinds = [kind] if kind else ["gate", "activation"]
-    distribution, _, short = name.rpartition(":")
-    for k in kinds:
-        entries = [e for e in registry.REGISTRY.entries(k, short)
-                   if not distribution or e.distribution == distribution]
-        if entries:
-            try:
-                return k, registry.REGISTRY.get(k, name), ""
-            except registry.PluginError as exc:
-                return k, entries[0], str(exc)
-    try:  # the registry's own message lists what is installed
-        registry.REGISTRY.get(kinds[0], name)
-    except registry.PluginError as exc:
-        message = str(exc)
-    else:  # pragma: no cover - found after all
-        message = f"{name!r} appeared while it was being looked up"
-    if not kind:
-        message = f"no gate or activation named {name!r} ({message})"
-    return kind or "plugin", None, message
-
-
-def check_plugin(name: str, kind: str | None = None) -> PluginReport:
-    """Check the gate or activation plugin ``name`` (``"distribution:name"`` also works).
-
-    ``kind`` is ``"gate"``, ``"activation"`` or None (look among the gates first, then the
-    activations). Returns a :class:`PluginReport`; a missing or broken plugin gives a
-    report with ``ok`` false and the registry's reason, not an exception.
-    """
-    if kind not in (None, "gate", "activation"):
-        raise ValueError(f"kind: expected 'gate', 'activation' or None, got {kind!r}")
-    found_kind, entry, error = _find(kind, name)
-    report = PluginReport(kind=found_kind, name=name)
-    if entry is not None:
-        report.distribution, report.version = entry.distribution, entry.version
-        report.target, report.status = entry.target, entry.status
-    if error or entry is None:
-        report.add("load", False, error)
-        return report
-    report.add("load", True, f"{entry.target} ({entry.status})")
-    if found_kind == "gate":
-        _check_gate(report, entry, name)
-    else:
-        _check_activation(report, entry)
-    return report
-
-
-def _run(report: PluginReport, label: str, check, *args) -> None:
-    """Run one check; an exception (a Numba typing error, say) is that check's failure."""
-    try:
-        ok, detail = check(*args)
-    except Exception as exc:  # a plugin can fail in any way: report, never raise
-        ok, detail = False, _short(exc)
-    report.add(label, ok, detail)
-
-
-# --------------------------------------------------------------------------- gates
-
-
-def _ref(entry) -> PluginRef:
-    return PluginRef(entry.name, entry.target)
 
 
 def _gate_kernels(entry, dtype: str):
     """The generated module for ``entry`` with tanh/sigmoid at their default parameters."""
     act, ract = registry.get_activation("tanh"), registry.get_activation("sigmoid")
-    return load_kernels(_ref(entry), _ref(act), (act.obj.alpha, act.obj.beta),
-                        _ref(ract), (ract.obj.alpha, ract.obj.beta), dtype)
+    return load_kernels(entry, act, (act.obj.alpha, act.obj.beta), ract, (ract.obj.alpha, ract.obj.beta), dtype)
 
 
 @dataclass
@@ -345,7 +181,7 @@ def _check_gate_elementwise(kernels, gate) -> tuple:
     """Split the hidden units in two parts, as the engine does, and compare with the whole row."""
     if not gate.elementwise:
         return True, "not declared: the engine always runs this gate on whole rows"
-    from lstm_numba.engine import part_major
+    from lstm_numba.engine.layout import part_major
 
     hidden, parts = 2 * _GATE_HIDDEN, 2
     prob = _step_problem(gate, hidden, seed=6, spread=0.7)
@@ -437,7 +273,7 @@ def _check_gate_float32(entry, gate) -> tuple:
 
 
 def _check_gate_layer(name: str, dtype: str) -> tuple:
-    from lstm_numba.layers import LSTM
+    from lstm_numba.nn.layers import LSTM
 
     steps, batch, features, hidden, layers = 4, 3, 3, 4, 2
     lengths = np.array([4, 2, 3])
@@ -498,99 +334,3 @@ def _check_gate(report: PluginReport, entry, name: str) -> None:
     _run(report, "float32 step", _check_gate_float32, entry, gate)
     for dtype in ("float64", "float32"):
         _run(report, f"layer {dtype}", _check_gate_layer, name, dtype)
-
-
-# --------------------------------------------------------------------------- activations
-
-
-def _return_type(dispatcher, arg_types):
-    """The Numba return type compiled for ``arg_types``."""
-    for sig in dispatcher.nopython_signatures:
-        if tuple(sig.args) == tuple(arg_types):
-            return sig.return_type
-    return None
-
-
-def _check_activation_compile(act, dtype: str) -> tuple:
-    from numba import types
-
-    cast = np.dtype(dtype).type
-    a, b = cast(act.alpha), cast(act.beta)
-    x = cast(0.37)
-    y = act.forward(x, a, b)
-    act.derivative(x, cast(y), a, b)
-    nb = types.float32 if dtype == "float32" else types.float64
-    got = {"forward": _return_type(act.forward, (nb,) * 3), "derivative": _return_type(act.derivative, (nb,) * 4)}
-    wrong = {k: str(v) for k, v in got.items() if v != nb}
-    if wrong:
-        return False, ", ".join(f"{k} returns {v} for {dtype} input" for k, v in wrong.items()) + \
-            " (a float literal or a float64 helper promotes it; use contract.zero/one and fast_* helpers)"
-    return True, f"forward and derivative return {dtype}"
-
-
-def _sample_points(seed: int = 7, n: int = 64) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    x = np.concatenate([rng.uniform(-6.0, 6.0, n), rng.normal(0.0, 0.5, n // 2)])
-    return x[np.abs(x) > 1e-3]
-
-
-def _parameter_sets(act):
-    a, b = float(act.alpha), float(act.beta)
-    return [(a, b), (0.5 * a + 0.3, 0.5 * b + 0.25)]
-
-
-def _check_activation_derivative(act) -> tuple:
-    x_all = _sample_points()
-    h = _ACT_STEP
-    worst, n_checked, n_skipped, bad = 0.0, 0, 0, []
-    for alpha, beta in _parameter_sets(act):
-        f = lambda v: float(act.forward(float(v), alpha, beta))  # noqa: E731
-        for x in x_all:
-            y0, yp, ym = f(x), f(x + h), f(x - h)
-            d = float(act.derivative(float(x), y0, alpha, beta))
-            fd = (yp - ym) / (2 * h)
-            tol = FD_RTOL * max(1.0, abs(d))
-            if abs((yp - y0) - (y0 - ym)) / h > 1e-4 * max(1.0, abs(d)):
-                n_skipped += 1  # a kink within +-h
-                continue
-            n_checked += 1
-            err = abs(fd - d) if math.isfinite(d) else math.inf
-            worst = max(worst, err / max(1.0, abs(d)))
-            if err > tol:
-                bad.append(f"x={x:.4g} (alpha={alpha:g}, beta={beta:g}): derivative {d:.6g}, "
-                           f"finite difference {fd:.6g}")
-    if bad:
-        return False, f"{len(bad)} of {n_checked} points wrong: " + "; ".join(bad[:3])
-    if n_checked < len(x_all):
-        return False, f"only {n_checked} of {2 * len(x_all)} points were away from kinks"
-    return True, (f"float64, {n_checked} points in [-6, 6], 2 (alpha, beta) pairs, max rel err {worst:.1e}"
-                  + (f", {n_skipped} skipped at kinks" if n_skipped else ""))
-
-
-def _check_activation_float32(act) -> tuple:
-    x64 = _sample_points(seed=8)
-    a, b = float(act.alpha), float(act.beta)
-    f32 = np.float32
-    worst, bad = 0.0, []
-    for x in x64:
-        xs = f32(x)
-        y64 = float(act.forward(float(xs), a, b))
-        y32 = act.forward(xs, f32(a), f32(b))
-        d64 = float(act.derivative(float(xs), y64, a, b))
-        d32 = act.derivative(xs, f32(y32), f32(a), f32(b))
-        for label, lo, hi in (("forward", y32, y64), ("derivative", d32, d64)):
-            err = abs(float(lo) - hi) / max(1.0, abs(hi))
-            worst = max(worst, err)
-            if not err <= 1e-5:
-                bad.append(f"{label}({float(xs):.4g}): float32 {float(lo):.7g}, float64 {hi:.7g}")
-    if bad:
-        return False, f"{len(bad)} values off by more than 1e-5: " + "; ".join(bad[:3])
-    return True, f"float32 within {worst:.1e} (relative) of float64 at {len(x64)} points"
-
-
-def _check_activation(report: PluginReport, entry) -> None:
-    act = entry.obj
-    _run(report, "compile float64", _check_activation_compile, act, "float64")
-    _run(report, "compile float32", _check_activation_compile, act, "float32")
-    _run(report, "derivative", _check_activation_derivative, act)
-    _run(report, "float32 accuracy", _check_activation_float32, act)

@@ -11,9 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstm_numba import engine, registry, validation
-from lstm_numba.kernels.codegen import PluginRef, load_kernels
-from lstm_numba.parameters import ParameterOwner, check_live
+from lstm_numba import registry
+from lstm_numba.engine import layout
+from lstm_numba.engine.codegen import load_kernels
+from lstm_numba.engine.direction import backward_direction, forward_direction
+from lstm_numba.nn import validation
+from lstm_numba.nn.parameters import ParameterOwner, check_live
 
 
 @dataclass
@@ -95,7 +98,7 @@ class LSTM(ParameterOwner):
         self._params = self._init_params()
         self._kernels = None
         self._last = None
-        self._workspaces = {slot: engine.Workspace() for slot in self._slots}
+        self._workspaces = {slot: layout.Workspace() for slot in self._slots}
 
     # ------------------------------------------------------------------ configuration
     @staticmethod
@@ -146,8 +149,7 @@ class LSTM(ParameterOwner):
         if self._kernels is None:
             (_, act, act_ab), (_, ract, ract_ab) = self._activations
             self._kernels = load_kernels(
-                PluginRef(self._gate_entry.name, self._gate_entry.target),
-                PluginRef(act.name, act.target), act_ab, PluginRef(ract.name, ract.target), ract_ab,
+                self._gate_entry, act, act_ab, ract, ract_ab,
                 self.dtype.name,
             )
         return self._kernels
@@ -176,8 +178,8 @@ class LSTM(ParameterOwner):
                 else:
                     value = np.full(shape, 0.0 if init == "zeros" else 1.0)
                 # On a cache line, so that the kernels read the weights in place (see
-                # engine.DirectionWeights); optimisers and load_state_dict update in place
-                params[key] = engine.aligned_copy(value.astype(self.dtype))
+                # layout.DirectionWeights); optimisers and load_state_dict update in place
+                params[key] = layout.aligned_copy(value.astype(self.dtype))
         return params
 
     def _slot_params(self, slot: _Slot):
@@ -262,8 +264,8 @@ class LSTM(ParameterOwner):
                 slot = self._slots[layer * self.num_directions + direction]
                 w_ih, w_hh, b_ih, b_hh, extra = self._slot_params(slot)
                 index = layer * self.num_directions + direction
-                y_dir, final, tape = engine.forward_direction(
-                    self.kernels, self.gate, self._workspaces[slot], layer_input, w_ih, w_hh, b_ih, b_hh, extra,
+                y_dir, final, tape = forward_direction(
+                    self.kernels, self._workspaces[slot], layer_input, w_ih, w_hh, b_ih, b_hh, extra,
                     self.clip, lengths, bool(direction), np.ascontiguousarray(states0[:, index]), keep_tape)
                 finals[:, index] = final
                 tapes[slot] = tape
@@ -303,7 +305,7 @@ class LSTM(ParameterOwner):
                 slot = self._slots[layer * self.num_directions + direction]
                 index = layer * self.num_directions + direction
                 hidden = slice(direction * self.hidden_size, (direction + 1) * self.hidden_size)
-                g = engine.backward_direction(self.kernels, self._workspaces[slot], tapes[slot], self.clip,
+                g = backward_direction(self.kernels, self._workspaces[slot], tapes[slot], self.clip,
                                               d_output[:, :, hidden], dstates[:, index])
                 self._store_grads(grads, slot, g)
                 dstates0[:, index] = g.state

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lstm_numba.validation import expect_shape, float_array
+from lstm_numba.nn.validation import expect_shape, float_array
 
 
 class ParameterOwner:

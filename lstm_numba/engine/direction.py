@@ -1,0 +1,180 @@
+"""Run one direction of one layer: the hoisted GEMMs (:mod:`lstm_numba.engine.kernels.gemm`)
+and the time loops (the generated kernels).
+
+Forward: ``gx = [x, 1] @ [W_ih^T; b]`` for all steps in one parallel set of GEMMs, then
+the compiled time loop (or, where :func:`lstm_numba.engine.tiling.fuses_input_projection`
+says so, the time loop alone, its step GEMM reading ``[x_s, 1, h_{s-1}]``). Backward: the
+compiled reverse time loop, then the weight and bias gradients as one GEMM over the tape's
+``[x, 1, h]`` rows (two for a gate that is not additive) and ``dx`` as another. BLAS is
+held to one thread throughout (:mod:`lstm_numba.engine.blas_control`). Every kernel call
+goes through :func:`lstm_numba.engine.hooks.run`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from lstm_numba.engine import blas_control, hooks, tiling
+from lstm_numba.engine.kernels import arrays, gemm
+from lstm_numba.engine.layout import DirectionWeights, aligned_empty
+
+
+def reversal_index(lengths: np.ndarray, steps: int) -> np.ndarray:
+    """Index (T, B) that reverses each row's valid steps and leaves padded steps in place.
+
+    ``reorder(a, index)`` turns a reverse direction's time order into step order; applied
+    again it turns step order back (the reordering is its own inverse).
+    """
+    step = np.arange(steps)[:, None]
+    return np.where(step < lengths[None, :], lengths[None, :] - 1 - step, step)
+
+
+def reorder(array: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``array`` (T, B, F) with row b's step s taken from step ``index[s, b]``."""
+    return np.take_along_axis(array, index[:, :, None], axis=0)
+
+
+@dataclass
+class DirectionTape:
+    """What backward needs from one direction of one layer, everything in step order.
+
+    xh       (T + 1, B, I + 1 + H)   rows [x_s, 1, h_{s-1}]: the layer input, a one (for
+                                     the bias gradients) and h before each step; row T
+                                     holds the final h only. The weight gradients are
+                                     then one GEMM over it: dgx^T @ xh gives
+                                     [dW_ih, db, dW_hh] for an additive gate.
+    gx       (T, B, G)       input projections (plus gh for an additive gate), part-major
+    states   (T + 1, B, S*H) states before each step, part-major
+    gh       (T_g, U, B, G/U) recurrent projections (T_g = 1, scratch, for an additive gate)
+    lengths  (B,)
+    order    (T, B) or None  the reversal index of a reverse direction
+    weights  the parameters forward ran with, in the kernels' layout
+    """
+
+    xh: np.ndarray
+    gx: np.ndarray
+    states: np.ndarray
+    gh: np.ndarray
+    lengths: np.ndarray
+    order: np.ndarray | None
+    weights: DirectionWeights
+    additive: bool
+
+
+@dataclass
+class DirectionGrads:
+    """Gradients of one direction: ``params`` by role, ``x`` and the initial state."""
+
+    w_ih: np.ndarray
+    w_hh: np.ndarray
+    b_ih: np.ndarray
+    b_hh: np.ndarray
+    extra: np.ndarray
+    x: np.ndarray
+    state: np.ndarray
+
+
+def forward_direction(kernels, workspace, x, w_ih, w_hh, b_ih, b_hh, extra, clip, lengths, reverse, state0,
+                      keep_tape):
+    """Run one direction of ``kernels.gate`` over ``x`` (T, B, I) from ``state0`` (S, B, H).
+
+    The tape's arrays come from ``workspace``. Returns ``y`` (T, B, H), the final state
+    (S, B, H) and a :class:`DirectionTape` (or None when ``keep_tape`` is false).
+    """
+    gate = kernels.gate
+    steps, batch, inputs = x.shape
+    n_gates, hidden = w_hh.shape
+    dtype = x.dtype
+    tile = tiling.choose_tiling(gate.elementwise, gate.additive, batch, inputs, hidden, n_gates, dtype.itemsize)
+    weights = DirectionWeights.prepare(tile, w_ih, w_hh, b_ih, b_hh, extra, gate.additive)
+    order = reversal_index(lengths, steps) if reverse else None
+    n_state = state0.shape[0]
+    n_slots = steps + 1 if keep_tape else 2
+    xh = workspace.array("xh", (steps + 1, batch, inputs + 1 + hidden), dtype)
+    arrays.fill_inputs(np.ascontiguousarray(x), order if reverse else arrays.IN_ORDER, xh)
+    xh[0, :, inputs + 1:] = state0[0]
+    # A fused projection needs no gx beyond the step at hand unless backward reads it
+    gx = workspace.array("gx", (1 if tile.fused_input and not keep_tape else steps, batch, n_gates), dtype)
+    states = workspace.array("states", (n_slots, batch, n_state * hidden), dtype)
+    states[0] = weights.state_to_kernel(state0)
+    gh_steps = steps if keep_tape and not gate.additive else 1
+    gh = workspace.array("gh", (gh_steps, tile.parts, batch, n_gates // tile.parts), dtype)
+    y = aligned_empty((steps, batch, hidden), dtype)
+    with blas_control.blas_single_thread():
+        if not tile.fused_input:
+            blocks = tiling.hoisted_gemm_blocks(steps * batch, n_gates, inputs + 1, dtype.itemsize,
+                                                blas_control.small_kernel_available())
+            hooks.run("input_projection", gemm.input_projection, xh[:steps].reshape(steps * batch, -1)[:, :inputs + 1],
+                      weights.w_proj, gx.reshape(steps * batch, n_gates), blocks)
+        forward_loop = "forward_parts" if tile.parts > 1 else "forward_rows"
+        hooks.run(forward_loop, getattr(kernels, forward_loop), gx, weights.w_rec, weights.b_hh, weights.extra,
+                  dtype.type(clip), lengths, tile.chunks, tile.forward_blocks, states, xh, gh, y)
+    final = weights.state_from_kernel(states[steps % n_slots], n_state)
+    tape = DirectionTape(xh, gx, states, gh, lengths, order, weights, gate.additive) if keep_tape else None
+    return (reorder(y, order) if reverse else y), final, tape
+
+
+def backward_direction(kernels, workspace, tape: DirectionTape, clip, dy, dstate) -> DirectionGrads:
+    """Backpropagate ``dy`` (T, B, H) and ``dstate`` (S, B, H) through one direction."""
+    steps, batch, n_gates = tape.gx.shape
+    rows = steps * batch
+    dtype = tape.gx.dtype
+    weights = tape.weights
+    tile = weights.tiling
+    n_state, _, hidden = dstate.shape
+    inputs = weights.w_ih.shape[1]
+    dy = np.ascontiguousarray(dy) if tape.order is None else reorder(dy, tape.order)
+    ds = workspace.array("ds", (2, batch, n_state * hidden), dtype)  # the state gradients after and before a step
+    ds[0] = weights.state_to_kernel(dstate)
+    dgx = workspace.array("dgx", tape.gx.shape, dtype)
+    dgh = dgx if tape.additive else workspace.array("dgh", tape.gx.shape, dtype)
+    dp_rows = workspace.array("dp_rows", (batch, weights.extra.size), dtype)
+    dp_rows.fill(0)
+    dgh_rows = workspace.array("dgh_rows", (tile.parts * tile.chunks, n_gates // tile.parts), dtype)  # additive dgh
+    x_grad = np.empty((steps, batch, inputs), dtype)
+    xh2 = tape.xh[:steps].reshape(rows, -1)
+    with blas_control.blas_single_thread():
+        backward_loop = "backward_parts" if tile.parts > 1 else "backward_rows"
+        hooks.run(backward_loop, getattr(kernels, backward_loop), tape.gx, weights.hidden_parts_of_w_hh(),
+                  weights.extra, dtype.type(clip), tape.lengths, tile.chunks, tile.backward_blocks, tape.states,
+                  tape.gh, dy, ds, dgx, dgh, dp_rows, dgh_rows)
+        dgx2 = dgx.reshape(rows, n_gates)
+        # Rows in PyTorch's order; the weight gradients are column views of these.
+        if tape.additive:  # dgx == dgh: one GEMM gives [dW_ih, db, dW_hh]
+            grads = _weight_gradients(workspace, "w", dgx2, xh2, weights)
+            w_ih_grad, b_ih_grad, w_hh_grad = grads[:, :inputs], grads[:, inputs], grads[:, inputs + 1:]
+            b_hh_grad = b_ih_grad.copy()
+        else:  # [dW_ih, db_ih] from [x, 1] and [db_hh, dW_hh] from [1, h]
+            grads_x = _weight_gradients(workspace, "w_ih", dgx2, xh2[:, :inputs + 1], weights)
+            grads_h = _weight_gradients(workspace, "w_hh", dgh.reshape(rows, n_gates), xh2[:, inputs:], weights)
+            w_ih_grad, b_ih_grad = grads_x[:, :inputs], grads_x[:, inputs]
+            b_hh_grad, w_hh_grad = grads_h[:, 0], grads_h[:, 1:]
+        blocks = tiling.hoisted_gemm_blocks(rows, inputs, n_gates, dtype.itemsize, blas_control.small_kernel_available())
+        hooks.run("input_gradient", gemm.input_gradient, dgx2, weights.w_ih, x_grad.reshape(rows, -1), blocks)
+    return DirectionGrads(
+        w_ih=w_ih_grad, w_hh=w_hh_grad, b_ih=np.ascontiguousarray(b_ih_grad), b_hh=np.ascontiguousarray(b_hh_grad),
+        extra=weights.to_natural(dp_rows.sum(axis=0)), x=x_grad if tape.order is None else reorder(x_grad, tape.order),
+        state=weights.state_from_kernel(ds[steps % 2], n_state),
+    )
+
+
+def _weight_gradients(workspace, role, dg2, inputs2, weights: DirectionWeights) -> np.ndarray:
+    """dg2^T @ inputs2 with its rows in PyTorch's gate order, a new (G, K) array.
+
+    Through ``gemm.weight_gradients_blocked`` where ``tiling.weight_gradient_blocks`` says
+    its small-matrix blocks win (then reordered, when the tiling has hidden parts), else
+    ``gemm.weight_gradients``, which puts the rows in place as it sums its slabs.
+    """
+    rows, n_gates = dg2.shape
+    depth = inputs2.shape[1]
+    out = aligned_empty((n_gates, depth), dg2.dtype)
+    blocks = tiling.weight_gradient_blocks(n_gates, depth, blas_control.small_kernel_available())
+    if blocks is not None:
+        hooks.run("weight_gradients_blocked", gemm.weight_gradients_blocked, dg2, inputs2, out, *blocks, numba.get_num_threads())
+        return weights.to_natural(out)
+    slabs = workspace.array(f"slabs_{role}", (tiling.reduction_parts(rows), n_gates, depth), dg2.dtype)
+    hooks.run("weight_gradients", gemm.weight_gradients, dg2, inputs2, out, slabs, weights.natural_rows())
+    return out

@@ -1,0 +1,268 @@
+"""Every shape-to-block decision of the engine, in one module.
+
+How a time step is split over threads (:class:`Tiling`, :func:`tiling`), whether the
+input projection is fused into the step, and the block shapes of every GEMM (the step
+GEMMs, the hoisted input projection and input gradient, the weight-gradient sums). Each
+is a function of the shapes, the machine's core count and its BLAS core only, never of
+the thread count, so results are bitwise identical whatever ``NUMBA_NUM_THREADS`` is.
+
+Nothing here is compiled, and the generated kernels do not import it: the policy reaches
+them as arguments, so a policy change leaves the kernels' source (and their disk cache)
+as it is.
+
+Why blocks at all: OpenBLAS's AVX-512 builds (SkylakeX and later cores) run GEMMs of at most
+``M*N*K = 10**6`` through a *small-matrix kernel* that does not pack its operands
+(``sgemm_small_kernel_permit_skylakex.c``). A time step's GEMM is a few batch rows times a
+weight matrix that every step repacks; split into blocks that take the small-matrix path it
+runs faster. Measured single-threaded, float32, SkylakeX kernels: 64x256 @ 256x512 took
+92 us in one call and 68 us in blocks of 32 columns (with the weights on a cache line: 84
+us at NumPy's 16-byte offset); 64x1024 @ 1024x128 took 94 us and 66 us in blocks of 32
+columns by 256 of depth. Blocks still won, by 20-40%, with weights up to 1.25 MiB
+(a 1 MiB L2 here). They are slower with 2 MiB of weights, with 128-row blocks, and with
+the Haswell kernels (no small-matrix path), so they are used only where they were measured
+to win (:func:`gemm_blocks`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+
+from lstm_numba.engine import blas_control
+
+#: OpenBLAS's limit on ``M*N*K`` for its small-matrix GEMM kernel.
+SMALL_KERNEL_MAX_MNK = 1_000_000
+
+
+#: Blocking pays only while the weight matrix is about the size of L2 and blocks have few rows.
+SMALL_GEMM_MAX_WEIGHT_BYTES = 1280 * 1024
+
+
+SMALL_GEMM_MAX_ROWS = 64
+
+
+#: Columns per block on the small-matrix path (measured best for both time loops; the fused
+#: forward step takes twice as many, ``engine.fused_step_blocks``).
+SMALL_GEMM_COLUMNS = 32
+
+
+def gemm_blocks(rows: int, cols: int, depth: int, itemsize: int, small_kernel: bool) -> tuple[int, int]:
+    """(column block, depth block) for a time step's ``rows x depth @ depth x cols`` GEMM.
+
+    One call when the GEMM already takes the small-matrix path or blocking is not measured
+    to win; otherwise blocks of ``SMALL_GEMM_COLUMNS`` columns and the depth halved until
+    each block fits ``SMALL_KERNEL_MAX_MNK``. A function of the shape and the BLAS core.
+    """
+    if (not small_kernel or rows * cols * depth <= SMALL_KERNEL_MAX_MNK or rows > SMALL_GEMM_MAX_ROWS
+            or cols * depth * itemsize > SMALL_GEMM_MAX_WEIGHT_BYTES or cols <= SMALL_GEMM_COLUMNS):
+        return cols, depth
+    pieces = 1
+    while rows * SMALL_GEMM_COLUMNS * -(-depth // pieces) > SMALL_KERNEL_MAX_MNK:
+        pieces *= 2
+    return SMALL_GEMM_COLUMNS, -(-depth // pieces)
+#: Largest row block of the hoisted GEMMs over all T * B rows (input projection, dx).
+GEMM_ROW_BLOCK = 512
+
+
+#: Their number of row blocks is rounded up to a multiple of this (or of the next power of
+#: two, when fewer), so that 2, 4 or 8 threads share them evenly (13 blocks on 2 threads
+#: would leave one idle for the last block).
+GEMM_BLOCK_MULTIPLE = 8
+#: Most row ranges the weight-gradient sums over T * B are split into (partial slabs).
+REDUCTION_PARTS = 8
+
+
+#: Rows per block of ``row_block_gemm`` when a block this tall takes OpenBLAS's
+#: small-matrix path (:mod:`lstm_numba.engine.kernels.blas`). Measured, small config (T*B = 1600,
+#: SkylakeX kernels, 2 threads): the input projection 69 -> 57 us, dx 70 -> 56 us; 64 rows
+#: did as well, 128 rows worse.
+SMALL_ROW_BLOCK = 32
+
+
+#: When ``weight_gradients_blocked`` is used: at most this many gates (rows of dW), and
+#: chunks of N of at least this many rows. Measured against ``weight_gradients`` with one
+#: slab per core, 2 threads, T*B = 1600-12800: 20-27% faster with 256 gates (K = 81-97),
+#: 8-13% with 512 (K = 161); even with 768 (K = 257) and 1024 (K = 129); 10% slower with
+#: 1536; slower too with chunks under about 120 rows (K > 260).
+WEIGHT_GRADIENT_MAX_GATES = 512
+
+
+WEIGHT_GRADIENT_MIN_ROWS = 120
+
+
+def hoisted_gemm_blocks(n_rows: int, n_cols: int, depth: int, itemsize: int,
+                        small_kernel: bool) -> tuple[int, int, int]:
+    """(rows, columns, depth) per block of ``input_projection`` and ``input_gradient``.
+
+    For ``(n_rows, depth) @ (depth, n_cols)``, in order:
+
+    - ``SMALL_ROW_BLOCK`` rows, whole columns and depth, when the BLAS has the small-matrix
+      kernel and a block that tall fits it;
+    - blocks of ``SMALL_GEMM_COLUMNS`` columns and as many rows as fit the small-matrix
+      kernel (16 to ``SMALL_GEMM_MAX_ROWS``), when the GEMM is at least as deep as it
+      is wide and ``gemm_blocks`` says such blocks win (weights about the size of L2
+      or smaller). This is the input gradient, whose depth is the gate count; the kernel
+      reads the weights unpacked, so they must start on a cache line
+      (``engine.DirectionWeights``: at NumPy's 16-byte offset these blocks gained
+      nothing). Measured against the next rule, N = 6400, 2 threads, SkylakeX kernels:
+      (1024 x 128) 4.1 -> 3.4 ms, (1024 x 64) 2.4 -> 1.8 ms, (512 x 128) 1.9 -> 1.7 ms,
+      (257 x 256) 2.0 -> 1.9 ms; at N = 25600, (1024 x 128) 18.5 -> 14.3 ms; in float64,
+      (1024 x 128) ran as fast either way (11.5-13.3 ms). Shallow and wide GEMMs (the input
+      projection) lost: (65 x 1024) 2.0 -> 3.0 ms;
+    - otherwise whole columns and depth, at most ``GEMM_ROW_BLOCK`` rows and a multiple of 8,
+      the number of blocks rounded up to a multiple of ``GEMM_BLOCK_MULTIPLE`` or of the next
+      power of two, whichever is smaller.
+
+    A function of the shape and the BLAS core only.
+    """
+    if small_kernel and SMALL_ROW_BLOCK * n_cols * depth <= SMALL_KERNEL_MAX_MNK:
+        return SMALL_ROW_BLOCK, n_cols, depth
+    if depth >= n_cols:
+        rows = SMALL_KERNEL_MAX_MNK // (SMALL_GEMM_COLUMNS * depth)
+        rows = min(SMALL_GEMM_MAX_ROWS, max(16, rows))
+        col_block, depth_block = gemm_blocks(rows, n_cols, depth, itemsize, small_kernel)
+        if col_block < n_cols:
+            return rows, col_block, depth_block
+    n_blocks = -(-n_rows // GEMM_ROW_BLOCK)
+    multiple = min(GEMM_BLOCK_MULTIPLE, 1 << (n_blocks - 1).bit_length())
+    n_blocks = -(-n_blocks // multiple) * multiple
+    return max(8, (-(-n_rows // n_blocks) + 7) // 8 * 8), n_cols, depth
+
+
+def reduction_parts(n_rows: int) -> int:
+    """How many row ranges (and slabs) ``weight_gradients`` splits a sum over ``n_rows`` into.
+
+    At most one per core: more slabs than cores only add to the sum that follows (medium
+    config on 2 cores: 8 slabs 13.9-14.8 ms, 2 slabs 12.8-14.1 ms, in the same runs). The
+    core count, like the tiling's, never the thread count, so that results are bitwise
+    identical whatever ``NUMBA_NUM_THREADS`` is.
+    """
+    cores = numba.config.NUMBA_DEFAULT_NUM_THREADS
+    return max(1, min(REDUCTION_PARTS, cores, -(-n_rows // GEMM_ROW_BLOCK)))
+
+
+def weight_gradient_blocks(n_gates: int, depth: int, small_kernel: bool) -> tuple[int, int] | None:
+    """(gates, rows) per block of ``weight_gradients_blocked``, or None to use ``weight_gradients``.
+
+    Blocks of ``SMALL_GEMM_COLUMNS`` gates by as many rows of N as fit the
+    small-matrix kernel with a depth of ``depth`` (the width of the tape rows); used for
+    at most ``WEIGHT_GRADIENT_MAX_GATES`` gates, in chunks of at least
+    ``WEIGHT_GRADIENT_MIN_ROWS`` rows. A function of the shape and the BLAS core.
+    """
+    gates = SMALL_GEMM_COLUMNS
+    rows = SMALL_KERNEL_MAX_MNK // (gates * depth)
+    if (not small_kernel or rows < WEIGHT_GRADIENT_MIN_ROWS or n_gates <= gates
+            or n_gates > WEIGHT_GRADIENT_MAX_GATES):
+        return None
+    return gates, rows
+
+
+#: Per-part recurrent GEMM work (flops per step) from which an elementwise gate's hidden
+#: units are split across threads. Below it a per-step barrier costs more than the larger
+#: GEMMs save (measured: small T=50 B=32 H=64 ran 1.9x slower split; medium B=64 H=256
+#: ran its GEMMs 1.4x faster).
+HIDDEN_SPLIT_MIN_FLOPS = 4_000_000
+#: Fewest hidden units per part (narrower parts waste the vector width).
+HIDDEN_SPLIT_MIN_UNITS = 16
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How the time loops split one step: ``parts`` hidden parts times ``chunks`` row chunks.
+
+    ``forward_blocks`` and ``backward_blocks`` are the (rows, columns, depth) blocks of
+    each loop's recurrent GEMM (:func:`lstm_numba.engine.kernels.gemm_blocks`, or
+    :func:`fused_step_blocks`). ``fused_input``: the forward loop's GEMM reads whole tape
+    rows [x_s, 1, h_{s-1}], so the input projection runs inside the step instead of as a
+    hoisted GEMM before the loop. A function of the shapes, the machine's core count and
+    its BLAS core only (never of ``NUMBA_NUM_THREADS``), so results are bitwise identical
+    whatever the thread count.
+    """
+
+    parts: int
+    chunks: int
+    forward_blocks: tuple
+    backward_blocks: tuple
+    fused_input: bool = False
+
+
+def choose_tiling(elementwise: bool, additive: bool, batch: int, inputs: int, hidden: int, n_gates: int,
+           itemsize: int) -> Tiling:
+    """Choose the tiling for a gate and a shape.
+
+    Elementwise gates split the hidden units into up to one part per core: a power of two
+    dividing H, each part at least ``HIDDEN_SPLIT_MIN_UNITS`` wide with at least
+    ``HIDDEN_SPLIT_MIN_FLOPS`` of recurrent GEMM per step, over the whole batch in
+    blocks of up to 256 rows. Otherwise the batch is split into row blocks of about half
+    the batch (a multiple of 8, at most 64), each chunk running all steps without a barrier
+    (the number of chunks follows the thread count; the blocks, and so the results, do not).
+
+    An additive gate's input projection is fused into the forward step (see
+    :func:`fuses_input_projection`) when the fused GEMM runs on OpenBLAS's small-matrix
+    kernel.
+    """
+    parts = 1
+    if elementwise:
+        while (parts * 2 <= numba.config.NUMBA_DEFAULT_NUM_THREADS and hidden % (parts * 2) == 0
+               and hidden // (parts * 2) >= HIDDEN_SPLIT_MIN_UNITS
+               and 2 * batch * hidden * n_gates // (parts * 2) >= HIDDEN_SPLIT_MIN_FLOPS):
+            parts *= 2
+    if parts > 1:
+        block_rows = min(batch, 256)
+    else:
+        half = -(-batch // 2)
+        block_rows = min(64, max(8, -(-half // 8) * 8))
+    n_blocks = -(-batch // block_rows)
+    chunks = n_blocks if parts > 1 else max(1, min(n_blocks, numba.get_num_threads()))
+    width, part_gates = hidden // parts, n_gates // parts
+    small = blas_control.small_kernel_available()
+    fused = additive and fuses_input_projection(block_rows, part_gates, inputs + 1 + hidden, itemsize, small)
+    if fused:
+        forward_blocks = fused_step_blocks(block_rows, part_gates, inputs + 1 + hidden, itemsize, small)
+    else:
+        forward_blocks = (block_rows, *gemm_blocks(block_rows, part_gates, hidden, itemsize, small))
+    backward_blocks = (block_rows, *gemm_blocks(block_rows, width, n_gates, itemsize, small))
+    return Tiling(parts, chunks, forward_blocks, backward_blocks, fused)
+
+
+def fuses_input_projection(rows: int, part_gates: int, depth: int, itemsize: int, small_kernel: bool) -> bool:
+    """Whether the forward step's GEMM ``rows x depth @ depth x part_gates`` over whole tape
+    rows (depth I + 1 + H) runs on OpenBLAS's small-matrix kernel in ``gemm_blocks``'
+    blocks; the input projection then runs inside the step.
+
+    The hoisted projection runs at packed-GEMM speed but writes every step's ``gx``, which
+    the loop reads back (and, in training, writes again). Measured, 2 threads, SkylakeX
+    kernels, projection plus the loop's GEMMs: medium (B=64, I=128, H=256, 2 hidden parts:
+    blocks of 64 x 32 x 385) 12.3 against 13.2 ms; small (B=32, I=32, H=64, 16-row chunks)
+    0.177 against 0.188 ms; large (B=128, I=256, H=512: 128-row blocks, no small-matrix path)
+    272 against 202 ms, so it is not fused there.
+    """
+    if not small_kernel:
+        return False
+    col_block, depth_block = gemm_blocks(rows, part_gates, depth, itemsize, small_kernel)
+    return rows * col_block * depth_block <= SMALL_KERNEL_MAX_MNK
+#: Fewest rows per block of the fused forward step's GEMM (``fused_step_blocks``).
+FUSED_MIN_BLOCK_ROWS = 8
+
+
+def fused_step_blocks(rows: int, part_gates: int, depth: int, itemsize: int, small_kernel: bool) -> tuple:
+    """(rows, columns, depth) blocks of the fused forward step's GEMM over ``rows`` rows.
+
+    ``gemm_blocks``' blocks, except where those split the columns at full depth: then
+    blocks twice as wide (``2 * SMALL_GEMM_COLUMNS``) and as many rows (``rows``
+    halved, at least ``FUSED_MIN_BLOCK_ROWS``) as fit the small-matrix kernel. Measured in
+    the medium benchmark (64 rows, 512 columns per part, depth 385), alternating in one
+    process: forward 14.4-16.2 -> 13.6-14.9 ms and forward+backward 44.5-48.3 -> 42.8-47.1
+    ms with 32 x 64 blocks against 64 x 32 (16 x 128 did as well; 32 x 32 gained nothing).
+    The unfused loops (depth H, or a split depth) were measured best with 32 columns.
+    """
+    col_block, depth_block = gemm_blocks(rows, part_gates, depth, itemsize, small_kernel)
+    if col_block < part_gates and depth_block == depth:
+        wide = 2 * SMALL_GEMM_COLUMNS
+        short = rows
+        while short > FUSED_MIN_BLOCK_ROWS and short * wide * depth > SMALL_KERNEL_MAX_MNK:
+            short = -(-short // 2)
+        if short * wide * depth <= SMALL_KERNEL_MAX_MNK:
+            return short, min(wide, part_gates), depth
+    return rows, col_block, depth_block
