@@ -5,6 +5,7 @@ Subcommands")."""
 from __future__ import annotations
 
 import importlib
+import logging
 
 import click
 
@@ -55,3 +56,19 @@ def cli():
     Every option can also be set through an environment variable named
     LSTM_NUMBA_<COMMAND>_<OPTION>, e.g. LSTM_NUMBA_TRAIN_EPOCHS=5.
     """
+    show_library_notices()
+
+
+class _StderrNotices(logging.Handler):
+    """Writes the library's notices (a first run's compile) to the current stderr."""
+
+    def emit(self, record):
+        click.echo(self.format(record), err=True)
+
+
+def show_library_notices() -> None:
+    """Show the ``lstm_numba`` logger's INFO notices on stderr (once per process)."""
+    logger = logging.getLogger("lstm_numba")
+    if not any(isinstance(h, _StderrNotices) for h in logger.handlers):
+        logger.addHandler(_StderrNotices())
+        logger.setLevel(logging.INFO)

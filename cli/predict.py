@@ -68,24 +68,12 @@ def _data_path(trained, data, kind):
 
 
 def _forecast(trained, data):
-    from lstm_numba.training.data.series import Normalizer
     from lstm_numba.training.data.tables import read_csv_columns
-    from lstm_numba.training.tasks.forecast import (
-        forecast_to_original,
-        forecast_windows,
-    )
+    from lstm_numba.training.tasks.forecast import ForecastTask
 
     d = trained.data
     path = _data_path(trained, data, "forecast")
-    cols = read_csv_columns(path, d["columns"])
-    normalizer = Normalizer.from_dict(d["normalizer"])
-    window, relative = d["window"], d["relative"]
-    x, x_norm = forecast_windows(cols.values, normalizer, d["target_index"], window, relative,
-                                 trained.model.dtype)
-    pred = trained.model.predict(x)
-    if pred.ndim == 3:  # sequence-to-sequence: the last step forecasts the horizon
-        pred = pred[:, -1]
-    values = forecast_to_original(pred, x_norm, normalizer, d["target_index"], relative)[0]
+    values = ForecastTask.forecast(trained.model, d, read_csv_columns(path, d["columns"]).values)
     dates = _future_dates(path, len(values))
     header = ["step"] + (["date"] if dates else []) + [d["target"]]
     rows = [[i + 1] + ([dates[i]] if dates else []) + [repr(float(v))] for i, v in enumerate(values)]
@@ -121,29 +109,16 @@ def _future_dates(path, n):
     return None
 
 
-def _load_sequences(path):
-    """``(x, lengths, labels or None)`` from a labelled file; an ``.npz`` may lack ``y``."""
-    from lstm_numba.training.data.labelled import load_labelled
-
-    seqs = load_labelled(path, require_labels=False)
-    return seqs.x, seqs.lengths, seqs.y
-
-
 def _classify(trained, data):
     import numpy as np
 
-    from lstm_numba.training.data.series import Normalizer
+    from lstm_numba.training.data.labelled import load_labelled
+    from lstm_numba.training.tasks.classify import ClassifyTask
 
-    d = trained.data
     path = _data_path(trained, data, "classify")
-    x, lengths, labels = _load_sequences(path)
-    if x.shape[2] != d["input_size"]:
-        raise ValueError(f"{path}: sequences have {x.shape[2]} features, the model was trained on "
-                         f"{d['input_size']}")
-    normalizer = Normalizer.from_dict(d["normalizer"])
-    mask = np.arange(x.shape[1])[None, :] < lengths[:, None]
-    x = np.where(mask[:, :, None], normalizer.transform(x), 0.0).astype(trained.model.dtype)
-    proba = trained.model.predict_proba(x, lengths)
+    seqs = load_labelled(path, require_labels=False)  # an .npz may lack y
+    labels = seqs.y
+    proba = ClassifyTask.predict_proba(trained.model, trained.data, seqs.x, seqs.lengths, source=path)
     classes = range(proba.shape[1])
     header = ["sequence"] + (["label"] if labels is not None else []) + ["predicted"] + [f"p_{c}" for c in classes]
     rows = [[i] + ([int(labels[i])] if labels is not None else []) + [int(p.argmax())]

@@ -6,6 +6,7 @@ Only Click is imported at module level (``--help`` must not import numba); the w
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -20,22 +21,25 @@ from lstm_numba_cli.common import (
     split_names,
 )
 
+from lstm_numba.training.config import DTYPES, SCHEDULES, TASK_DEFAULTS, TrainConfig
+from lstm_numba.training.optim import OPTIMIZERS
+
+#: TrainConfig's own defaults, shown and used by the options.
+_DEFAULT = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 _POS = click.IntRange(min=1)
 _NONNEG = click.IntRange(min=0)
-TASKS = ("forecast", "classify", "charlm")
 #: CLI parameters that are not TrainConfig fields.
-_CLI_ONLY = {"data_arg", "out", "resume", "metrics", "quiet"}
+_CLI_ONLY = {"data_arg", "out", "force", "resume", "metrics", "quiet"}
 #: Settings a resumed run may change.
 _RESUME_MAY_CHANGE = {"epochs", "patience"}
 
 
-def _default_help(forecast, classify=None, charlm=None) -> str:
-    parts = [f"{forecast} (forecast)"]
-    if classify is not None:
-        parts.append(f"{classify} (classify)")
-    if charlm is not None:
-        parts.append(f"{charlm} (charlm)")
-    return ", ".join(parts)
+def _default_help(key: str) -> str:
+    """The task defaults of ``key`` as help text: ``"24 (forecast), 64 (charlm)"``."""
+    values = {task: defaults[key] for task, defaults in TASK_DEFAULTS.items() if defaults[key] is not None}
+    if len(set(values.values())) == 1:
+        return f"{next(iter(values.values()))}"
+    return ", ".join(f"{value} ({task})" for task, value in values.items())
 
 
 @click.command("train", cls=Command)
@@ -45,7 +49,7 @@ def _default_help(forecast, classify=None, charlm=None) -> str:
                    ".npz or CSV (sequence_id, label, features...) to classify, or a .txt file for a "
                    "character LM. Default: the embedded monthly CO2 series (charlm: the embedded "
                    "Alice text).")
-@click.option("--task", type=click.Choice(TASKS), default=None,
+@click.option("--task", type=click.Choice(list(TASK_DEFAULTS)), default=None,
               help="What to train. Default: inferred from the data file (.txt -> charlm, .npz or a CSV "
                    "with sequence_id and label -> classify, other CSV -> forecast).")
 @click.option("--target", default=None, help="Forecast: the CSV column to predict (needed when there are "
@@ -55,9 +59,9 @@ def _default_help(forecast, classify=None, charlm=None) -> str:
                    "is added if missing).")
 @click.option("--window", type=_POS, default=None,
               help="Forecast: input steps per window; charlm: truncated-BPTT chunk length. "
-                   "Default: " + _default_help(24, charlm=64) + ".")
+                   "Default: " + _default_help("window") + ".")
 @click.option("--horizon", type=_POS, default=None,
-              help="Forecast: steps ahead predicted at once (one multi-output head). Default: 12.")
+              help="Forecast: steps ahead predicted at once (one multi-output head). Default: " + _default_help("horizon") + ".")
 @click.option("--season", type=_POS, default=None,
               help="Forecast: seasonal period of the seasonal-naive baseline. Default: 12 for the "
                    "embedded CO2 series, none otherwise.")
@@ -69,50 +73,53 @@ def _default_help(forecast, classify=None, charlm=None) -> str:
 @click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Share of the data held out for validation and early stopping (forecast: the end "
                    "of the series; charlm: the end of the text; classify: random sequences). "
-                   "Default: 0.2 (charlm 0.1).")
+                   "Default: " + _default_help("val_fraction") + ".")
 @click.option("--hidden-size", type=_POS, default=None,
-              help="Hidden units per layer. Default: " + _default_help(32, 32, 128) + ".")
-@click.option("--layers", type=_POS, default=1, show_default=True, help="Stacked recurrent layers.")
+              help="Hidden units per layer. Default: " + _default_help("hidden_size") + ".")
+@click.option("--layers", type=_POS, default=_DEFAULT["layers"], show_default=True, help="Stacked recurrent layers.")
 @click.option("--bidirectional", is_flag=True, default=False,
               help="Bidirectional recurrent layers (forecast, classify).")
-@click.option("--gate", default="lstm", show_default=True,
+@click.option("--gate", default=_DEFAULT["gate"], show_default=True,
               help="Gate plugin: lstm, gru, peephole, coupled, slstm, or an installed third-party gate "
                    "(see `lstm-numba plugins list`).")
-@click.option("--activation", default="tanh", show_default=True,
+@click.option("--activation", default=_DEFAULT["activation"], show_default=True,
               help="Cell/candidate activation plugin (Keras `activation`).")
-@click.option("--recurrent-activation", default="sigmoid", show_default=True,
+@click.option("--recurrent-activation", default=_DEFAULT["recurrent_activation"], show_default=True,
               help="Gate activation plugin (Keras `recurrent_activation`).")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=_DEFAULT["dropout"], show_default=True,
               help="Dropout between stacked layers (needs --layers >= 2), as in torch.nn.LSTM.")
-@click.option("--embedding-dim", type=_NONNEG, default=32, show_default=True,
+@click.option("--embedding-dim", type=_NONNEG, default=_DEFAULT["embedding_dim"], show_default=True,
               help="Charlm: character embedding size; 0 feeds one-hot vectors instead.")
-@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True,
+@click.option("--dtype", type=click.Choice(list(DTYPES)), default=_DEFAULT["dtype"], show_default=True,
               help="Floating-point precision of weights and computation.")
 @click.option("--epochs", type=_POS, default=None,
-              help="Maximum passes over the training data. Default: " + _default_help(40, 30, 10) + ".")
+              help="Maximum passes over the training data. Default: " + _default_help("epochs") + ".")
 @click.option("--batch-size", type=_POS, default=None,
-              help="Sequences per optimizer step (charlm: parallel streams). Default: 32.")
+              help="Sequences per optimizer step (charlm: parallel streams). Default: " + _default_help("batch_size") + ".")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=None,
-              help="Learning rate. Default: " + _default_help(0.01, 0.005, 0.01) + ".")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default=None,
-              help="Optimizer (torch.optim semantics). Default: adam.")
-@click.option("--momentum", type=click.FloatRange(0), default=0.9, show_default=True,
+              help="Learning rate. Default: " + _default_help("lr") + ".")
+@click.option("--optimizer", type=click.Choice(sorted(OPTIMIZERS)), default=None,
+              help="Optimizer (torch.optim semantics). Default: " + _default_help("optimizer") + ".")
+@click.option("--momentum", type=click.FloatRange(0), default=_DEFAULT["momentum"], show_default=True,
               help="SGD momentum.")
 @click.option("--weight-decay", type=click.FloatRange(0), default=None,
               help="Weight decay (L2 for sgd/adam, decoupled for adamw). Default: 0.01 for adamw, 0 otherwise.")
 @click.option("--clip-grad", type=click.FloatRange(0), default=None,
-              help="Clip gradients to this global L2 norm; 0 disables. Default: 1.0.")
-@click.option("--schedule", type=click.Choice(["none", "cosine", "step"]), default=None,
-              help="Learning-rate schedule over the epochs. Default: cosine (forecast), none otherwise.")
-@click.option("--seed", type=_NONNEG, default=0, show_default=True,
+              help="Clip gradients to this global L2 norm; 0 disables. Default: " + _default_help("clip_grad") + ".")
+@click.option("--schedule", type=click.Choice(list(SCHEDULES)), default=None,
+              help="Learning-rate schedule over the epochs. Default: " + _default_help("schedule") + ".")
+@click.option("--seed", type=_NONNEG, default=_DEFAULT["seed"], show_default=True,
               help="One seed for the initial weights, shuffling, the classify split and dropout.")
 @click.option("--patience", type=_NONNEG, default=None,
               help="Early stopping: stop after this many epochs without a better validation loss; "
-                   "0 never stops early. Default: " + _default_help(10, 10, 0) + ".")
-@click.option("--restore-best/--keep-last", default=True, show_default=True,
+                   "0 never stops early. Default: " + _default_help("patience") + ".")
+@click.option("--restore-best/--keep-last", default=_DEFAULT["restore_best"], show_default=True,
               help="At the end, restore the weights of the epoch with the best validation loss.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Checkpoint file, written after every epoch. Default: runs/<task>.npz.")
+              help="Checkpoint file, written after every epoch. Default: runs/<data file name>.npz "
+                   "(runs/co2.npz, runs/alice.npz for the embedded data).")
+@click.option("--force", is_flag=True, default=False,
+              help="Overwrite --out even when it holds a run of another task or data set.")
 @click.option("--resume", is_flag=True, default=False,
               help="Continue the run saved in --out from its last completed epoch (its settings are "
                    "kept; only --epochs and --patience may change).")
@@ -120,7 +127,7 @@ def _default_help(forecast, classify=None, charlm=None) -> str:
               help="Write one record per epoch to this .csv or .jsonl file.")
 @click.option("-q", "--quiet", is_flag=True, default=False, help="Print only the final summary.")
 @friendly_errors
-def train(data_arg, data, task, columns, out, resume, metrics, quiet, clip_grad, patience, embedding_dim,
+def train(data_arg, data, task, columns, out, force, resume, metrics, quiet, clip_grad, patience, embedding_dim,
           **options):
     """Train a model on a CSV, a text file or labelled sequences.
 
@@ -133,16 +140,15 @@ def train(data_arg, data, task, columns, out, resume, metrics, quiet, clip_grad,
       lstm-numba train sales.csv --target units --horizon 4
       lstm-numba train book.txt --epochs 5 --hidden-size 256
       lstm-numba train labelled.npz --bidirectional --out runs/clf.npz
-      lstm-numba train --out runs/forecast.npz --resume
+      lstm-numba train --out runs/co2.npz --resume
     """
     ctx = click.get_current_context()
     if data_arg is not None and data is not None and data_arg != data:
         raise click.UsageError("give the data either as the DATA argument or with --data, not both")
     data = data_arg if data_arg is not None else data
 
-    from lstm_numba.training.config import TrainConfig
+    from lstm_numba.training.config import TrainConfig, default_checkpoint, infer_task
     from lstm_numba.training.metrics import MetricsLog
-    from lstm_numba.training.tasks.common import infer_task
     from lstm_numba.training.trainer import Trainer
 
     cfg = TrainConfig(
@@ -150,11 +156,13 @@ def train(data_arg, data, task, columns, out, resume, metrics, quiet, clip_grad,
         clip_grad=None if clip_grad == 0 else clip_grad,
         patience=patience, embedding_dim=embedding_dim or None, **options)
     task_name = task or infer_task(data)
-    out = out or os.path.join("runs", f"{task_name}.npz")
+    out = out or default_checkpoint(task_name, data)
 
     if resume:
         trainer = _resume(ctx, cfg, out, patience)
     else:
+        if not force:
+            _refuse_other_run(out, task_name, data)
         trainer = Trainer(cfg)
     cfg = trainer.config
     log = None
@@ -177,6 +185,26 @@ def train(data_arg, data, task, columns, out, resume, metrics, quiet, clip_grad,
         trainer.elapsed = time.perf_counter() - t0
     for line in _summary(trainer, out):
         click.echo(line)
+
+
+def _refuse_other_run(out, task, data):
+    """Refuse to overwrite ``out`` when it holds a run of another task or data set (or is
+    not a training checkpoint at all); a rerun of the same task on the same data may."""
+    if not os.path.exists(out):
+        return
+    from lstm_numba.training.checkpoint import CheckpointError
+    from lstm_numba.training.trainer import read_training_checkpoint
+
+    try:
+        saved = read_training_checkpoint(out).meta["train"]
+    except CheckpointError:
+        raise click.ClickException(f"{out} exists and is not a training checkpoint; choose another --out, "
+                                   "or --force to overwrite it") from None
+    mine = None if data is None else os.path.abspath(data)
+    if (saved.get("task"), saved.get("data")) != (task, mine):
+        theirs = saved.get("data") or "the embedded data"
+        raise click.ClickException(f"{out} holds a {saved.get('task')} run on {theirs}; continue it with "
+                                   "--resume, or --force to overwrite it (or choose another --out)")
 
 
 def _resume(ctx, cfg, out, patience):

@@ -4,30 +4,48 @@
     rnn = ln.LSTM(input_size=8, hidden_size=32)
     y, (h_n, c_n) = rnn(x)           # x: (T, B, 8)
     g = rnn.backward(dy)             # g.params, g.x, g.state
+
+The public names load on first use, so importing the package (or one of its light
+modules, such as :mod:`lstm_numba.training.config`, which the CLI reads at ``--help``
+time) compiles nothing and does not import numba.
 """
 
+from __future__ import annotations
+
+import importlib
+
 from lstm_numba import config
-from lstm_numba.nn.layers import GRU, LSTM, Gradients
-from lstm_numba.nn.models import (
-    CharLM,
-    Forecaster,
-    SequenceClassifier,
-    SequenceRegressor,
-)
-from lstm_numba.registry import PluginError, plugins
-from lstm_numba.training.config import TrainConfig
-from lstm_numba.training.trainer import Trainer, load_trained
 
 __version__ = config.package_version()
 
-__all__ = [
-    "CharLM", "Forecaster", "GRU", "Gradients", "LSTM", "PluginError", "SequenceClassifier",
-    "SequenceRegressor", "TrainConfig", "Trainer", "__version__", "check_plugin", "load_trained", "plugins",
-]
+#: Public name -> the module that defines it.
+_PUBLIC = {
+    "LSTM": "lstm_numba.nn.layers",
+    "GRU": "lstm_numba.nn.layers",
+    "Gradients": "lstm_numba.nn.layers",
+    "CharLM": "lstm_numba.nn.models",
+    "Forecaster": "lstm_numba.nn.models",
+    "SequenceClassifier": "lstm_numba.nn.models",
+    "SequenceRegressor": "lstm_numba.nn.models",
+    "PluginError": "lstm_numba.registry",
+    "plugins": "lstm_numba.registry",
+    "TrainConfig": "lstm_numba.training.config",
+    "Trainer": "lstm_numba.training.trainer",
+    "load_trained": "lstm_numba.training.trainer",
+    "check_plugin": "lstm_numba.plugin_check",
+}
+
+__all__ = sorted([*_PUBLIC, "__version__"])
 
 
-def check_plugin(name: str, kind: str | None = None):
-    """Check a gate or activation plugin; see :func:`lstm_numba.plugin_check.check_plugin`."""
-    from lstm_numba.plugin_check import check_plugin as _check
+def __getattr__(name: str):
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lstm_numba' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
-    return _check(name, kind)
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})

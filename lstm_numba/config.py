@@ -1,4 +1,5 @@
-"""Project-wide settings: the one fastmath policy and where generated kernels live.
+"""Project-wide settings: the one fastmath policy, where generated kernels and Numba's
+cache files live, and the logger that tells a user what a first run is compiling.
 
 The fastmath flags leave out ``nnan`` and ``ninf`` so that NaN and Inf checks keep working
 inside kernels, and so that a NaN produced by a diverging run is never optimised away.
@@ -11,6 +12,8 @@ the cache was warm.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from importlib import metadata
 from pathlib import Path
@@ -33,6 +36,29 @@ def kernel_cache_dir() -> Path:
         return Path(explicit).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "lstm_numba"
+
+
+#: The library's logger: compile notices go to it at INFO (the CLI shows them on stderr).
+LOG = logging.getLogger("lstm_numba")
+
+
+@contextlib.contextmanager
+def numba_cache_in_kernel_dir():
+    """While inside, ``cache=True`` kernels being defined keep their Numba cache files in
+    ``kernel_cache_dir() / "numba"`` instead of a ``__pycache__`` beside their source (in
+    site-packages). Numba picks a function's cache location when it is decorated, so the
+    engine's kernel modules are imported inside this. A ``NUMBA_CACHE_DIR`` the user set wins.
+    """
+    import numba
+
+    if numba.config.CACHE_DIR:
+        yield
+        return
+    numba.config.CACHE_DIR = str(kernel_cache_dir() / "numba")
+    try:
+        yield
+    finally:
+        numba.config.CACHE_DIR = ""
 
 
 def package_version() -> str:

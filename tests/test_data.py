@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lstm_numba import datasets
-from lstm_numba.training.data import labelled, series, tables, text
+from lstm_numba.training import data
 
 # ------------------------------------------------------------------ embedded data
 
@@ -22,7 +22,7 @@ def test_embedded_series_co2():
     months = np.array([int(d[:4]) * 12 + int(d[5:]) for d in dates])
     assert np.all(np.diff(months) == 1)
     # the same file read through the generic CSV reader
-    cols = tables.read_csv_columns(datasets.series_path("co2"), target="co2")
+    cols = data.read_csv_columns(datasets.series_path("co2"), target="co2")
     assert cols.names == ["co2"] and cols.target_index == 0
     np.testing.assert_array_equal(cols.values[:, 0], values)
 
@@ -30,7 +30,7 @@ def test_embedded_series_co2():
 def test_embedded_series_is_seasonal():
     _, values = datasets.load_series()
     # one step ahead the trend favours last-value; over half a year the season dominates
-    fd = series.prepare_forecast(values, 0, window=24, horizon=6, val_fraction=0.2,
+    fd = data.prepare_forecast(values, 0, window=24, horizon=6, val_fraction=0.2,
                                seasonal_period=datasets.SEASONAL_PERIOD)
     rmse = lambda p: np.sqrt(np.mean((p - fd.y_val_orig) ** 2))  # noqa: E731
     assert rmse(fd.naive_seasonal) < rmse(fd.naive_last)
@@ -58,19 +58,19 @@ def test_embedded_default_text_and_unknown_names():
 
 def test_make_windows_hand_example():
     values = np.array([[0, 10], [1, 11], [2, 12], [3, 13], [4, 14], [5, 15]], float)
-    w = series.make_windows(values, target_index=1, window=3, horizon=2)
+    w = data.make_windows(values, target_index=1, window=3, horizon=2)
     assert w.x.shape == (2, 3, 2) and w.y.shape == (2, 2)
     np.testing.assert_array_equal(w.x[0], values[0:3])
     np.testing.assert_array_equal(w.x[1], values[1:4])
     np.testing.assert_array_equal(w.y, [[13, 14], [14, 15]])
-    w2 = series.make_windows(np.arange(10.0), 0, window=2, horizon=1, step=3)
+    w2 = data.make_windows(np.arange(10.0), 0, window=2, horizon=1, step=3)
     np.testing.assert_array_equal(w2.x[..., 0], [[0, 1], [3, 4], [6, 7]])
     np.testing.assert_array_equal(w2.y, [[2], [5], [8]])
 
 
 def test_make_windows_too_short():
     with pytest.raises(ValueError, match="needs at least 7 points, got 6"):
-        series.make_windows(np.zeros((6, 1)), 0, window=5, horizon=2)
+        data.make_windows(np.zeros((6, 1)), 0, window=5, horizon=2)
 
 
 # ---------------------------------------------------------------------- normaliser
@@ -79,7 +79,7 @@ def test_make_windows_too_short():
 def test_normalizer_fit_on_train_only_and_roundtrip():
     rng = np.random.default_rng(0)
     values = np.column_stack([np.arange(100.0), rng.normal(5.0, 2.0, 100), np.ones(100)])
-    fd = series.prepare_forecast(values, 0, window=5, horizon=2, val_fraction=0.25)
+    fd = data.prepare_forecast(values, 0, window=5, horizon=2, val_fraction=0.25)
     norm = fd.normalizer
     assert fd.n_train_points == 75
     np.testing.assert_allclose(norm.mean, values[:75].mean(axis=0))
@@ -89,17 +89,17 @@ def test_normalizer_fit_on_train_only_and_roundtrip():
     assert abs(scaled[:75, 0].mean()) < 1e-12 and scaled[75:, 0].mean() > 1.0  # val differs
     np.testing.assert_allclose(norm.inverse_transform(scaled), values)
     np.testing.assert_allclose(norm.inverse_transform(fd.y_val, column=0), fd.y_val_orig)
-    restored = series.Normalizer.from_dict(json.loads(json.dumps(norm.to_dict())))
+    restored = data.Normalizer.from_dict(json.loads(json.dumps(norm.to_dict())))
     np.testing.assert_array_equal(restored.transform(values), scaled)
     with pytest.raises(RuntimeError, match="not fitted"):
-        series.Normalizer().transform(values)
+        data.Normalizer().transform(values)
 
 
 def test_time_split():
-    train, val = series.time_split(10, 0.3)
+    train, val = data.time_split(10, 0.3)
     assert (train.start, train.stop, val.start, val.stop) == (0, 7, 7, 10)
     with pytest.raises(ValueError, match="val_fraction"):
-        series.time_split(10, 1.0)
+        data.time_split(10, 1.0)
 
 
 # -------------------------------------------------------------------- forecasting
@@ -109,7 +109,7 @@ def test_prepare_forecast_windows_and_baselines():
     # period-4 pattern on a trend: v[t] = t + (0, 5, 0, -5)[t % 4]
     t = np.arange(16)
     v = t + np.array([0, 5, 0, -5])[t % 4].astype(float)
-    fd = series.prepare_forecast(v, 0, window=3, horizon=2, val_fraction=0.25,
+    fd = data.prepare_forecast(v, 0, window=3, horizon=2, val_fraction=0.25,
                                seasonal_period=4)
     # train = v[:12], val = v[12:16]; val windows: targets (12,13), (13,14), (14,15)
     assert fd.x_train.shape == (8, 3, 1) and fd.y_train.shape == (8, 2)
@@ -124,17 +124,17 @@ def test_prepare_forecast_windows_and_baselines():
     # no training target is a validation point
     assert fd.normalizer.inverse_transform(fd.y_train, column=0).max() <= v[:12].max()
     # horizon past one season reaches back whole seasons from the origin
-    fd2 = series.prepare_forecast(v, 0, window=3, horizon=3, val_fraction=0.25,
+    fd2 = data.prepare_forecast(v, 0, window=3, horizon=3, val_fraction=0.25,
                                 seasonal_period=2)
     np.testing.assert_array_equal(fd2.naive_seasonal[0], [v[10], v[11], v[10]])
-    assert series.prepare_forecast(v, 0, 3, 1, 0.25).naive_seasonal is None
+    assert data.prepare_forecast(v, 0, 3, 1, 0.25).naive_seasonal is None
 
 
 def test_prepare_forecast_too_short():
     with pytest.raises(ValueError, match="training part too short"):
-        series.prepare_forecast(np.arange(10.0), 0, window=8, horizon=2, val_fraction=0.3)
+        data.prepare_forecast(np.arange(10.0), 0, window=8, horizon=2, val_fraction=0.3)
     with pytest.raises(ValueError, match="validation part too short"):
-        series.prepare_forecast(np.arange(20.0), 0, window=3, horizon=5, val_fraction=0.1)
+        data.prepare_forecast(np.arange(20.0), 0, window=3, horizon=5, val_fraction=0.1)
 
 
 # ------------------------------------------------------------------------------ CSV
@@ -148,10 +148,10 @@ def _write(tmp_path, name, text):
 
 def test_read_csv_columns_selection(tmp_path):
     path = _write(tmp_path, "s.csv", "date,a,b\n2000-01,1,2\n2000-02,3,4\n")
-    cols = tables.read_csv_columns(path)
+    cols = data.read_csv_columns(path)
     assert cols.names == ["a", "b"] and cols.target_index is None
     np.testing.assert_array_equal(cols.values, [[1, 2], [3, 4]])
-    cols = tables.read_csv_columns(path, columns=["b"], target="a")
+    cols = data.read_csv_columns(path, columns=["b"], target="a")
     assert cols.names == ["b", "a"] and cols.target_index == 1
 
 
@@ -166,17 +166,17 @@ def test_read_csv_columns_selection(tmp_path):
 def test_read_csv_columns_errors(tmp_path, text, pattern):
     path = _write(tmp_path, "bad.csv", text)
     with pytest.raises(ValueError) as exc:
-        tables.read_csv_columns(path, columns=["zz"])
+        data.read_csv_columns(path, columns=["zz"])
     assert str(path) in str(exc.value) and pattern in str(exc.value)
 
 
 def test_read_csv_missing_file_and_too_short_series(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothere.csv: no such file"):
-        tables.read_csv_columns(tmp_path / "nothere.csv")
+        data.read_csv_columns(tmp_path / "nothere.csv")
     path = _write(tmp_path, "short.csv", "v\n1\n2\n3\n")
-    cols = tables.read_csv_columns(path, target="v")
+    cols = data.read_csv_columns(path, target="v")
     with pytest.raises(ValueError, match="needs at least 6 points, got 3"):
-        series.make_windows(cols.values, cols.target_index, window=4, horizon=2)
+        data.make_windows(cols.values, cols.target_index, window=4, horizon=2)
 
 
 # ----------------------------------------------------------------------------- text
@@ -184,36 +184,36 @@ def test_read_csv_missing_file_and_too_short_series(tmp_path):
 
 def test_char_vocab_roundtrip():
     text = "hello, world\n"
-    vocab = text.CharVocab.from_text(text)
+    vocab = data.CharVocab.from_text(text)
     assert vocab.size == len(vocab) == len(set(text))
     ids = vocab.encode(text)
     assert ids.dtype == np.int64 and vocab.decode(ids) == text
-    restored = text.CharVocab.from_dict(json.loads(json.dumps(vocab.to_dict())))
+    restored = data.CharVocab.from_dict(json.loads(json.dumps(vocab.to_dict())))
     assert restored.chars == vocab.chars
     with pytest.raises(ValueError, match="'Z' is not in the vocabulary"):
         vocab.encode("Z")
 
 
 def test_make_char_sequences():
-    inputs, targets = text.make_char_sequences(np.arange(11), seq_len=3)
+    inputs, targets = data.make_char_sequences(np.arange(11), seq_len=3)
     np.testing.assert_array_equal(inputs, [[0, 1, 2], [3, 4, 5], [6, 7, 8]])
     np.testing.assert_array_equal(targets, [[1, 2, 3], [4, 5, 6], [7, 8, 9]])
     with pytest.raises(ValueError, match="needs at least 4 characters, got 3"):
-        text.make_char_sequences(np.arange(3), seq_len=3)
+        data.make_char_sequences(np.arange(3), seq_len=3)
 
 
 def test_batchify_and_bptt():
-    stream = text.batchify_stream(np.arange(26), batch_size=4)  # 2 dropped
+    stream = data.batchify_stream(np.arange(26), batch_size=4)  # 2 dropped
     assert stream.shape == (6, 4)
     np.testing.assert_array_equal(stream[:, 1], np.arange(6, 12))
-    chunks = list(text.iterate_bptt(stream, bptt=2))
+    chunks = list(data.iterate_bptt(stream, bptt=2))
     assert [c[0].shape for c in chunks] == [(2, 4), (2, 4), (1, 4)]
     inputs = np.concatenate([c[0] for c in chunks])
     targets = np.concatenate([c[1] for c in chunks])
     np.testing.assert_array_equal(inputs, stream[:-1])
     np.testing.assert_array_equal(targets, stream[1:])
     with pytest.raises(ValueError, match="too short for batch_size 4"):
-        text.batchify_stream(np.arange(7), batch_size=4)
+        data.batchify_stream(np.arange(7), batch_size=4)
 
 
 # ------------------------------------------------------------------- classification
@@ -223,12 +223,12 @@ def test_load_labelled_npz(tmp_path):
     x = np.arange(2 * 3 * 2, dtype=float).reshape(2, 3, 2)
     path = tmp_path / "d.npz"
     np.savez(path, x=x, y=np.array([1, 0]))
-    ds = labelled.load_labelled(path)
+    ds = data.load_labelled(path)
     np.testing.assert_array_equal(ds.x, x)
     np.testing.assert_array_equal(ds.y, [1, 0])
     np.testing.assert_array_equal(ds.lengths, [3, 3])
     np.savez(path, x=x, y=np.array([1.0, 0.0]), lengths=np.array([3, 1]))
-    ds = labelled.load_labelled(path)
+    ds = data.load_labelled(path)
     assert ds.y.dtype == np.int64 and list(ds.lengths) == [3, 1]
     assert np.all(ds.x[1, 1:] == 0)
 
@@ -247,7 +247,7 @@ def test_load_labelled_npz_errors(tmp_path, arrays, pattern):
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
     with pytest.raises(ValueError, match=pattern) as exc:
-        labelled.load_labelled(path)
+        data.load_labelled(path)
     assert str(path) in str(exc.value)
 
 
@@ -256,7 +256,7 @@ def test_load_labelled_csv_variable_lengths(tmp_path):
                   "sequence_id,label,f1,f2\n"
                   "s1,2,1,10\ns1,2,2,20\ns1,2,3,30\n"
                   "s0,0,4,40\n")
-    ds = labelled.load_labelled(path)
+    ds = data.load_labelled(path)
     assert ds.x.shape == (2, 3, 2)
     np.testing.assert_array_equal(ds.lengths, [3, 1])
     np.testing.assert_array_equal(ds.y, [2, 0])
@@ -273,7 +273,7 @@ def test_load_labelled_csv_variable_lengths(tmp_path):
 def test_load_labelled_csv_errors(tmp_path, body, pattern):
     path = _write(tmp_path, "bad.csv", "sequence_id,label,f\n" + body)
     with pytest.raises(ValueError, match=pattern) as exc:
-        labelled.load_labelled(path)
+        data.load_labelled(path)
     assert str(path) in str(exc.value)
 
 
@@ -282,14 +282,14 @@ def test_load_labelled_csv_errors(tmp_path, body, pattern):
 
 def test_iterate_minibatches_reproducible():
     def batches(seed):
-        return list(labelled.iterate_minibatches(10, 4, np.random.default_rng(seed)))
+        return list(data.iterate_minibatches(10, 4, np.random.default_rng(seed)))
 
     a, b = batches(7), batches(7)
     assert [len(x) for x in a] == [4, 4, 2]
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert sorted(np.concatenate(a)) == list(range(10))
     assert not all(np.array_equal(x, y) for x, y in zip(a, batches(8)))
-    plain = list(labelled.iterate_minibatches(5, 2, None, shuffle=False))
+    plain = list(data.iterate_minibatches(5, 2, None, shuffle=False))
     np.testing.assert_array_equal(np.concatenate(plain), np.arange(5))
 
 

@@ -93,7 +93,7 @@ def test_non_contiguous_and_other_float_inputs_are_converted():
 DETERMINISM_SCRIPT = textwrap.dedent("""
     import sys, numpy as np, lstm_numba as ln, numba
     from lstm_numba.engine import tiling
-        if sys.argv[2] == "hidden-split":  # as the conftest fixture: 4 parts of 8 units, GEMM blocks
+    if sys.argv[2] == "hidden-split":  # as the conftest fixture: 4 parts of 8 units, GEMM blocks
         sys.path.insert(0, sys.argv[3])
         from tilings import hidden_split_settings
         for target, name, value in hidden_split_settings():

@@ -21,7 +21,7 @@ import pytest
 
 import lstm_numba as ln
 from lstm_numba import registry
-from lstm_numba.plugin_check import gates
+from lstm_numba.plugin_check import gates as gate_checks
 from lstm_numba.registry import REGISTRY, PluginError
 
 BUILTIN_GATES = {"lstm", "peephole", "coupled", "gru", "slstm"}
@@ -369,18 +369,18 @@ def test_check_plugin_reports_a_wrong_gate_backward(fake):
 def _step_check(check, gate_name):
     """Run one of check_plugin's step-level checks alone (compiles the float64 step only)."""
     entry = registry.get_gate(gate_name)
-    return check(gates._gate_kernels(entry, "float64"), entry.obj)
+    return check(gate_checks._gate_kernels(entry, "float64"), entry.obj)
 
 
 def test_check_plugin_catches_a_false_elementwise_claim(fake):
     fake.module("lnt_mixing_gate", MIXING_GATE)
     fake.distribution("mixing-gates", "0.0.1", gates={"mixing": "lnt_mixing_gate:gate"})
-    ok, detail = _step_check(gates._check_gate_elementwise, "mixing")
+    ok, detail = _step_check(gate_checks._check_gate_elementwise, "mixing")
     assert not ok and "s_next" in detail and "set elementwise=False" in detail
-    assert _step_check(gates._check_gate_gradient, "mixing")[0]  # the gate itself is right
+    assert _step_check(gate_checks._check_gate_gradient, "mixing")[0]  # the gate itself is right
     fake.module("lnt_mixing_gate_honest", MIXING_GATE.replace(", elementwise=True", ""))
     fake.distribution("mixing-gates-honest", "0.0.1", gates={"mixing_honest": "lnt_mixing_gate_honest:gate"})
-    ok, detail = _step_check(gates._check_gate_elementwise, "mixing_honest")
+    ok, detail = _step_check(gate_checks._check_gate_elementwise, "mixing_honest")
     assert ok and "not declared" in detail
 
 
@@ -389,14 +389,14 @@ def test_only_an_additive_gate_may_leave_dgh_unwritten(fake):
     it. The same code declared non-additive leaves a gradient the engine needs unwritten."""
     lstm = Path(lstm_numba_plugins.gates.lstm.__file__).read_text()
     assert "dhi[j]" not in lstm and "additive=True" in lstm
-    for check in (gates._check_gate_writes, gates._check_gate_gradient, gates._check_gate_additive,
-                  gates._check_gate_elementwise):
+    for check in (gate_checks._check_gate_writes, gate_checks._check_gate_gradient, gate_checks._check_gate_additive,
+                  gate_checks._check_gate_elementwise):
         ok, detail = _step_check(check, "lstm")
         assert ok, (check.__name__, detail)
-    assert "dgh left as dgx" in _step_check(gates._check_gate_writes, "lstm")[1]
+    assert "dgh left as dgx" in _step_check(gate_checks._check_gate_writes, "lstm")[1]
     fake.module("lnt_lstm_not_additive", lstm.replace("additive=True", "additive=False"))
     fake.distribution("lstm-not-additive", "0.0.1", gates={"lstm_not_additive": "lnt_lstm_not_additive:gate"})
-    ok, detail = _step_check(gates._check_gate_writes, "lstm_not_additive")
+    ok, detail = _step_check(gate_checks._check_gate_writes, "lstm_not_additive")
     assert not ok and "dgh values unwritten" in detail
 
 
@@ -406,9 +406,9 @@ def test_check_plugin_catches_a_false_additive_claim(fake):
     assert "elementwise=True," in gru
     fake.module("lnt_gru_additive", gru.replace("elementwise=True,", "elementwise=True, additive=True,"))
     fake.distribution("additive-gru", "0.0.1", gates={"gru_additive": "lnt_gru_additive:gate"})
-    ok, detail = _step_check(gates._check_gate_additive, "gru_additive")
+    ok, detail = _step_check(gate_checks._check_gate_additive, "gru_additive")
     assert not ok and "changes when gh is folded into gx" in detail and "dgx differs from dgh" in detail
-    assert _step_check(gates._check_gate_elementwise, "gru_additive")[0]
+    assert _step_check(gate_checks._check_gate_elementwise, "gru_additive")[0]
 
 
 # --------------------------------------------------------------------------- duplicates

@@ -332,7 +332,7 @@ def test_config_errors_are_clear(tmp_path):
 
 
 def test_task_is_inferred_from_the_data_file(tmp_path):
-    from lstm_numba.training.tasks.common import infer_task
+    from lstm_numba.training.config import infer_task
 
     long_csv = tmp_path / "long.csv"
     long_csv.write_text("sequence_id,label,f\na,0,1.0\na,0,2.0\nb,1,3.0\n")

@@ -203,6 +203,9 @@ def load_kernels(gate, act, act_ab: tuple, ract, ract_ab: tuple, dtype: str) -> 
     stem = f"k_{gate.name}_{act.name}_{ract.name}_{dtype}_{digest}"
     path = config.kernel_cache_dir() / f"{stem}.py"
     _write_if_changed(path, source)
+    if not any(path.parent.glob(f"__pycache__/{stem}.*.nbi")):
+        config.LOG.info("compiling kernels for %s/%s with %s and %s (once per machine, about 10-30 s)",
+                        gate.name, dtype, act.name, ract.name)
     module_name = f"lstm_numba_generated.{stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)

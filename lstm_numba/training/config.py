@@ -6,17 +6,58 @@ Cheap to import: no numba, no kernels. The CLI reads its choices and defaults fr
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from lstm_numba import registry
 from lstm_numba.training import optim
-from lstm_numba.training.tasks.common import infer_task
-from lstm_numba.training.tasks.registry import TASKS
 
 CHECKPOINT_KIND = "lstm-numba-train"
+
+
+class TrainingError(ValueError):
+    """Training cannot go on (bad data for the task, or a diverging run)."""
+
+
+def _is_labelled_csv(path) -> bool:
+    with open(path, newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f), None) or []
+    names = {h.strip() for h in header}
+    return {"sequence_id", "label"} <= names
+
+
+def infer_task(path) -> str:
+    """The task a data file implies: ``.txt`` -> charlm, ``.npz`` -> classify, a CSV with
+    ``sequence_id`` and ``label`` columns -> classify, other ``.csv`` -> forecast; no
+    file -> forecast (the embedded CO2 series)."""
+    if path is None:
+        return "forecast"
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if suffix == ".txt":
+        return "charlm"
+    if suffix == ".npz":
+        return "classify"
+    if suffix == ".csv":
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: no such file")
+        return "classify" if _is_labelled_csv(path) else "forecast"
+    raise ValueError(f"{path}: cannot tell the task from the suffix {suffix!r}; use a .csv "
+                     "(forecast or labelled), .npz (classify) or .txt (charlm) file, or --task")
+
+
+def default_checkpoint(task: str, data) -> str:
+    """Where a run writes its checkpoint unless told: ``runs/<data file stem>.npz``, or the
+    embedded data's name (``runs/co2.npz``, ``runs/alice.npz``) when no file is given."""
+    if data is None:
+        from lstm_numba import datasets
+
+        stem = datasets.DEFAULT_TEXT if task == "charlm" else datasets.DEFAULT_SERIES
+    else:
+        stem = os.path.splitext(os.path.basename(os.fspath(data)))[0]
+    return os.path.join("runs", f"{stem}.npz")
 
 
 #: Defaults that depend on the task; ``TrainConfig`` fields left at None take these.
@@ -36,6 +77,7 @@ TASK_DEFAULTS = {
 
 
 SCHEDULES = ("none", "cosine", "step")
+DTYPES = ("float32", "float64")
 
 
 _RESUMABLE = ("epochs", "patience")  # settings a resumed run may change
@@ -93,8 +135,8 @@ class TrainConfig:
     def resolved(self) -> "TrainConfig":
         """A copy with the task inferred, task defaults filled in and values checked."""
         task = self.task or infer_task(self.data)
-        if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+        if task not in TASK_DEFAULTS:
+            raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASK_DEFAULTS)}")
         changes = {"task": task}
         for key, value in TASK_DEFAULTS[task].items():
             if getattr(self, key) is None:
@@ -147,13 +189,15 @@ class TrainConfig:
                              f"{', '.join(sorted(optim.OPTIMIZERS))}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        if self.dtype not in ("float32", "float64"):
+        if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
         # Plugins by name, so an unknown gate fails before any data is read.
+        from lstm_numba import registry
+
         registry.get_gate(self.gate)
         registry.get_activation(self.activation)
         registry.get_activation(self.recurrent_activation)

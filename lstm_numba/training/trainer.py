@@ -5,7 +5,7 @@
     from lstm_numba.training.config import TrainConfig
     from lstm_numba.training.trainer import Trainer
     trainer = Trainer(TrainConfig(epochs=50))      # forecaster on the embedded CO2 series
-    trainer.fit(checkpoint="runs/forecast.npz")
+    trainer.fit(checkpoint="runs/co2.npz")
     trainer.model.predict(...)
 
 **One seed.** ``TrainConfig.seed`` fixes the initial weights, the shuffling, the
@@ -41,12 +41,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lstm_numba import config, registry
+from lstm_numba import registry
+from lstm_numba.config import package_version
 from lstm_numba.nn.models import build_model, derive_seed
 from lstm_numba.training import checkpoint as ckpt
 from lstm_numba.training import optim, schedules
-from lstm_numba.training.config import _RESUMABLE, CHECKPOINT_KIND, TrainConfig
-from lstm_numba.training.tasks.common import TrainingError, file_digest
+from lstm_numba.training.config import (
+    _RESUMABLE,
+    CHECKPOINT_KIND,
+    TrainConfig,
+    TrainingError,
+)
+from lstm_numba.training.tasks.common import file_digest
 from lstm_numba.training.tasks.registry import make_task
 
 
@@ -253,7 +259,7 @@ class Trainer:
         st = self.state
         meta = {
             "kind": CHECKPOINT_KIND,
-            "lstm_numba_version": config.package_version(),
+            "lstm_numba_version": package_version(),
             "task": self.config.task,
             # The rnn's own config too, for tools that rebuild only the layer (profile).
             "model": {**self.model.config(), "rnn": self.model.rnn.config()},

@@ -8,8 +8,9 @@ import os
 import numpy as np
 
 from lstm_numba.nn.losses import softmax_cross_entropy
-from lstm_numba.training.data import series, text
-from lstm_numba.training.tasks.common import TrainingError, _rnn_kwargs, file_digest
+from lstm_numba.training import data as D
+from lstm_numba.training.config import TrainingError
+from lstm_numba.training.tasks.common import _rnn_kwargs, file_digest
 
 
 def read_text(path) -> str:
@@ -45,22 +46,22 @@ class CharLMTask:
         self.path = cfg.data or datasets.text_path(datasets.DEFAULT_TEXT)
         self.embedded = cfg.data is None
         text = read_text(self.path)
-        self.vocab = text.CharVocab.from_text(text)
+        self.vocab = D.CharVocab.from_text(text)
         ids = self.vocab.encode(text)
         if len(ids) < 4:
             raise TrainingError(f"{self.path}: text too short ({len(ids)} characters)")
-        train, val = series.time_split(len(ids), cfg.val_fraction)
+        train, val = D.time_split(len(ids), cfg.val_fraction)
         try:
-            self.stream = text.batchify_stream(ids[train], cfg.batch_size)
+            self.stream = D.batchify_stream(ids[train], cfg.batch_size)
         except ValueError as exc:
             raise TrainingError(f"{self.path}: training text ({train.stop} characters) too "
                                 f"short for --batch-size {cfg.batch_size}: {exc}") from None
         val_ids = ids[val]
         val_batch = max(1, min(cfg.batch_size, len(val_ids) // max(2, cfg.window + 1)))
-        self.val_stream = text.batchify_stream(val_ids, val_batch) if len(val_ids) >= 2 * val_batch else None
+        self.val_stream = D.batchify_stream(val_ids, val_batch) if len(val_ids) >= 2 * val_batch else None
         if self.val_stream is None:
             raise TrainingError(f"{self.path}: validation text too short ({len(val_ids)} characters)")
-        self.chunks = list(text.iterate_bptt(self.stream, cfg.window))
+        self.chunks = list(D.iterate_bptt(self.stream, cfg.window))
         self.state = None
 
     def model_config(self) -> dict:
@@ -93,7 +94,7 @@ class CharLMTask:
 
     def evaluate(self, model) -> dict:
         state, total, count = None, 0.0, 0
-        for inputs, targets in text.iterate_bptt(self.val_stream, self.cfg.window):
+        for inputs, targets in D.iterate_bptt(self.val_stream, self.cfg.window):
             logits, state = model.forward(inputs.T, state, need_grad=False)
             b, t, v = logits.shape
             loss, _ = softmax_cross_entropy(logits.reshape(b * t, v).astype(np.float64),

@@ -9,9 +9,9 @@ import numpy as np
 
 from lstm_numba.nn.losses import softmax_cross_entropy
 from lstm_numba.nn.models import derive_seed
-from lstm_numba.training.data import labelled, series
+from lstm_numba.training import data as D
+from lstm_numba.training.config import TrainingError
 from lstm_numba.training.tasks.common import (
-    TrainingError,
     _batch_rows,
     _rnn_kwargs,
     file_digest,
@@ -34,7 +34,7 @@ class ClassifyTask:
                                 "(and lengths) or a CSV with sequence_id, label and feature columns")
         self.cfg = cfg
         self.path = cfg.data
-        seqs = labelled.load_labelled(self.path)
+        seqs = D.load_labelled(self.path)
         n = len(seqs.y)
         if n < 2:
             raise TrainingError(f"{self.path}: needs at least 2 labelled sequences, got {n}")
@@ -45,12 +45,12 @@ class ClassifyTask:
         order = np.random.default_rng(derive_seed(cfg.seed, "split")).permutation(n)
         n_val = min(n - 1, max(1, round(n * cfg.val_fraction)))
         val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
-        mask = np.arange(seqs.x.shape[1])[None, :] < seqs.lengths[:, None]
-        self.normalizer = series.Normalizer().fit(seqs.x[train][mask[train]])
-        x = np.where(mask[:, :, None], self.normalizer.transform(seqs.x), 0.0)
+        mask = _valid_steps(seqs.lengths, seqs.x.shape[1])
+        self.normalizer = D.Normalizer().fit(seqs.x[train][mask[train]])
         self.dtype = np.dtype(cfg.dtype)
-        self.x_train, self.y_train, self.len_train = x[train].astype(self.dtype), seqs.y[train], seqs.lengths[train]
-        self.x_val, self.y_val, self.len_val = x[val].astype(self.dtype), seqs.y[val], seqs.lengths[val]
+        x = normalise_valid_steps(self.normalizer, seqs.x, seqs.lengths, self.dtype)
+        self.x_train, self.y_train, self.len_train = x[train], seqs.y[train], seqs.lengths[train]
+        self.x_val, self.y_val, self.len_val = x[val], seqs.y[val], seqs.lengths[val]
         self.input_size = x.shape[2]
 
     def model_config(self) -> dict:
@@ -84,3 +84,25 @@ class ClassifyTask:
 
     def describe_validation(self) -> str:
         return f"{len(self.y_val)} held-out sequences, {self.num_classes} classes"
+
+    # ------------------------------------------------------------------ inference
+    @staticmethod
+    def predict_proba(model, state: dict, x, lengths, source: str = "x") -> np.ndarray:
+        """Class probabilities ``(N, C)`` of raw sequences ``x`` ``(N, T, F)`` with ``lengths``,
+        prepared as in training from the checkpoint's ``state`` (:meth:`data_state`)."""
+        if x.shape[2] != state["input_size"]:
+            raise ValueError(f"{source}: sequences have {x.shape[2]} features, the model was trained on "
+                             f"{state['input_size']}")
+        normalizer = D.Normalizer.from_dict(state["normalizer"])
+        return model.predict_proba(normalise_valid_steps(normalizer, x, lengths, model.dtype), lengths)
+
+
+def _valid_steps(lengths, steps: int) -> np.ndarray:
+    """(N, T) bool: which steps of each sequence are within its length."""
+    return np.arange(steps)[None, :] < np.asarray(lengths)[:, None]
+
+
+def normalise_valid_steps(normalizer, x, lengths, dtype) -> np.ndarray:
+    """``x`` (N, T, F) normalised on its valid steps, zero on the padding, as ``dtype``."""
+    mask = _valid_steps(lengths, x.shape[1])
+    return np.where(mask[:, :, None], normalizer.transform(x), 0.0).astype(dtype)

@@ -8,9 +8,9 @@ import os
 import numpy as np
 
 from lstm_numba.nn.losses import mse_loss
-from lstm_numba.training.data import series, tables
+from lstm_numba.training import data as D
+from lstm_numba.training.config import TrainingError
 from lstm_numba.training.tasks.common import (
-    TrainingError,
     _batch_rows,
     _rnn_kwargs,
     file_digest,
@@ -40,7 +40,7 @@ class ForecastTask:
         self.cfg = cfg
         self.path = cfg.data or datasets.series_path(datasets.DEFAULT_SERIES)
         self.embedded = cfg.data is None
-        cols = tables.read_csv_columns(self.path, cfg.columns, cfg.target)
+        cols = D.read_csv_columns(self.path, cfg.columns, cfg.target)
         names = cols.names
         if cfg.target is None:
             if len(names) != 1:
@@ -56,7 +56,7 @@ class ForecastTask:
         self.season = cfg.season
         self.values = cols.values
         try:
-            self.data = series.prepare_forecast(cols.values, target_index, cfg.window, cfg.horizon,
+            self.data = D.prepare_forecast(cols.values, target_index, cfg.window, cfg.horizon,
                                            cfg.val_fraction, seasonal_period=self.season)
         except ValueError as exc:
             raise TrainingError(f"{self.path}: {exc}") from None
@@ -157,6 +157,20 @@ class ForecastTask:
             out[label] = {"rmse": float(np.sqrt(np.mean(err ** 2))),
                           "mae": float(np.mean(np.abs(err)))}
         return out
+
+    # ------------------------------------------------------------------ inference
+    @staticmethod
+    def forecast(model, state: dict, values) -> np.ndarray:
+        """The next ``horizon`` values of the target, in original units, after the last row of
+        ``values`` ``(N, F)`` (the training columns), prepared from the checkpoint's ``state``
+        (:meth:`data_state`)."""
+        normalizer = D.Normalizer.from_dict(state["normalizer"])
+        target_index, relative = state["target_index"], state["relative"]
+        x, x_norm = forecast_windows(values, normalizer, target_index, state["window"], relative, model.dtype)
+        pred = model.predict(x)
+        if pred.ndim == 3:  # sequence-to-sequence: the last step forecasts the horizon
+            pred = pred[:, -1]
+        return forecast_to_original(pred, x_norm, normalizer, target_index, relative)[0]
 
     def describe_validation(self) -> str:
         n, h = self.data.y_val_orig.shape
