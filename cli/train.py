@@ -34,9 +34,11 @@ _CLI_ONLY = {"data_arg", "out", "force", "resume", "metrics", "quiet"}
 _RESUME_MAY_CHANGE = {"epochs", "patience"}
 
 
-def _default_help(key: str) -> str:
-    """The task defaults of ``key`` as help text: ``"24 (forecast), 64 (charlm)"``."""
-    values = {task: defaults[key] for task, defaults in TASK_DEFAULTS.items() if defaults[key] is not None}
+def _default_help(key: str, none=None) -> str:
+    """The task defaults of ``key`` as help text: ``"24 (forecast), 64 (charlm)"``; a task
+    whose default is None is left out, or shown as ``none`` when given."""
+    values = {task: none if defaults[key] is None else defaults[key] for task, defaults in TASK_DEFAULTS.items()
+              if defaults[key] is not None or none is not None}
     if len(set(values.values())) == 1:
         return f"{next(iter(values.values()))}"
     return ", ".join(f"{value} ({task})" for task, value in values.items())
@@ -112,7 +114,7 @@ def _default_help(key: str) -> str:
               help="One seed for the initial weights, shuffling, the classify split and dropout.")
 @click.option("--patience", type=_NONNEG, default=None,
               help="Early stopping: stop after this many epochs without a better validation loss; "
-                   "0 never stops early. Default: " + _default_help("patience") + ".")
+                   "0 never stops early. Default: " + _default_help("patience", none=0) + ".")
 @click.option("--restore-best/--keep-last", default=_DEFAULT["restore_best"], show_default=True,
               help="At the end, restore the weights of the epoch with the best validation loss.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,

@@ -54,3 +54,25 @@ def tiling(request, monkeypatch):
         for target, name, value in hidden_split_settings():
             monkeypatch.setattr(target, name, value)
     return request.param
+
+
+#: Tests that compile kernels no other default test compiles (each combination of gate,
+#: activations and dtype costs 10-20 s on a 2-core machine) run only under ``-m slow``;
+#: CI runs both sets (.ci/run). The default run still covers every gate, both dtypes and
+#: both tilings (the hidden split with the LSTM).
+SLOW_TESTS = {
+    "test_plugins_thirdparty.py::test_check_plugin_passes",      # the example plugin's full check
+    "test_cli_plugins.py::test_check_lstm_passes",               # the CLI over check_plugin (tested directly)
+    "test_cli_profile.py::test_peephole_has_no_torch_equivalent",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        name = f"{item.path.name}::{item.originalname}"
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        gate = params.get("gate", "lstm")
+        hidden_split_variant = params.get("tiling") == "hidden-split" and gate != "lstm"
+        other_activations = item.originalname == "test_matches_reference_nondefault_activations" and gate != "lstm"
+        if name in SLOW_TESTS or hidden_split_variant or other_activations:
+            item.add_marker(pytest.mark.slow)
