@@ -131,7 +131,7 @@ def test_torch_comparison_times_both_in_alternating_blocks(monkeypatch):
     model = ln.LSTM(3, 4, batch_first=True, seed=0)
     x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)  # time-major
     dy = np.ones((5, 2, 4), np.float32)
-    out = torch_compare._profile_torch(model, x.transpose(1, 0, 2).copy(), dy.transpose(1, 0, 2).copy(), x, dy, repeat=3)
+    out = torch_compare.profile_torch(model, x.transpose(1, 0, 2).copy(), dy.transpose(1, 0, 2).copy(), x, dy, repeat=3)
     # forward+backward, then inference
     assert calls == [(["ours", "torch"], 3, timing.COMPARE_CALLS, timing.COMPARE_PAUSE_S)] * 2
     assert out["max_abs_diff_forward"] < 1e-5  # the batch-first output compared in torch's time-major layout

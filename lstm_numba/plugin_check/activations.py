@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from lstm_numba.plugin_check.results import FD_RTOL, PluginReport, _run
+from lstm_numba.plugin_check.results import FD_RTOL, PluginReport, run_check
 
 _ACT_STEP = 1e-6
 
@@ -98,9 +98,9 @@ def _check_activation_float32(act) -> tuple:
     return True, f"float32 within {worst:.1e} (relative) of float64 at {len(x64)} points"
 
 
-def _check_activation(report: PluginReport, entry) -> None:
+def check_activation(report: PluginReport, entry) -> None:
     act = entry.obj
-    _run(report, "compile float64", _check_activation_compile, act, "float64")
-    _run(report, "compile float32", _check_activation_compile, act, "float32")
-    _run(report, "derivative", _check_activation_derivative, act)
-    _run(report, "float32 accuracy", _check_activation_float32, act)
+    run_check(report, "compile float64", _check_activation_compile, act, "float64")
+    run_check(report, "compile float32", _check_activation_compile, act, "float32")
+    run_check(report, "derivative", _check_activation_derivative, act)
+    run_check(report, "float32 accuracy", _check_activation_float32, act)

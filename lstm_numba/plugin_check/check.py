@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 from lstm_numba import registry
-from lstm_numba.plugin_check.activations import _check_activation
-from lstm_numba.plugin_check.gates import _check_gate
+from lstm_numba.plugin_check.activations import check_activation
+from lstm_numba.plugin_check.gates import check_gate
 from lstm_numba.plugin_check.results import PluginReport
 
 
@@ -51,7 +51,7 @@ def check_plugin(name: str, kind: str | None = None) -> PluginReport:
         return report
     report.add("load", True, f"{entry.target} ({entry.status})")
     if found_kind == "gate":
-        _check_gate(report, entry, name)
+        check_gate(report, entry, name)
     else:
-        _check_activation(report, entry)
+        check_activation(report, entry)
     return report

@@ -12,7 +12,12 @@ import numpy as np
 
 from lstm_numba import registry
 from lstm_numba.engine.codegen import load_kernels
-from lstm_numba.plugin_check.results import FD_RTOL, PluginReport, _run, _short
+from lstm_numba.plugin_check.results import (
+    FD_RTOL,
+    PluginReport,
+    run_check,
+    short_reason,
+)
 
 _GATE_STEP = 1e-6
 
@@ -319,18 +324,18 @@ def _check_gate_layer(name: str, dtype: str) -> tuple:
                   f"and finiteness of y, state and {n_params} parameter gradients")
 
 
-def _check_gate(report: PluginReport, entry, name: str) -> None:
+def check_gate(report: PluginReport, entry, name: str) -> None:
     gate = entry.obj
     try:
         kernels = _gate_kernels(entry, "float64")
     except Exception as exc:
-        report.add("gradient", False, f"could not generate kernels: {_short(exc)}")
+        report.add("gradient", False, f"could not generate kernels: {short_reason(exc)}")
     else:
-        _run(report, "gradient", _check_gate_gradient, kernels, gate)
-        _run(report, "gradient with clip", _check_gate_gradient_clip, kernels, gate)
-        _run(report, "writes", _check_gate_writes, kernels, gate)
-        _run(report, "elementwise", _check_gate_elementwise, kernels, gate)
-        _run(report, "additive", _check_gate_additive, kernels, gate)
-    _run(report, "float32 step", _check_gate_float32, entry, gate)
+        run_check(report, "gradient", _check_gate_gradient, kernels, gate)
+        run_check(report, "gradient with clip", _check_gate_gradient_clip, kernels, gate)
+        run_check(report, "writes", _check_gate_writes, kernels, gate)
+        run_check(report, "elementwise", _check_gate_elementwise, kernels, gate)
+        run_check(report, "additive", _check_gate_additive, kernels, gate)
+    run_check(report, "float32 step", _check_gate_float32, entry, gate)
     for dtype in ("float64", "float32"):
-        _run(report, f"layer {dtype}", _check_gate_layer, name, dtype)
+        run_check(report, f"layer {dtype}", _check_gate_layer, name, dtype)

@@ -60,7 +60,7 @@ class PluginReport:
         return "\n".join(lines)
 
 
-def _short(exc: BaseException) -> str:
+def short_reason(exc: BaseException) -> str:
     """A one-line description of an exception (Numba's typing errors are pages long)."""
     text = " ".join(str(exc).split())
     if len(text) > _MAX_DETAIL:
@@ -68,10 +68,10 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def _run(report: PluginReport, label: str, check, *args) -> None:
+def run_check(report: PluginReport, label: str, check, *args) -> None:
     """Run one check; an exception (a Numba typing error, say) is that check's failure."""
     try:
         ok, detail = check(*args)
     except Exception as exc:  # a plugin can fail in any way: report, never raise
-        ok, detail = False, _short(exc)
+        ok, detail = False, short_reason(exc)
     report.add(label, ok, detail)

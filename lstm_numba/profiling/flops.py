@@ -50,5 +50,5 @@ def fused_input_flops(model, steps: int, batch: int) -> float:
     return total
 
 
-def _gflops(flops: float, ms: float) -> float | None:
+def gflops_of(flops: float, ms: float) -> float | None:
     return flops / (ms * 1e-3) / 1e9 if ms and ms > 0 else None

@@ -70,13 +70,13 @@ def threads_info() -> dict:
     info = {"numba": numba.get_num_threads(), "numba_threading_layer": None, "cpus": os.cpu_count()}
     with contextlib.suppress(ValueError):  # only known after a parallel region ran
         info["numba_threading_layer"] = numba.threading_layer()
-    torch = _torch()
+    torch = import_torch()
     if torch is not None:
         info["torch"] = torch.get_num_threads()
     return info
 
 
-def _torch():
+def import_torch():
     try:
         import torch
     except ImportError:

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from lstm_numba.profiling.compile_time import measure_compile
-from lstm_numba.profiling.flops import _gflops, fused_input_flops, model_flops
+from lstm_numba.profiling.flops import fused_input_flops, gflops_of, model_flops
 from lstm_numba.profiling.machine import (
     blas_info,
     blas_peak_gflops,
@@ -19,7 +19,7 @@ from lstm_numba.profiling.machine import (
 )
 from lstm_numba.profiling.phases import PHASE_LABELS, PHASES, phase_breakdown
 from lstm_numba.profiling.timing import median_ms, time_calls
-from lstm_numba.profiling.torch_compare import _profile_torch
+from lstm_numba.profiling.torch_compare import profile_torch
 
 
 def model_from_checkpoint(path) -> tuple:
@@ -92,11 +92,11 @@ def profile(model, steps: int, batch: int, repeat: int = 5, *, compile: bool = T
                    "backward_kernel": recurrent_flops, "backward_gemms": fflops + input_flops}
     threads = threads_info()
     peak = blas_peak_gflops(dtype, threads["numba"])
-    gflops = {"inference": _gflops(fflops, inference_ms), "forward": _gflops(fflops, forward_ms),
-              "forward_backward": _gflops(3 * fflops, fb_ms)}
+    gflops = {"inference": gflops_of(fflops, inference_ms), "forward": gflops_of(fflops, forward_ms),
+              "forward_backward": gflops_of(3 * fflops, fb_ms)}
     result.update({
         "phases_ms": phases_ms,
-        "phase_gflops": {p: (_gflops(f, phases_ms[p]) if phases_ms[p] > 0 else None)
+        "phase_gflops": {p: (gflops_of(f, phases_ms[p]) if phases_ms[p] > 0 else None)
                          for p, f in phase_flops.items()},
         "forward_ms": forward_ms,
         "backward_ms": backward_ms,
@@ -118,7 +118,7 @@ def profile(model, steps: int, batch: int, repeat: int = 5, *, compile: bool = T
                      + " (loaded after the limiter was built): kernels may run a multithreaded BLAS "
                      "inside their parallel loop")
 
-    result["torch"] = _profile_torch(model, x_user, dy_user, x, dy, repeat) if torch else \
+    result["torch"] = profile_torch(model, x_user, dy_user, x, dy, repeat) if torch else \
         {"available": False, "note": "skipped (--no-torch)"}
     result["notes"] = notes
     return result

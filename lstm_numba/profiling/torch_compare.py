@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from lstm_numba.profiling.machine import _torch
+from lstm_numba.profiling.machine import import_torch
 from lstm_numba.profiling.timing import (
     BLOCK_WARMUP_S,
     COMPARE_CALLS,
@@ -20,7 +20,7 @@ from lstm_numba.profiling.timing import (
 
 def _torch_equivalent(model):
     """A ``torch.nn.LSTM``/``GRU`` with the model's weights, or ``(None, reason)``."""
-    torch = _torch()
+    torch = import_torch()
     if torch is None:
         return None, "torch is not installed: no comparison"
     cfg = model.config()
@@ -47,7 +47,7 @@ def _torch_equivalent(model):
     return net, ""
 
 
-def _profile_torch(model, x_user, dy_user, x, dy, repeat) -> dict:
+def profile_torch(model, x_user, dy_user, x, dy, repeat) -> dict:
     """Time ``model`` and its torch equivalent in alternating blocks (:func:`interleaved_samples`).
 
     ``x_user`` and ``dy_user`` are in the model's layout, ``x`` and ``dy`` time-major.

@@ -80,7 +80,7 @@ SCHEDULES = ("none", "cosine", "step")
 DTYPES = ("float32", "float64")
 
 
-_RESUMABLE = ("epochs", "patience")  # settings a resumed run may change
+RESUMABLE = ("epochs", "patience")  # settings a resumed run may change
 
 
 @dataclass

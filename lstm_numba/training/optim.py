@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 
-class _ScalarState:
+class ScalarState:
     """Saves and restores the scalar attributes named in ``_scalars`` plus a ``type`` tag."""
 
     name = ""
@@ -79,7 +79,7 @@ def _non_negative(label: str, value) -> float:
     return value
 
 
-class Optimizer(_ScalarState):
+class Optimizer(ScalarState):
     """Base class: the live parameter dict, ``lr``, and per-parameter buffers.
 
     ``self.buffers`` maps a buffer name (``"exp_avg"``, ...) to ``{param name: array}``.
@@ -290,7 +290,7 @@ def clip_grad_norm(grads: dict, max_norm: float) -> float:
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, AdamW)}
 
 
-def _lookup(kind: str, table: dict, name: str):
+def lookup(kind: str, table: dict, name: str):
     try:
         return table[name]
     except KeyError:
@@ -300,4 +300,4 @@ def _lookup(kind: str, table: dict, name: str):
 
 def make_optimizer(name: str, params: dict, lr: float, **kw) -> Optimizer:
     """Build an optimizer by name: ``"sgd"``, ``"adam"`` or ``"adamw"``."""
-    return _lookup("optimizer", OPTIMIZERS, name)(params, lr=lr, **kw)
+    return lookup("optimizer", OPTIMIZERS, name)(params, lr=lr, **kw)

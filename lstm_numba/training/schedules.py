@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import math
 
-from lstm_numba.training.optim import Optimizer, _lookup, _ScalarState
+from lstm_numba.training.optim import Optimizer, ScalarState, lookup
 
 
-class LRSchedule(_ScalarState):
+class LRSchedule(ScalarState):
     """Base class: sets ``optimizer.lr`` from a closed form of the epoch count.
 
     Construction leaves the optimizer's lr as the base lr (epoch 0), as torch's does;
@@ -84,4 +84,4 @@ SCHEDULES = {cls.name: cls for cls in (StepLR, CosineAnnealingLR)}
 
 def make_schedule(name: str, optimizer: Optimizer, **kw) -> LRSchedule:
     """Build a learning-rate schedule by name: ``"step"`` or ``"cosine"``."""
-    return _lookup("schedule", SCHEDULES, name)(optimizer, **kw)
+    return lookup("schedule", SCHEDULES, name)(optimizer, **kw)

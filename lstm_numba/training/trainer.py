@@ -47,8 +47,8 @@ from lstm_numba.nn.models import build_model, derive_seed
 from lstm_numba.training import checkpoint as ckpt
 from lstm_numba.training import optim, schedules
 from lstm_numba.training.config import (
-    _RESUMABLE,
     CHECKPOINT_KIND,
+    RESUMABLE,
     TrainConfig,
     TrainingError,
 )
@@ -288,9 +288,9 @@ class Trainer:
         c = read_training_checkpoint(path)
         meta = c.meta
         saved = TrainConfig.from_dict(meta["train"])
-        bad = sorted(set(overrides) - set(_RESUMABLE))
+        bad = sorted(set(overrides) - set(RESUMABLE))
         if bad:
-            raise ValueError(f"cannot change {', '.join(bad)} when resuming; only {', '.join(_RESUMABLE)}")
+            raise ValueError(f"cannot change {', '.join(bad)} when resuming; only {', '.join(RESUMABLE)}")
         cfg = dataclasses.replace(saved, **overrides)
         data = meta["data"]
         data_path = cfg.data

@@ -10,7 +10,7 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
-from lstm_numba.training.data.tables import _column_index, _parse_float, _read_table
+from lstm_numba.training.data.tables import column_index, parse_float, read_table
 
 
 class LabelledSequences(NamedTuple):
@@ -72,9 +72,9 @@ def _load_npz(path, require_labels: bool) -> LabelledSequences:
 
 
 def _load_long_csv(path) -> LabelledSequences:
-    header, rows = _read_table(path)
-    id_col = _column_index(header, "sequence_id", path)
-    label_col = _column_index(header, "label", path)
+    header, rows = read_table(path)
+    id_col = column_index(header, "sequence_id", path)
+    label_col = column_index(header, "label", path)
     features = [i for i in range(len(header)) if i not in (id_col, label_col)]
     if not features:
         raise ValueError(f"{path}: no feature columns besides 'sequence_id' and 'label'")
@@ -95,7 +95,7 @@ def _load_long_csv(path) -> LabelledSequences:
             raise ValueError(f"{path}: sequence {sid!r} has label {first[0]} at line "
                              f"{first[1]} but {label} at line {line}")
         steps.setdefault(sid, []).append(
-            [_parse_float(cells[i], path, header[i], line) for i in features])
+            [parse_float(cells[i], path, header[i], line) for i in features])
     lengths = np.array([len(s) for s in steps.values()], dtype=np.int64)
     x = np.zeros((len(steps), lengths.max(), len(features)), dtype=np.float64)
     for k, seq in enumerate(steps.values()):

@@ -11,7 +11,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 
-def _read_table(path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+def read_table(path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """Header and ``(line_number, cells)`` data rows of a CSV; blank lines are skipped."""
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -45,7 +45,7 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _parse_float(cell: str, path, column: str, line: int) -> float:
+def parse_float(cell: str, path, column: str, line: int) -> float:
     text = cell.strip()
     if not text:
         raise ValueError(f"{path}: empty cell in column {column!r} at line {line}")
@@ -60,7 +60,7 @@ def _parse_float(cell: str, path, column: str, line: int) -> float:
     return value
 
 
-def _column_index(header: list[str], name: str, path) -> int:
+def column_index(header: list[str], name: str, path) -> int:
     if name not in header:
         raise ValueError(
             f"{path}: no column {name!r}; available: {', '.join(map(repr, header))}"
@@ -89,7 +89,7 @@ def read_csv_columns(path, columns: Sequence[str] | None = None,
     unknown column (listing the available ones), an empty, non-numeric, NaN or infinite cell
     (naming column and line), a ragged row, or no data rows.
     """
-    header, rows = _read_table(path)
+    header, rows = read_table(path)
     if columns is None:
         first = rows[0][1]
         names = [h for h, cell in zip(header, first) if _is_number(cell.strip())]
@@ -101,9 +101,9 @@ def read_csv_columns(path, columns: Sequence[str] | None = None,
         names.append(target)
     if not names:
         raise ValueError(f"{path}: no columns selected")
-    idx = [_column_index(header, name, path) for name in names]
+    idx = [column_index(header, name, path) for name in names]
     values = np.empty((len(rows), len(names)), dtype=np.float64)
     for r, (line, cells) in enumerate(rows):
         for c, (i, name) in enumerate(zip(idx, names)):
-            values[r, c] = _parse_float(cells[i], path, name, line)
+            values[r, c] = parse_float(cells[i], path, name, line)
     return Columns(values, names, None if target is None else names.index(target))

@@ -10,7 +10,7 @@ import numpy as np
 from lstm_numba.nn.losses import softmax_cross_entropy
 from lstm_numba.training import data as D
 from lstm_numba.training.config import TrainingError
-from lstm_numba.training.tasks.common import _rnn_kwargs, file_digest
+from lstm_numba.training.tasks.common import file_digest, rnn_kwargs
 
 
 def read_text(path) -> str:
@@ -65,7 +65,7 @@ class CharLMTask:
         self.state = None
 
     def model_config(self) -> dict:
-        kw = _rnn_kwargs(self.cfg)
+        kw = rnn_kwargs(self.cfg)
         kw.pop("bidirectional")
         return dict(type="charlm", vocab_size=self.vocab.size,
                     embedding_dim=self.cfg.embedding_dim or None, **kw)

@@ -12,9 +12,9 @@ from lstm_numba.nn.models import derive_seed
 from lstm_numba.training import data as D
 from lstm_numba.training.config import TrainingError
 from lstm_numba.training.tasks.common import (
-    _batch_rows,
-    _rnn_kwargs,
+    batch_rows,
     file_digest,
+    rnn_kwargs,
 )
 
 
@@ -55,7 +55,7 @@ class ClassifyTask:
 
     def model_config(self) -> dict:
         return dict(type="classifier", input_size=self.input_size, num_classes=self.num_classes,
-                    **_rnn_kwargs(self.cfg))
+                    **rnn_kwargs(self.cfg))
 
     @property
     def n_train(self) -> int:
@@ -70,7 +70,7 @@ class ClassifyTask:
         pass
 
     def batches(self, rng, batch_size):
-        return _batch_rows(self.n_train, batch_size, rng)
+        return batch_rows(self.n_train, batch_size, rng)
 
     def train_step(self, model, rows):
         logits = model.forward(self.x_train[rows], self.len_train[rows])

@@ -18,11 +18,11 @@ def file_digest(path) -> str:
     return h.hexdigest()
 
 
-def _batch_rows(n: int, batch_size: int, rng, shuffle: bool = True):
+def batch_rows(n: int, batch_size: int, rng, shuffle: bool = True):
     return list(D.iterate_minibatches(n, batch_size, rng, shuffle=shuffle))
 
 
-def _rnn_kwargs(cfg) -> dict:
+def rnn_kwargs(cfg) -> dict:
     return dict(hidden_size=cfg.hidden_size, num_layers=cfg.layers, bidirectional=cfg.bidirectional,
                 dropout=cfg.dropout, dtype=cfg.dtype, seed=derive_seed(cfg.seed, "model"),
                 gate=cfg.gate, activation=cfg.activation,

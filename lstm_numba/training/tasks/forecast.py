@@ -11,9 +11,9 @@ from lstm_numba.nn.losses import mse_loss
 from lstm_numba.training import data as D
 from lstm_numba.training.config import TrainingError
 from lstm_numba.training.tasks.common import (
-    _batch_rows,
-    _rnn_kwargs,
+    batch_rows,
     file_digest,
+    rnn_kwargs,
 )
 
 
@@ -100,7 +100,7 @@ class ForecastTask:
     def model_config(self) -> dict:
         c = self.cfg
         return dict(type="forecaster", input_size=self.input_size, output_size=c.horizon,
-                    return_sequences=bool(c.seq2seq), **_rnn_kwargs(c))
+                    return_sequences=bool(c.seq2seq), **rnn_kwargs(c))
 
     @property
     def n_train(self) -> int:
@@ -120,7 +120,7 @@ class ForecastTask:
         pass
 
     def batches(self, rng, batch_size):
-        return _batch_rows(self.n_train, batch_size, rng)
+        return batch_rows(self.n_train, batch_size, rng)
 
     def train_step(self, model, rows):
         pred = model.forward(self.x_train[rows])
