@@ -42,7 +42,7 @@ def fresh_registry():
 def test_list_shows_builtins_ok(fresh_registry):
     result = CliRunner().invoke(cli, ["plugins", "list", "--json"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)
+    rows = json.loads(result.stdout)
     by_kind = {(r["kind"], r["name"]): r for r in rows}
     for kind, names in (("gate", BUILTIN_GATES), ("activation", BUILTIN_ACTIVATIONS)):
         for name in names:
@@ -69,7 +69,7 @@ def test_list_table(fresh_registry):
 def test_list_kind_filter(fresh_registry):
     result = CliRunner().invoke(cli, ["plugins", "list", "--kind", "gate", "--json"])
     assert result.exit_code == 0, result.output
-    assert {r["kind"] for r in json.loads(result.output)} == {"gate"}
+    assert {r["kind"] for r in json.loads(result.stdout)} == {"gate"}
 
 
 def _with_fake(monkeypatch, registry, *fakes):
@@ -90,7 +90,7 @@ def test_broken_plugin_listed_as_broken(fresh_registry, monkeypatch):
     line = next(line for line in result.output.splitlines() if line.startswith("brokengate"))
     assert "broken" in line and "import failed" in line and "lstm_numba_no_such_module_xyz" in line
     assert "1 broken" in result.output.splitlines()[-1]
-    rows = json.loads(CliRunner().invoke(cli, ["plugins", "list", "--json"]).output)
+    rows = json.loads(CliRunner().invoke(cli, ["plugins", "list", "--json"]).stdout)
     statuses = {r["name"]: r["status"] for r in rows if r["kind"] == "gate"}
     assert statuses["brokengate"] == "broken"
     assert all(statuses[name] == "ok" for name in BUILTIN_GATES)  # the others keep working
@@ -100,7 +100,7 @@ def test_invalid_plugin_listed_as_broken(fresh_registry, monkeypatch):
     # Imports fine but is not a Gate: broken with an "invalid" reason.
     fake = EntryPoint(name="notagate", value="lstm_numba_plugins.activations:tanh", group="lstm_numba.gates")
     _with_fake(monkeypatch, fresh_registry, fake)
-    rows = json.loads(CliRunner().invoke(cli, ["plugins", "list", "--json"]).output)
+    rows = json.loads(CliRunner().invoke(cli, ["plugins", "list", "--json"]).stdout)
     row = next(r for r in rows if r["name"] == "notagate")
     assert row["status"] == "broken" and row["reason"].startswith("invalid")
 

@@ -41,7 +41,7 @@ def _positive(value) -> bool:
 def invoke_json(args):
     result = CliRunner().invoke(cli, ["profile", *args, "--json"])
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)
 
 
 def test_tiny_real_run_json():
