@@ -25,7 +25,8 @@ def _shape(value_info) -> str:
               help="Add an int32 'lengths' input (valid steps per row). Default: on for a classifier, "
                    "off otherwise.")
 @click.option("--initial-state", is_flag=True, default=False,
-              help="Add initial-state inputs h0 (and c0), (layers*directions, batch, hidden).")
+              help="Character LM: add initial-state inputs h0 (and c0), (layers, batch, hidden), to carry "
+                   "the state between calls.")
 @click.option("--raw", is_flag=True, default=False,
               help="Export the bare model, without the task's input normalisation and the forecaster's "
                    "conversion back to original units.")

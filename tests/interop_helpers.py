@@ -9,12 +9,12 @@ from train_helpers import write_labelled, write_series, write_text
 #: Tiny but real runs of each task (a few optimizer steps), so the checkpoints have history.
 RUNS = {
     "forecast": lambda d: dict(data=write_series(d / "s.csv", n=120), window=12, horizon=3, hidden_size=6,
-                               batch_size=16, epochs=3, season=12),
+                               batch_size=32, epochs=2, season=12),
     "forecast_seq2seq": lambda d: dict(data=write_series(d / "s2.csv", n=120, seed=1), window=8, horizon=2,
-                                       hidden_size=5, batch_size=16, epochs=2, seq2seq=True, gate="gru"),
-    "classify": lambda d: dict(data=write_labelled(d / "l.npz", n=60), hidden_size=6, batch_size=16, epochs=3,
+                                       hidden_size=5, batch_size=32, epochs=1, seq2seq=True, gate="gru"),
+    "classify": lambda d: dict(data=write_labelled(d / "l.npz", n=40), hidden_size=6, batch_size=20, epochs=2,
                                layers=2, bidirectional=True),
-    "charlm": lambda d: dict(data=write_text(d / "t.txt", 1500), window=16, hidden_size=8, batch_size=4,
+    "charlm": lambda d: dict(data=write_text(d / "t.txt", 800), window=32, hidden_size=8, batch_size=4,
                              epochs=2, embedding_dim=5),
 }
 

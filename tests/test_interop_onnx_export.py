@@ -6,6 +6,8 @@ float32 throughout: onnxruntime's CPU LSTM and GRU are float only. Tolerance 1e-
 to the largest reference value.
 """
 
+import sys
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -58,6 +60,15 @@ def test_layer_matches_onnxruntime(tmp_path, kw, extras):
     finals = [final] if n == 1 else list(final)
     for name, ours in zip(["Y_h", "Y_c"], finals):
         assert max_rel_err(ours, out[name]) < TOL, name
+
+
+def test_float64_layer_exports_as_float32(tmp_path):
+    rnn = ln.LSTM(I, H, seed=5, dtype="float64", bidirectional=True).eval()
+    model = ln.export_onnx(rnn, tmp_path / "r64.onnx")
+    assert all(t.data_type == onnx.TensorProto.FLOAT for t in model.graph.initializer
+               if t.name.startswith(("W_", "R_", "B_")))
+    x = np.random.default_rng(6).normal(size=(T, B, I))
+    assert max_rel_err(rnn(x)[0], run_onnx(tmp_path / "r64.onnx", {"X": x.astype(np.float32)})["Y"]) < TOL
 
 
 def test_graph_names_and_opset(tmp_path):
@@ -203,6 +214,12 @@ def test_refusals_are_one_line(tmp_path, monkeypatch):
     with pytest.raises(InteropError) as info:
         ln.export_onnx(ln.LSTM(I, H), tmp_path / "o.onnx", opset=9)
     one_line(info, "opset 9")
+    with pytest.raises(InteropError) as info:
+        ln.export_onnx(ln.Forecaster(2, 3), tmp_path / "o.onnx", initial_state=True)
+    one_line(info, "initial_state", "zero state")
+    with pytest.raises(InteropError) as info:
+        ln.export_onnx(ln.CharLM(5), tmp_path / "o.onnx", sequence_lens=True)
+    one_line(info, "sequence_lens", "character LM")
     try:
         with pytest.raises(InteropError) as info:
             ln.export_onnx(_third_party_gate(monkeypatch), tmp_path / "f.onnx")
@@ -212,3 +229,14 @@ def test_refusals_are_one_line(tmp_path, monkeypatch):
         from lstm_numba import registry
         registry.REGISTRY.clear()
     assert not (tmp_path / "s.onnx").exists()
+
+
+def test_missing_extra_names_the_pip_command(tmp_path, monkeypatch):
+    from lstm_numba.interop import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(MissingExtraError) as info:
+        ln.export_onnx(ln.LSTM(I, H), tmp_path / "r.onnx")
+    one_line(info, 'pip install "lstm-numba[onnx]"')
+    with pytest.raises(MissingExtraError):
+        ln.load_onnx(tmp_path / "r.onnx")

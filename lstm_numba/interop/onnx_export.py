@@ -237,11 +237,11 @@ def _normalise(g: _Graph, x: str, normalizer) -> str:
     return g.op("Div", [g.op("Sub", [x, mean]), std], stem="x_norm")
 
 
-def _sequence_model_graph(g: _Graph, model, sequence_lens, initial_state, trained=None) -> None:
+def _sequence_model_graph(g: _Graph, model, sequence_lens, trained=None) -> None:
     """Regressor, forecaster, classifier: (B, T, F) -> (B, O) or (B, T, O)."""
     T = g.onnx.TensorProto
     rnn, f = model.rnn, model.rnn.input_size
-    ld, h = rnn.num_layers * rnn.num_directions, rnn.hidden_size
+    ld = rnn.num_layers * rnn.num_directions
     forecast = trained is not None and trained.task == "forecast"
     x = g.input("values" if forecast else "x", T.FLOAT, ["batch", "time", f])
     x_norm = None
@@ -252,9 +252,7 @@ def _sequence_model_graph(g: _Graph, model, sequence_lens, initial_state, traine
                                   g.const("axes", [1], np.int64)], stem="last_step")
             x = g.op("Sub", [x, last], stem="x_relative")
     lengths = g.input("lengths", T.INT32, ["batch"]) if sequence_lens else None
-    h0 = g.input("h0", T.FLOAT, [ld, "batch", h]) if initial_state else None
-    c0 = g.input("c0", T.FLOAT, [ld, "batch", h]) if initial_state and len(rnn.state_names) == 2 else None
-    y, h_n, _ = recurrent_stack(g, rnn, g.op("Transpose", [x], perm=[1, 0, 2]), lengths, h0, c0)
+    y, h_n, _ = recurrent_stack(g, rnn, g.op("Transpose", [x], perm=[1, 0, 2]), lengths, None, None)
     classifier = model.config()["type"] == "classifier"
     if getattr(model, "return_sequences", False):
         out = _dense(g, model.head, g.op("Transpose", [y], perm=[1, 0, 2]), matrix=False)  # (B, T, O)
@@ -331,7 +329,8 @@ def export_onnx(obj, path, *, opset: int = DEFAULT_OPSET, sequence_lens: bool | 
     opset          the default ONNX opset (14 or later)
     sequence_lens  add the per-row lengths input (``sequence_lens`` for a layer, ``lengths``
                    for a model; int32); default: only for a trained classifier
-    initial_state  add initial-state inputs (``initial_h``/``initial_c``, or ``h0``/``c0``)
+    initial_state  add initial-state inputs (``initial_h``/``initial_c`` for a layer, ``h0``/``c0``
+                   for a CharLM; the other models always start from zeros, as ours do)
     preprocess     for a trained checkpoint, include its input normalisation (and a
                    forecaster's de-normalisation to original units); False exports the
                    bare model
@@ -348,6 +347,12 @@ def export_onnx(obj, path, *, opset: int = DEFAULT_OPSET, sequence_lens: bool | 
         sequence_lens = trained is not None and trained.task == "classify"
     if kind == "charlm" and sequence_lens:
         raise InteropError("sequence_lens: a character LM runs every step of its ids; export it without lengths")
+    if trained is not None and trained.task == "forecast" and sequence_lens:
+        raise InteropError("sequence_lens: a trained forecaster reads whole windows of `window` steps; "
+                           "export it without lengths")
+    if kind not in ("layer", "charlm") and initial_state:
+        raise InteropError(f"initial_state: a {kind} starts every sequence from a zero state (its forward takes "
+                           "none); only layers and character LMs take an initial state")
     check_exportable(target if kind == "layer" else target.rnn)
     g = _Graph(onnx)
     if kind == "layer":
@@ -355,7 +360,7 @@ def export_onnx(obj, path, *, opset: int = DEFAULT_OPSET, sequence_lens: bool | 
     elif kind == "charlm":
         _charlm_graph(g, target, initial_state)
     else:
-        _sequence_model_graph(g, target, sequence_lens, initial_state, trained)
+        _sequence_model_graph(g, target, sequence_lens, trained)
     metadata = {"kind": kind, "config": target.config(), "opset": opset,
                 "inputs": [i.name for i in g.inputs], "outputs": [o.name for o in g.outputs]}
     if source is not None:  # what a runtime needs around the graph: vocabulary, normaliser, columns
