@@ -348,7 +348,7 @@ def export_onnx(obj, path, *, opset: int = DEFAULT_OPSET, sequence_lens: bool | 
     if kind == "charlm" and sequence_lens:
         raise InteropError("sequence_lens: a character LM runs every step of its ids; export it without lengths")
     if trained is not None and trained.task == "forecast" and sequence_lens:
-        raise InteropError("sequence_lens: a trained forecaster reads whole windows of `window` steps; "
+        raise InteropError("sequence_lens (lengths): a trained forecaster reads whole windows of `window` steps; "
                            "export it without lengths")
     if kind not in ("layer", "charlm") and initial_state:
         raise InteropError(f"initial_state: a {kind} starts every sequence from a zero state (its forward takes "
