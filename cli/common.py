@@ -45,7 +45,7 @@ def friendly_errors(fn):
             raise
         except KeyboardInterrupt:
             raise click.Abort() from None
-        except (ValueError, TypeError, OSError, KeyError, RuntimeError) as exc:
+        except (ValueError, TypeError, OSError, KeyError, RuntimeError, ImportError) as exc:  # ImportError: a missing extra
             if os.environ.get(DEBUG_ENV):
                 raise
             raise click.ClickException(one_line(_describe(exc))) from None

@@ -16,6 +16,8 @@ SUBCOMMANDS = {
     "generate": "lstm_numba_cli.generate:generate",
     "profile": "lstm_numba_cli.profile:profile",
     "plugins": "lstm_numba_cli.plugins:plugins",
+    "export": "lstm_numba_cli.export:export",
+    "plot": "lstm_numba_cli.plot:plot",
 }
 
 #: One-line help shown by ``lstm-numba --help`` without importing the subcommand.
@@ -25,6 +27,8 @@ SHORT_HELP = {
     "generate": "Sample text from a character-level checkpoint.",
     "profile": "Time each phase of forward/backward and compare with torch.nn.LSTM.",
     "plugins": "List and check gate and activation plugins.",
+    "export": "Export a checkpoint as an ONNX model (with its normalisation).",
+    "plot": "Plot a checkpoint's loss curve and its task's picture as PNGs.",
 }
 
 

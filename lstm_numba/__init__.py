@@ -5,6 +5,10 @@
     y, (h_n, c_n) = rnn(x)           # x: (T, B, 8)
     g = rnn.backward(dy)             # g.params, g.x, g.state
 
+Interop (:mod:`lstm_numba.interop`, each format's package imported only when called):
+``rnn.save_safetensors(path)``, ``ln.load_safetensors(path)``, ``ln.export_onnx(model, path)``,
+``ln.load_onnx(path)``, ``ln.load_keras(path)``.
+
 The public names load on first use, so importing the package (or one of its light
 modules, such as :mod:`lstm_numba.training.config`, which the CLI reads at ``--help``
 time) compiles nothing and does not import numba.
@@ -33,6 +37,11 @@ _PUBLIC = {
     "Trainer": "lstm_numba.training.trainer",
     "load_trained": "lstm_numba.training.trainer",
     "check_plugin": "lstm_numba.plugin_check",
+    "save_safetensors": "lstm_numba.interop.safetensors_io",
+    "load_safetensors": "lstm_numba.interop.safetensors_io",
+    "export_onnx": "lstm_numba.interop.onnx_export",
+    "load_onnx": "lstm_numba.interop.onnx_import",
+    "load_keras": "lstm_numba.interop.keras_import",
 }
 
 __all__ = sorted([*_PUBLIC, "__version__"])

@@ -8,7 +8,7 @@ import lstm_numba
 PACKAGE = Path(lstm_numba.__file__).parent
 
 #: Wing -> rank: a module may import its own wing and those of lower rank only.
-RANK = {"config": 0, "contract": 0, "registry": 0, "datasets": 0, "engine": 1, "nn": 2, "training": 3,
+RANK = {"config": 0, "contract": 0, "registry": 0, "datasets": 0, "formats": 0, "interop": 5, "engine": 1, "nn": 2, "training": 3,
         "profiling": 4, "plugin_check": 4}
 
 

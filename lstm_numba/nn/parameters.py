@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
+
+import numpy as np
+
+from lstm_numba.formats import InteropError, existing_file, require, sniff
 from lstm_numba.nn.validation import expect_shape, float_array
 
 
@@ -22,6 +29,53 @@ class ParameterOwner:
     def load_state_dict(self, state: dict) -> None:
         """Load parameters by name; keys and shapes must match exactly (nothing changes on error)."""
         load_params(self._params, state)
+
+    def save_safetensors(self, path) -> None:
+        """Write the parameters to a safetensors file (atomically), under PyTorch's names, with
+        this object's class and config as metadata, from which ``ln.load_safetensors(path)``
+        rebuilds it. Needs the extra ``safetensors``."""
+        st = require("safetensors.numpy", "safetensors", "safetensors support")
+        meta = {"format": SAFETENSORS_FORMAT, "kind": "layer" if hasattr(self, "gate") else "model",
+                "class": type(self).__name__, "config": json.dumps(self.config())}
+        tensors = {key: np.ascontiguousarray(value) for key, value in self._params.items()}
+        path = os.fspath(path)
+        directory, name = os.path.split(os.path.abspath(path))
+        tmp = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp")
+        try:
+            st.save_file(tensors, tmp, metadata=meta)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def load_safetensors(self, path) -> None:
+        """Load a safetensors file's parameters in place (keys and shapes must match), e.g. one
+        ``safetensors.torch.save_file(torch_lstm.state_dict(), path)`` wrote."""
+        tensors, _ = read_safetensors(path)
+        try:
+            self.load_state_dict(tensors)
+        except (ValueError, TypeError) as exc:
+            raise InteropError(f"{os.fspath(path)}: {' '.join(str(exc).split())}") from None
+
+
+#: The ``format`` metadata of the safetensors files :meth:`ParameterOwner.save_safetensors` writes.
+SAFETENSORS_FORMAT = "lstm-numba"
+
+
+def read_safetensors(path) -> tuple[dict, dict]:
+    """``(tensors, metadata)`` of a safetensors file; an :class:`InteropError` for any other file."""
+    require("safetensors.numpy", "safetensors", "safetensors support")
+    from safetensors import safe_open
+
+    path = existing_file(path, "a safetensors file")
+    try:
+        with safe_open(path, framework="np") as f:
+            metadata = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+    except Exception as exc:  # safetensors raises its own SafetensorError (and others) for foreign files
+        detail = " ".join(str(exc).split())[:120]
+        raise InteropError(f"{path}: not a safetensors file ({sniff(path)}; {detail})") from None
+    return tensors, metadata
 
 
 def check_live(params: dict, key: str, shape: tuple, dtype) -> None:
