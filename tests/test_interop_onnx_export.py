@@ -31,13 +31,20 @@ LAYERS = [
     dict(gate="peephole", clip=0.5, bidirectional=True),
     dict(gate="coupled", num_layers=2, clip=0.8),
     dict(activation="softsign", recurrent_activation="hard_sigmoid", bidirectional=True),
-    dict(activation="scaled_tanh", activation_alpha=1.5, activation_beta=0.7,
-         recurrent_activation="hard_sigmoid", recurrent_activation_alpha=0.3, recurrent_activation_beta=0.4),
-    dict(gate="gru", activation="elu", activation_alpha=0.5, recurrent_activation="sigmoid", clip=0.6, bias=False),
+    # each activation list (and its alpha, beta) compiles kernels of its own: run under -m slow
+    pytest.param(dict(activation="scaled_tanh", activation_alpha=1.5, activation_beta=0.7,
+                      recurrent_activation="hard_sigmoid", recurrent_activation_alpha=0.3,
+                      recurrent_activation_beta=0.4), marks=pytest.mark.slow),
+    pytest.param(dict(gate="gru", activation="elu", activation_alpha=0.5, recurrent_activation="sigmoid",
+                      clip=0.6, bias=False), marks=pytest.mark.slow),
 ]
 
 
-@pytest.mark.parametrize("kw", LAYERS, ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()) or "lstm")
+def _layer_id(kw) -> str:
+    return "-".join(f"{k}={v}" for k, v in kw.items()) or "lstm"
+
+
+@pytest.mark.parametrize("kw", LAYERS, ids=_layer_id)
 @pytest.mark.parametrize("extras", [False, True], ids=["plain", "lengths+state"])
 def test_layer_matches_onnxruntime(tmp_path, kw, extras):
     rnn = ln.LSTM(I, H, seed=1, **kw).eval()

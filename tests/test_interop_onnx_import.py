@@ -64,9 +64,10 @@ def test_weights_computed_from_constants_are_evaluated(tmp_path):
 
 @pytest.mark.parametrize("kw", [
     dict(gate="peephole", clip=0.5, num_layers=2, bidirectional=True),
-    dict(gate="coupled", activation="softsign", recurrent_activation="hard_sigmoid",
-         recurrent_activation_alpha=0.3, recurrent_activation_beta=0.4),
-    dict(gate="gru", activation="scaled_tanh", activation_alpha=1.5, activation_beta=0.5, batch_first=True),
+    pytest.param(dict(gate="coupled", activation="softsign", recurrent_activation="hard_sigmoid",
+                      recurrent_activation_alpha=0.3, recurrent_activation_beta=0.4), marks=pytest.mark.slow),
+    pytest.param(dict(gate="gru", activation="scaled_tanh", activation_alpha=1.5, activation_beta=0.5,
+                      batch_first=True), marks=pytest.mark.slow),
 ], ids=["peephole", "coupled", "gru"])
 def test_our_export_comes_back(tmp_path, kw):
     rnn = ln.LSTM(I, H, seed=3, **kw).eval()

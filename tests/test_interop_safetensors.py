@@ -25,7 +25,8 @@ def _x(shape, seed=0):
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(gate="gru", num_layers=2, bidirectional=True),
-                                dict(gate="peephole", clip=0.7, activation="softsign", bias=False)],
+                                pytest.param(dict(gate="peephole", clip=0.7, activation="softsign", bias=False),
+                                             marks=pytest.mark.slow)],
                          ids=["lstm", "gru-2-bi", "peephole-clip"])
 def test_layer_round_trip(tmp_path, kw):
     rnn = ln.LSTM(I, H, seed=1, **kw).eval()
