@@ -44,6 +44,7 @@ import numpy as np
 from lstm_numba import config, registry
 from lstm_numba.nn.models import build_model, derive_seed
 from lstm_numba.training import checkpoint as ckpt
+from lstm_numba.training import checkpoint_schema as schema
 from lstm_numba.training import optim, schedules
 from lstm_numba.training.config import _RESUMABLE, CHECKPOINT_KIND, TrainConfig
 from lstm_numba.training.tasks.common import TrainingError, file_digest
@@ -112,7 +113,9 @@ def read_training_checkpoint(path):
     for key in ("model", "train", "plugins", "data", "progress"):
         if key not in meta:
             raise ckpt.CheckpointError(path, f"metadata lacks {key!r}")
+    schema.check_structure(path, meta)
     check_plugins(path, meta["plugins"])
+    schema.check_arrays(path, c, registry.REGISTRY.get("gate", meta["model"]["gate"]).obj)
     return c
 
 

@@ -44,9 +44,9 @@ class CharLMTask:
         self.cfg = cfg
         self.path = cfg.data or datasets.text_path(datasets.DEFAULT_TEXT)
         self.embedded = cfg.data is None
-        text = read_text(self.path)
-        self.vocab = text.CharVocab.from_text(text)
-        ids = self.vocab.encode(text)
+        corpus = read_text(self.path)  # not `text`: that is the data module
+        self.vocab = text.CharVocab.from_text(corpus)
+        ids = self.vocab.encode(corpus)
         if len(ids) < 4:
             raise TrainingError(f"{self.path}: text too short ({len(ids)} characters)")
         train, val = series.time_split(len(ids), cfg.val_fraction)
