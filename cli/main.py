@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 
 import click
+from lstm_numba_cli.common import Group
 
 #: name -> "module:attribute" of each subcommand, imported on first use.
 SUBCOMMANDS = {
@@ -27,8 +28,9 @@ SHORT_HELP = {
 }
 
 
-class LazyGroup(click.Group):
-    """A group whose subcommands are imported when they are run or asked for help."""
+class LazyGroup(Group):
+    """A group whose subcommands are imported when they are run or asked for help (its usage
+    errors are one line, as :class:`lstm_numba_cli.common.Group`'s)."""
 
     def list_commands(self, ctx):
         return sorted(SUBCOMMANDS)

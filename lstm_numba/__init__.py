@@ -14,6 +14,7 @@ from lstm_numba.nn.models import (
     SequenceClassifier,
     SequenceRegressor,
 )
+from lstm_numba.nn.memory import TooLargeError
 from lstm_numba.registry import PluginError, plugins
 from lstm_numba.training.config import TrainConfig
 from lstm_numba.training.trainer import Trainer, load_trained
@@ -22,7 +23,7 @@ __version__ = config.package_version()
 
 __all__ = [
     "CharLM", "Forecaster", "GRU", "Gradients", "LSTM", "PluginError", "SequenceClassifier",
-    "SequenceRegressor", "TrainConfig", "Trainer", "__version__", "check_plugin", "load_trained", "plugins",
+    "SequenceRegressor", "TooLargeError", "TrainConfig", "Trainer", "__version__", "check_plugin", "load_trained", "plugins",
 ]
 
 

@@ -120,7 +120,9 @@ class LSTM(ParameterOwner):
                  recurrent_activation_beta),
             )
         )
-        memory.check_fits(self._describe_sizes() + ": the parameters", self._parameter_bytes())
+        param_bytes, init_bytes = self._parameter_bytes()
+        memory.check_fits(f"{self._describe_sizes()}: the parameters ({memory.format_bytes(param_bytes)}) "
+                          "with their initialisation", param_bytes + init_bytes)
         self._rng = np.random.default_rng(self.seed)
         self._slots = [
             _Slot(layer, direction, self.input_size if layer == 0 else self.hidden_size * self.num_directions)
@@ -150,10 +152,10 @@ class LSTM(ParameterOwner):
         rest = self.num_layers - 1
         return [(self.input_size, 1)] + ([(self.hidden_size * self.num_directions, rest)] if rest else [])
 
-    def _parameter_bytes(self) -> int:
-        """What the parameters take, in bytes: their data, each slot's Python objects and
-        the float64 draw each array is initialised from (computed without a loop over the
-        layers, so that num_layers=10**7 is refused at once)."""
+    def _parameter_bytes(self) -> tuple[int, int]:
+        """What the parameters take, in bytes (their data and each slot's Python objects),
+        and what initialising the largest one takes on top (the float64 draw and its cast);
+        computed without a loop over the layers, so that num_layers=10**7 is refused at once."""
         hidden, item = self.hidden_size, self.dtype.itemsize
         n_gates = self.gate.n_blocks * hidden
         per_slot = n_gates * hidden + (2 * n_gates if self.bias else 0) + sum(
@@ -162,7 +164,7 @@ class LSTM(ParameterOwner):
                        for inputs, count in self._layer_inputs())
         biggest = max(n_gates * max(inputs, hidden) for inputs, _ in self._layer_inputs())
         slots = self.num_layers * self.num_directions
-        return elements * item + slots * memory.SLOT_OVERHEAD + biggest * (8 + item)
+        return elements * item + slots * memory.SLOT_OVERHEAD, biggest * (8 + item)
 
     def _call_bytes(self, steps: int, batch: int, keep_tape: bool) -> int:
         """An upper bound of what a forward (and, keeping the tape, the backward that

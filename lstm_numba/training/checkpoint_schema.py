@@ -2,7 +2,8 @@
 
 :func:`lstm_numba.training.trainer.read_training_checkpoint` calls :func:`check_structure`
 (types, ranges and agreement of every field the trainer, ``predict``, ``generate`` and
-``profile`` read), then checks the plugins are installed, then :func:`check_arrays` (the
+``profile`` read) after :func:`check_plugin_entries` and the check that the plugins are
+installed, then :func:`check_arrays` (the
 arrays the metadata promises: every parameter with the shape and dtype the model
 configuration implies, the optimizer buffers, the best weights exactly when a best epoch
 is recorded). Each failure is a :class:`~lstm_numba.training.checkpoint.CheckpointError`
@@ -222,14 +223,22 @@ def _check_train(c: _Checker, train, task, model) -> dict:
     return train
 
 
-def _check_plugins(c: _Checker, plugins, model) -> None:
+def check_plugin_entries(path, plugins) -> None:
+    """The ``plugins`` block's shape (checked before the plugins are looked up)."""
+    c = _Checker(path)
     c.dict("plugins", plugins, required=_ROLES, allowed=_ROLES)
     for role in _ROLES:
         info = c.dict(f"plugins.{role}", plugins[role], required=("name",))
-        name = c.str(f"plugins.{role}.name", info["name"])
+        c.str(f"plugins.{role}.name", info["name"])
         c.str(f"plugins.{role}.distribution", info.get("distribution"), none=True)
         if info.get("version") not in (None, "") and not isinstance(info.get("version"), str):
             c.fail(f"plugins.{role}.version", "a string", info.get("version"))
+
+
+def _check_plugins(c: _Checker, plugins, model) -> None:
+    check_plugin_entries(c.path, plugins)
+    for role in _ROLES:
+        name = plugins[role]["name"]
         short = model[role].rpartition(":")[2]
         if name != short and name != model[role]:
             c.same(f"plugins.{role}.name", name, f"model.{role}", model[role])

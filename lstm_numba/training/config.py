@@ -7,6 +7,7 @@ Cheap to import: no numba, no kernels. The CLI reads its choices and defaults fr
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,12 +137,27 @@ class TrainConfig:
                 raise ValueError("a character language model cannot be bidirectional")
         if self.patience is not None and (not isinstance(self.patience, (int, np.integer)) or self.patience < 0):
             raise ValueError(f"patience must be an integer >= 0, got {self.patience!r}")
-        if not 0.0 < float(self.val_fraction) < 1.0:
+        def number(name, low, low_open, high=None, allow_none=False):
+            value = getattr(self, name)
+            if value is None and allow_none:
+                return
+            shown = name.replace("_", "-")
+            expected = (f"a finite number {'>' if low_open else '>='} {low:g}"
+                        + (f" and < {high:g}" if high is not None else "") + (" (or omitted)" if allow_none else ""))
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise ValueError(f"{shown} must be {expected}, got {value!r}")
+            ok = math.isfinite(value) and (value > low if low_open else value >= low)
+            if not ok or (high is not None and not value < high):
+                raise ValueError(f"{shown} must be {expected}, got {value!r}")
+
+        if not isinstance(self.val_fraction, (int, float)) or not 0.0 < float(self.val_fraction) < 1.0:
             raise ValueError(f"val-fraction must be in (0, 1), got {self.val_fraction}")
-        if not float(self.lr) > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.clip_grad is not None and not float(self.clip_grad) > 0:
-            raise ValueError(f"clip-grad must be positive (or omitted), got {self.clip_grad}")
+        number("lr", 0, True)
+        number("momentum", 0, False)
+        number("weight_decay", 0, False, allow_none=True)
+        if self.clip_grad is not None and not (isinstance(self.clip_grad, (int, float)) and self.clip_grad > 0
+                                               and math.isfinite(self.clip_grad)):
+            raise ValueError(f"clip-grad must be a finite number > 0 (or omitted), got {self.clip_grad}")
         if self.optimizer not in optim.OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of "
                              f"{', '.join(sorted(optim.OPTIMIZERS))}")
@@ -149,8 +165,7 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        number("dropout", 0, False, high=1)
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
         # Plugins by name, so an unknown gate fails before any data is read.

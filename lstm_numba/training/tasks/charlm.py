@@ -9,7 +9,7 @@ import numpy as np
 
 from lstm_numba.nn.losses import softmax_cross_entropy
 from lstm_numba.training.data import series, text
-from lstm_numba.training.tasks.common import TrainingError, _rnn_kwargs, file_digest
+from lstm_numba.training.tasks.common import TrainingError, _rnn_kwargs, check_loss, file_digest
 
 
 def read_text(path) -> str:
@@ -89,7 +89,7 @@ class CharLMTask:
         logits, self.state = model.forward(inputs.T, self.state)
         b, t, v = logits.shape
         loss, dlogits = softmax_cross_entropy(logits.reshape(b * t, v), targets.T.reshape(-1))
-        return loss, model.backward(dlogits.reshape(b, t, v)), b
+        return check_loss(loss), model.backward(dlogits.reshape(b, t, v)), b
 
     def evaluate(self, model) -> dict:
         state, total, count = None, 0.0, 0

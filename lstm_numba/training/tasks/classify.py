@@ -14,6 +14,7 @@ from lstm_numba.training.tasks.common import (
     TrainingError,
     _batch_rows,
     _rnn_kwargs,
+    check_loss,
     file_digest,
 )
 
@@ -75,7 +76,7 @@ class ClassifyTask:
     def train_step(self, model, rows):
         logits = model.forward(self.x_train[rows], self.len_train[rows])
         loss, dlogits = softmax_cross_entropy(logits, self.y_train[rows])
-        return loss, model.backward(dlogits), len(rows)
+        return check_loss(loss), model.backward(dlogits), len(rows)
 
     def evaluate(self, model) -> dict:
         logits = model.predict(self.x_val, self.len_val).astype(np.float64)
