@@ -330,8 +330,8 @@ class LSTM(ParameterOwner):
         shape = self._state_shape(batch)
         if state is None:
             return np.zeros((n_state,) + shape, dtype=self.dtype)
-        wanted = ("h0" if n_state == 1 else f"a tuple of {n_state} arrays ({', '.join(n + '0' for n in self.state_names)})"
-                  ) + f" of shape {shape}"
+        names = ", ".join(n + "0" for n in self.state_names)
+        wanted = ("h0" if n_state == 1 else f"a tuple of {n_state} arrays ({names})") + f" of shape {shape}"
         if n_state == 1 and not isinstance(state, (tuple, list)):
             parts = (state,)
         elif isinstance(state, (tuple, list)):

@@ -287,7 +287,8 @@ class Trainer:
                      f"{gate['name']}`")
         else:
             largest = max(float(np.abs(v).max(initial=0.0)) for v in self.model.params.values())
-            cause = f"the largest weight is {largest:.3g}: lower the learning rate (lr {self.config.lr:g}) or set clip_grad"
+            cause = (f"the largest weight is {largest:.3g}: lower the learning rate (lr {self.config.lr:g}) "
+                     "or set clip_grad")
         if checkpoint is None:
             kept = "no checkpoint path was given"
         elif st.epoch:
