@@ -57,9 +57,12 @@ def test_gate_none_is_the_default_and_native_dtypes_are_accepted():
     assert ln.LSTM(3, 4, dtype=np.float64, seed=np.int64(3)).dtype == np.float64
 
 
-def test_model_seed_is_checked_too():
+def test_model_arguments_are_checked_too():
     with pytest.raises(TypeError, match=r"^seed: expected None or an integer >= 0, got 1.5$"):
         ln.Forecaster(2, 3, hidden_size=4, seed=1.5)
+    with pytest.raises(ValueError, match=r"^gate: expected a plugin name, got ''$"):
+        ln.SequenceClassifier(2, 3, hidden_size=4, gate="")
+    assert ln.CharLM(5, hidden_size=4, gate=None).rnn.gate_name == "lstm"
 
 
 def test_plugin_lookups_name_their_argument():

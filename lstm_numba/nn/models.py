@@ -69,7 +69,7 @@ class _RecurrentModel(ParameterOwner):
         self.seed = _fresh_seed() if seed is None else seed
         self.rnn = LSTM(input_size, hidden_size, num_layers, bidirectional=bidirectional,
                         batch_first=True, dropout=dropout, dtype=dtype,
-                        seed=derive_seed(self.seed, "rnn"), gate=gate or "lstm",
+                        seed=derive_seed(self.seed, "rnn"), gate="lstm" if gate is None else gate,
                         activation=activation, recurrent_activation=recurrent_activation)
         self.dtype = self.rnn.dtype
         self.training = True
