@@ -6,7 +6,6 @@ Shapes and parameter names follow ``torch.nn.LSTM``/``torch.nn.GRU``, so a PyTor
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import re
@@ -185,7 +184,7 @@ class LSTM(ParameterOwner):
             if keep_tape:
                 slot += (rows * n_gates * (1 if self.gate.additive else 2)    # dgx, dgh
                          + rows * (inputs + hidden)                           # dx, dy reordered
-                         + n_gates * depth * (1 + (os.cpu_count() or 1))        # weight gradients, slabs
+                         + n_gates * depth * (1 + memory.CORES)                # weight gradients, slabs
                          + n_gates * hidden)                                  # W_hh by parts
             total += count * (directions * slot + 2 * rows * directions * hidden)  # outputs, masks
         return total * item
@@ -237,17 +236,10 @@ class LSTM(ParameterOwner):
             )
         return self._kernels
 
-    @contextlib.contextmanager
-    def _compile_errors_named(self):
-        """Turn a Numba compile error (raised on a kernel's first call: a typing bug in a
-        plugin's pointwise code) into a :class:`~lstm_numba.registry.PluginError` naming the
-        plugin, its distribution and the first line of the compiler's complaint."""
-        try:
-            yield
-        except numba_errors.NumbaError as exc:
-            raise self._compile_error(exc) from None
-
     def _compile_error(self, exc) -> registry.PluginError:
+        """A Numba compile error (raised on a kernel's first call: a typing bug in a plugin's
+        pointwise code) as a :class:`~lstm_numba.registry.PluginError` naming the plugin, its
+        distribution, where and the first line of the compiler's complaint."""
         text = str(exc)
         roles = [("gate", self._gate_entry)] + [(label, entry) for label, entry, _ in self._activations]
         culprits = [(role, entry) for role, entry in roles if _source_file_of(entry) in text]
@@ -374,12 +366,14 @@ class LSTM(ParameterOwner):
                    else validation.lengths_array(lengths, batch, steps))
         states0 = self._initial_states(state, batch)
         keep_tape = self.training if need_grad is None else bool(need_grad)
-        memory.check_fits(f"x of shape {tuple(x.shape) if not self.batch_first else (batch, steps, features)} "
-                          f"(T={steps}, B={batch}) through {self._describe_sizes()}: the tape and workspace"
-                          + (" of forward and backward" if keep_tape else " of forward"),
+        memory.check_fits(lambda: f"x of shape {(batch, steps, features) if self.batch_first else x.shape} "
+                                  f"(T={steps}, B={batch}) through {self._describe_sizes()}: the tape and workspace"
+                                  + (" of forward and backward" if keep_tape else " of forward"),
                           self._call_bytes(steps, batch, keep_tape))
-        with self._compile_errors_named():
+        try:
             return self._forward(x, lengths, states0, keep_tape)
+        except numba_errors.NumbaError as exc:
+            raise self._compile_error(exc) from None
 
     def _forward(self, x, lengths, states0, keep_tape):
         finals = np.empty_like(states0)
@@ -422,8 +416,10 @@ class LSTM(ParameterOwner):
         dstates = (np.zeros((len(self.state_names),) + self._state_shape(batch), dtype=self.dtype)
                    if dstate is None else self._initial_states(dstate, batch, "dstate"))
 
-        with self._compile_errors_named():
+        try:
             return self._backward(tapes, masks, dy, dstates)
+        except numba_errors.NumbaError as exc:
+            raise self._compile_error(exc) from None
 
     def _backward(self, tapes, masks, dy, dstates) -> Gradients:
         grads, dstates0 = {}, np.empty_like(dstates)

@@ -13,6 +13,7 @@ what merely might not (other processes' use is not counted).
 
 from __future__ import annotations
 
+import functools
 import os
 
 __all__ = ["TooLargeError", "machine_memory", "format_bytes", "check_fits"]
@@ -45,9 +46,19 @@ def _cgroup_limit() -> int | None:
     return None
 
 
+#: Cores: at most this many per-thread slabs of a reduction (an upper bound).
+CORES = os.cpu_count() or 1
+
+
 def machine_memory() -> int | None:
     """This machine's memory in bytes (the smaller of the physical memory and a cgroup's
-    limit); None where it cannot be told (then nothing is refused)."""
+    limit); None where it cannot be told (then nothing is refused). Read once per process:
+    every forward consults it."""
+    return _machine_memory()
+
+
+@functools.cache
+def _machine_memory() -> int | None:
     try:
         physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
@@ -68,14 +79,16 @@ def format_bytes(n: int | float) -> str:
     return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
 
 
-def check_fits(what: str, nbytes: int) -> None:
+def check_fits(what, nbytes: int) -> None:
     """Raise :class:`TooLargeError` when ``nbytes`` exceed the machine's memory.
 
     ``what`` names the arguments and the purpose, e.g. ``"hidden_size=1000000: the
     parameters"``; the message reads ``"{what} would need about 29.1 TiB, more than this
-    machine's 23.5 GiB of memory"``.
+    machine's 23.5 GiB of memory"``. ``what`` may be a function that returns it (built only
+    on refusal: a forward calls this every time).
     """
     limit = machine_memory()
     if limit is not None and nbytes > limit:
+        what = what() if callable(what) else what
         raise TooLargeError(f"{what} would need about {format_bytes(nbytes)}, more than this machine's "
                             f"{format_bytes(limit)} of memory")
