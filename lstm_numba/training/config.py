@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,26 +139,22 @@ class TrainConfig:
         if self.patience is not None and (not isinstance(self.patience, (int, np.integer)) or self.patience < 0):
             raise ValueError(f"patience must be an integer >= 0, got {self.patience!r}")
         def number(name, low, low_open, high=None, allow_none=False):
+            """A finite real (not a bool or a string) above ``low`` (and below ``high``)."""
             value = getattr(self, name)
             if value is None and allow_none:
                 return
-            shown = name.replace("_", "-")
             expected = (f"a finite number {'>' if low_open else '>='} {low:g}"
                         + (f" and < {high:g}" if high is not None else "") + (" (or omitted)" if allow_none else ""))
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-                raise ValueError(f"{shown} must be {expected}, got {value!r}")
-            ok = math.isfinite(value) and (value > low if low_open else value >= low)
-            if not ok or (high is not None and not value < high):
-                raise ValueError(f"{shown} must be {expected}, got {value!r}")
+            ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+            ok = ok and (value > low if low_open else value >= low) and (high is None or value < high)
+            if not ok:
+                raise ValueError(f"{name.replace('_', '-')} must be {expected}, got {value!r}")
 
-        if not isinstance(self.val_fraction, (int, float)) or not 0.0 < float(self.val_fraction) < 1.0:
-            raise ValueError(f"val-fraction must be in (0, 1), got {self.val_fraction}")
+        number("val_fraction", 0, True, high=1)
         number("lr", 0, True)
         number("momentum", 0, False)
         number("weight_decay", 0, False, allow_none=True)
-        if self.clip_grad is not None and not (isinstance(self.clip_grad, (int, float)) and self.clip_grad > 0
-                                               and math.isfinite(self.clip_grad)):
-            raise ValueError(f"clip-grad must be a finite number > 0 (or omitted), got {self.clip_grad}")
+        number("clip_grad", 0, True, allow_none=True)
         if self.optimizer not in optim.OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of "
                              f"{', '.join(sorted(optim.OPTIMIZERS))}")

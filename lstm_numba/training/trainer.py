@@ -82,11 +82,9 @@ class Callbacks:
 def _first_non_finite(arrays: dict):
     """The first key of ``arrays`` whose values are not all finite, or None (one cheap sum
     each; only a non-finite sum, which an overflow can also give, looks closer)."""
-    for key, array in arrays.items():
-        with np.errstate(all="ignore"):
-            if math.isfinite(float(np.sum(array))):
-                continue
-            if not np.isfinite(array).all():
+    with np.errstate(all="ignore"):
+        for key, array in arrays.items():
+            if not math.isfinite(float(np.sum(array))) and not np.isfinite(array).all():
                 return key
     return None
 
