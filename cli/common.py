@@ -49,6 +49,10 @@ def friendly_errors(fn):
             if os.environ.get(DEBUG_ENV):
                 raise
             raise click.ClickException(one_line(_describe(exc))) from None
+        except MemoryError as exc:  # NumPy's says how much it asked for
+            if os.environ.get(DEBUG_ENV):
+                raise
+            raise click.ClickException(one_line(f"out of memory: {_describe(exc)}")) from None
         except Exception as exc:  # anything else is a bug: still one line, traceback on request
             if os.environ.get(DEBUG_ENV):
                 raise
@@ -74,6 +78,32 @@ class Command(click.Command):
             return super().invoke(ctx)
         except click.UsageError as exc:
             raise _one_line_usage(exc) from None
+
+
+class Group(click.Group):
+    """A group whose usage errors (an unknown command or option, a missing argument) are
+    one line, like its commands' (:class:`Command`); its help still shows when it is run
+    without arguments."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            if isinstance(exc, _NO_ARGS_IS_HELP):
+                raise
+            raise _one_line_usage(exc) from None
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            if isinstance(exc, _NO_ARGS_IS_HELP):
+                raise
+            raise _one_line_usage(exc) from None
+
+
+#: Click 8.2+ shows a group's help through a UsageError subclass: it must pass untouched.
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 def _one_line_usage(exc: click.UsageError) -> click.ClickException:

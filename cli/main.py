@@ -8,6 +8,7 @@ import importlib
 import logging
 
 import click
+from lstm_numba_cli.common import Group
 
 #: name -> "module:attribute" of each subcommand, imported on first use.
 SUBCOMMANDS = {
@@ -32,8 +33,9 @@ SHORT_HELP = {
 }
 
 
-class LazyGroup(click.Group):
-    """A group whose subcommands are imported when they are run or asked for help."""
+class LazyGroup(Group):
+    """A group whose subcommands are imported when they are run or asked for help (its usage
+    errors are one line, as :class:`lstm_numba_cli.common.Group`'s)."""
 
     def list_commands(self, ctx):
         return sorted(SUBCOMMANDS)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 
 import click
+from lstm_numba_cli.common import Command, Group, friendly_errors
 
 _KINDS = click.Choice(["gate", "activation"])
 
 
-@click.group("plugins")
+@click.group("plugins", cls=Group)
 def plugins():
     """List and check gate and activation plugins.
 
@@ -22,9 +23,10 @@ def plugins():
     """
 
 
-@plugins.command("list")
+@plugins.command("list", cls=Command)
 @click.option("--kind", type=_KINDS, default=None, help="Only gates or only activations.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
+@friendly_errors
 def list_plugins(kind, as_json):
     """Show every plugin with its distribution, version and status.
 
@@ -53,10 +55,11 @@ def list_plugins(kind, as_json):
     click.echo(f"\n{len(entries)} plugins: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
 
 
-@plugins.command("check")
+@plugins.command("check", cls=Command)
 @click.argument("name")
 @click.option("--kind", type=_KINDS, default=None,
               help="Whether NAME is a gate or an activation (needed only when both exist).")
+@friendly_errors
 def check_plugin(name, kind):
     """Check plugin NAME (finite differences, shapes, dtypes); exit 1 on failure.
 

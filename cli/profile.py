@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 
 import click
+from lstm_numba_cli.common import Command, friendly_errors
 
 _SIZE = click.IntRange(min=1)
 _MODEL_OPTIONS = ("input_size", "hidden_size", "layers", "gate", "dtype")
 
 
-@click.command("profile")
+@click.command("profile", cls=Command)
 @click.option("-T", "--steps", type=_SIZE, default=None, show_default="100, or the checkpoint's sequence length",
               help="Time steps per sequence.")
 @click.option("-B", "--batch", type=_SIZE, default=None, show_default="64, or the checkpoint's batch size",
@@ -35,6 +36,7 @@ _MODEL_OPTIONS = ("input_size", "hidden_size", "layers", "gate", "dtype")
 @click.option("--torch/--no-torch", "compare_torch", default=True, show_default=True,
               help="Compare with torch.nn.LSTM/GRU when torch is installed.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
+@friendly_errors
 def profile(steps, batch, input_size, hidden_size, layers, gate, dtype, repeat, checkpoint, measure_compile,
             compare_torch, as_json):
     """Time each phase of forward/backward and compare with torch.nn.LSTM.

@@ -37,6 +37,7 @@ _PUBLIC = {
     "Trainer": "lstm_numba.training.trainer",
     "load_trained": "lstm_numba.training.trainer",
     "check_plugin": "lstm_numba.plugin_check",
+    "TooLargeError": "lstm_numba.nn.memory",
     "save_safetensors": "lstm_numba.interop.safetensors_io",
     "load_safetensors": "lstm_numba.interop.safetensors_io",
     "export_onnx": "lstm_numba.interop.onnx_export",

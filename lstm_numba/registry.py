@@ -133,6 +133,11 @@ def _precedence(entry_point) -> tuple:
     return (distribution != BUILTIN_DISTRIBUTION, distribution.lower(), entry_point.value)
 
 
+def _check_kind(kind) -> None:
+    if not isinstance(kind, str) or kind not in GROUPS:
+        raise ValueError(f"kind: expected one of {', '.join(map(repr, GROUPS))} or None, got {kind!r}")
+
+
 class Registry:
     """Loads and caches the plugins of both groups; thread-safe."""
 
@@ -160,6 +165,8 @@ class Registry:
 
     def entries(self, kind: str | None = None, name: str | None = None) -> list[PluginEntry]:
         """Every registered plugin (loading each), winners before the ones they shadow."""
+        if kind is not None:
+            _check_kind(kind)
         result = []
         for k in ([kind] if kind else list(GROUPS)):
             winners: dict[str, str] = {}
@@ -171,6 +178,9 @@ class Registry:
 
     def get(self, kind: str, name: str) -> PluginEntry:
         """The working plugin chosen by ``name`` or ``"distribution:name"``; else PluginError."""
+        _check_kind(kind)
+        if not isinstance(name, str):
+            raise TypeError(f"{kind}: expected a plugin name (a string), got {name!r}")
         distribution, _, short = name.rpartition(":")
         matches = [e for e in self.entries(kind, short) if not distribution or e.distribution == distribution]
         if not matches:

@@ -71,7 +71,10 @@ def test_file_layout_is_plain_npz(saved):
         names = set(npz.files)
         doc = json.loads(npz["__meta__.json"].tobytes().decode("utf-8"))
     assert names == {"__meta__.json"} | {f"param/{k}" for k in PARAMS}
-    assert doc == {"format": "lstm-numba-checkpoint", "version": 1, "meta": META, "optim": None}
+    digest = doc.pop("digest")
+    assert doc == {"format": "lstm-numba-checkpoint", "version": 2, "meta": META, "optim": None}
+    assert digest["algorithm"] == "sha256/16" and set(digest["arrays"]) == {f"param/{k}" for k in PARAMS}
+    assert "/config/cell" in digest["meta"] and "/plugins" in digest["meta"]  # lists are leaves
 
 
 def test_loaded_checkpoint_resumes_adam_exactly(tmp_path):
@@ -205,8 +208,12 @@ def _truncate(path):
 
 
 def _scribble(path):
+    """16 bytes inverted in the middle of the metadata member's data (a scribble on a zip's
+    local header can leave every member readable and intact: that loads bit-identical)."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("__meta__.json.npy")
     data = bytearray(path.read_bytes())
-    mid = len(data) // 2
+    mid = info.header_offset + 30 + len(info.filename) + len(info.extra) + info.compress_size // 2
     data[mid:mid + 16] = bytes(b ^ 0xFF for b in data[mid:mid + 16])
     path.write_bytes(bytes(data))
 

@@ -359,5 +359,5 @@ def test_resume_refuses_changed_data_and_a_diverging_run_stops_clearly(tmp_path)
     tr = Trainer(cfg)
     step = tr.task.train_step
     tr.task.train_step = lambda model, rows: (float("nan"),) + step(model, rows)[1:]
-    with pytest.raises(ValueError, match="training diverged: loss is nan at epoch 1, step 1"):
+    with pytest.raises(ValueError, match="training diverged at epoch 1, step 1: the loss is nan"):
         tr.fit()

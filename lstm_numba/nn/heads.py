@@ -25,7 +25,9 @@ import math
 import numpy as np
 
 from lstm_numba.engine.blas_control import blas_single_thread
+from lstm_numba.nn.memory import check_fits
 from lstm_numba.nn.parameters import check_live
+from lstm_numba.nn.validation import positive_int, resolve_dtype
 
 __all__ = ["Dense", "Embedding"]
 
@@ -35,9 +37,12 @@ class Dense:
 
     def __init__(self, in_features: int, out_features: int, dtype, rng: np.random.Generator,
                  bias: bool = True):
-        self.in_features = int(in_features)
-        self.out_features = int(out_features)
-        self.dtype = np.dtype(dtype)
+        self.in_features = positive_int("in_features", in_features)
+        self.out_features = positive_int("out_features", out_features)
+        self.dtype = resolve_dtype(dtype)
+        elements = self.out_features * (self.in_features + 1)
+        check_fits(f"Dense(in_features={self.in_features}, out_features={self.out_features}): the parameters",
+                   elements * (8 + self.dtype.itemsize))
         bound = 1.0 / math.sqrt(self.in_features)
         self.params = {"weight": rng.uniform(-bound, bound, (self.out_features, self.in_features))
                        .astype(self.dtype)}
@@ -76,9 +81,11 @@ class Embedding:
     """A lookup table: integer ids ``(...)`` -> vectors ``(..., dim)``."""
 
     def __init__(self, num_embeddings: int, embedding_dim: int, dtype, rng: np.random.Generator):
-        self.num_embeddings = int(num_embeddings)
-        self.embedding_dim = int(embedding_dim)
-        self.dtype = np.dtype(dtype)
+        self.num_embeddings = positive_int("num_embeddings", num_embeddings)
+        self.embedding_dim = positive_int("embedding_dim", embedding_dim)
+        self.dtype = resolve_dtype(dtype)
+        check_fits(f"Embedding(num_embeddings={self.num_embeddings}, embedding_dim={self.embedding_dim}): "
+                   "the parameters", self.num_embeddings * self.embedding_dim * (8 + self.dtype.itemsize))
         self.params = {"weight": rng.standard_normal((self.num_embeddings, self.embedding_dim))
                        .astype(self.dtype)}
         self._ids = None

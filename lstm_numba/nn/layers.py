@@ -7,16 +7,50 @@ Shapes and parameter names follow ``torch.nn.LSTM``/``torch.nn.GRU``, so a PyTor
 from __future__ import annotations
 
 import math
+import os
+import re
+import sys
 from dataclasses import dataclass
 
 import numpy as np
+from numba.core import errors as numba_errors
 
 from lstm_numba import registry
 from lstm_numba.engine import layout
 from lstm_numba.engine.codegen import load_kernels
 from lstm_numba.engine.direction import backward_direction, forward_direction
-from lstm_numba.nn import validation
+from lstm_numba.nn import memory, validation
 from lstm_numba.nn.parameters import ParameterOwner, check_live
+
+
+def _source_file_of(entry) -> str:
+    """The file of the module a plugin lives in (what Numba's complaints quote), or a
+    string no message contains."""
+    module = sys.modules.get(entry.target.partition(":")[0])
+    return getattr(module, "__file__", None) or "\0"
+
+
+def compiler_complaint(text: str) -> str:
+    """The first informative line of a Numba error, its pipeline banners ("Failed in
+    nopython mode pipeline ...") and blank lines skipped; a line ending in a colon is
+    joined with the next (the signature it announces). At most 300 characters."""
+    lines = [line.strip() for line in text.splitlines()]
+    lines = [line for line in lines if line and not line.startswith(("Failed in ", "During: "))]
+    if not lines:
+        return "compilation failed"
+    first = lines[0]
+    if first.endswith(":") and len(lines) > 1:
+        first = f"{first} {lines[1]}"
+    return first if len(first) <= 300 else first[:297] + "..."
+
+
+def _complaint_location(text: str, path: str) -> str:
+    """" at FILE line N" for the first line of ``path`` a Numba error quotes, else ""."""
+    name = os.path.basename(path)
+    for quoted, line in re.findall(r'File "([^"]+)", line (\d+)', text):
+        if os.path.basename(quoted) == name:
+            return f" at {name} line {line}"
+    return ""
 
 
 @dataclass
@@ -68,17 +102,13 @@ class LSTM(ParameterOwner):
         self.bidirectional = bool(bidirectional)
         self.batch_first = bool(batch_first)
         self.bias = bool(bias)
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
-        self.dropout = float(dropout)
-        if clip is not None and not float(clip) > 0:
-            raise ValueError(f"clip: expected a positive threshold or None, got {clip!r}")
-        self.clip = math.inf if clip is None else float(clip)
+        self.dropout = validation.probability("dropout", dropout)
+        self.clip = validation.positive_threshold("clip", clip)
         self.dtype = validation.resolve_dtype(dtype)
-        self.seed = seed
+        self.seed = validation.seed("seed", seed)
         self.training = True
 
-        self.gate_name = gate or self.default_gate
+        self.gate_name = self.default_gate if gate is None else validation.plugin_name("gate", gate)
         self._gate_entry = registry.get_gate(self.gate_name)
         self.gate = self._gate_entry.obj
         self._activations = tuple(
@@ -89,7 +119,10 @@ class LSTM(ParameterOwner):
                  recurrent_activation_beta),
             )
         )
-        self._rng = np.random.default_rng(seed)
+        param_bytes, init_bytes = self._parameter_bytes()
+        memory.check_fits(f"{self._describe_sizes()}: the parameters ({memory.format_bytes(param_bytes)}) "
+                          "with their initialisation", param_bytes + init_bytes)
+        self._rng = np.random.default_rng(self.seed)
         self._slots = [
             _Slot(layer, direction, self.input_size if layer == 0 else self.hidden_size * self.num_directions)
             for layer in range(self.num_layers) for direction in range(self.num_directions)
@@ -103,9 +136,58 @@ class LSTM(ParameterOwner):
     # ------------------------------------------------------------------ configuration
     @staticmethod
     def _resolve_activation(label, name, alpha, beta):
-        entry = registry.get_activation(name)
-        ab = (entry.obj.alpha if alpha is None else float(alpha), entry.obj.beta if beta is None else float(beta))
+        entry = registry.get_activation(validation.plugin_name(label, name))
+        ab = tuple(
+            getattr(entry.obj, which) if value is None else validation.finite_number(f"{label}_{which}", value)
+            for which, value in (("alpha", alpha), ("beta", beta)))
         return label, entry, ab
+
+    def _describe_sizes(self) -> str:
+        return (f"input_size={self.input_size}, hidden_size={self.hidden_size}, num_layers={self.num_layers}"
+                + (", bidirectional" if self.bidirectional else "") + f", {self.dtype.name}")
+
+    def _layer_inputs(self):
+        """(input size, how many layers have it) for the first and the other layers."""
+        rest = self.num_layers - 1
+        return [(self.input_size, 1)] + ([(self.hidden_size * self.num_directions, rest)] if rest else [])
+
+    def _parameter_bytes(self) -> tuple[int, int]:
+        """What the parameters take, in bytes (their data and each slot's Python objects),
+        and what initialising the largest one takes on top (the float64 draw and its cast);
+        computed without a loop over the layers, so that num_layers=10**7 is refused at once."""
+        hidden, item = self.hidden_size, self.dtype.itemsize
+        n_gates = self.gate.n_blocks * hidden
+        per_slot = n_gates * hidden + (2 * n_gates if self.bias else 0) + sum(
+            e.blocks for e in self.gate.extra_params) * hidden
+        elements = sum(count * self.num_directions * (n_gates * inputs + per_slot)
+                       for inputs, count in self._layer_inputs())
+        biggest = max(n_gates * max(inputs, hidden) for inputs, _ in self._layer_inputs())
+        slots = self.num_layers * self.num_directions
+        return elements * item + slots * memory.SLOT_OVERHEAD, biggest * (8 + item)
+
+    def _call_bytes(self, steps: int, batch: int, keep_tape: bool) -> int:
+        """An upper bound of what a forward (and, keeping the tape, the backward that
+        follows) allocates: tape, workspace, prepared weights and outputs, in bytes."""
+        hidden, item, directions = self.hidden_size, self.dtype.itemsize, self.num_directions
+        n_gates = self.gate.n_blocks * hidden
+        n_state = len(self.state_names)
+        rows = steps * batch
+        total = 0
+        for inputs, count in self._layer_inputs():
+            depth = inputs + 1 + hidden
+            slot = ((steps + 1) * batch * depth                              # xh
+                    + rows * n_gates                                         # gx
+                    + (steps + 1 if keep_tape else 2) * batch * n_state * hidden  # states
+                    + (rows if keep_tape and not self.gate.additive else batch) * n_gates  # gh
+                    + 2 * rows * hidden                                      # y (and its reordering)
+                    + n_gates * (inputs + 2 * depth))                        # prepared weights
+            if keep_tape:
+                slot += (rows * n_gates * (1 if self.gate.additive else 2)    # dgx, dgh
+                         + rows * (inputs + hidden)                           # dx, dy reordered
+                         + n_gates * depth * (1 + memory.CORES)                # weight gradients, slabs
+                         + n_gates * hidden)                                  # W_hh by parts
+            total += count * (directions * slot + 2 * rows * directions * hidden)  # outputs, masks
+        return total * item
 
     @property
     def rng(self) -> np.random.Generator:
@@ -153,6 +235,29 @@ class LSTM(ParameterOwner):
                 self.dtype.name,
             )
         return self._kernels
+
+    def _compile_error(self, exc) -> registry.PluginError:
+        """A Numba compile error (raised on a kernel's first call: a typing bug in a plugin's
+        pointwise code) as a :class:`~lstm_numba.registry.PluginError` naming the plugin, its
+        distribution, where and the first line of the compiler's complaint."""
+        text = str(exc)
+        roles = [("gate", self._gate_entry)] + [(label, entry) for label, entry, _ in self._activations]
+        culprits = [(role, entry) for role, entry in roles if _source_file_of(entry) in text]
+        if not culprits:  # the complaint names no plugin's file: blame the combination
+            culprits = roles
+        # A plugin may serve two roles (tanh as both activations): name it once
+        named = {}
+        for role, entry in culprits:
+            named.setdefault((entry.kind, entry.qualified_name), (role, entry))
+        who = "; ".join(f"{role} plugin {entry.name!r} from distribution {entry.distribution} "
+                        f"{entry.version or '(no version)'}" for role, entry in named.values())
+        first = next(iter(named.values()))[1]
+        where = _complaint_location(text, _source_file_of(first)) if len(named) == 1 else ""
+        error = registry.PluginError(
+            f"{who}: its pointwise code failed to compile for {self.dtype.name}{where} (Numba: "
+            f"{compiler_complaint(text)}); check it with `lstm-numba plugins check {first.name}`")
+        error.compiler_message = text
+        return error
 
     # ------------------------------------------------------------------ parameters
     def _param_shapes(self, slot: _Slot) -> dict:
@@ -212,18 +317,25 @@ class LSTM(ParameterOwner):
     def _as_time_major(self, name, array):
         return np.ascontiguousarray(array.transpose(1, 0, 2)) if self.batch_first else array
 
-    def _initial_states(self, state, batch):
+    def _initial_states(self, state, batch, label="state"):
         n_state = len(self.state_names)
         shape = self._state_shape(batch)
         if state is None:
             return np.zeros((n_state,) + shape, dtype=self.dtype)
-        parts = (state,) if n_state == 1 and not isinstance(state, (tuple, list)) else tuple(state)
+        names = ", ".join(n + "0" for n in self.state_names)
+        wanted = ("h0" if n_state == 1 else f"a tuple of {n_state} arrays ({names})") + f" of shape {shape}"
+        if n_state == 1 and not isinstance(state, (tuple, list)):
+            parts = (state,)
+        elif isinstance(state, (tuple, list)):
+            parts = tuple(state)
+        else:
+            raise TypeError(f"{label}: expected {wanted} or None, got {type(state).__name__}")
         if len(parts) != n_state:
-            raise ValueError(f"state: expected {n_state} arrays ({', '.join(self.state_names)}), got {len(parts)}")
+            raise ValueError(f"{label}: expected {n_state} arrays ({', '.join(self.state_names)}), got {len(parts)}")
         arrays = []
         for name, part in zip(self.state_names, parts):
-            array = validation.float_array(f"state ({name}0)", part, "(L*D, B, H)", 3, self.dtype)
-            validation.expect_shape(f"state ({name}0)", array, shape, "(num_layers*num_directions, batch, hidden)")
+            array = validation.float_array(f"{label} ({name}0)", part, "(L*D, B, H)", 3, self.dtype)
+            validation.expect_shape(f"{label} ({name}0)", array, shape, "(num_layers*num_directions, batch, hidden)")
             arrays.append(array)
         return np.stack(arrays)
 
@@ -254,7 +366,16 @@ class LSTM(ParameterOwner):
                    else validation.lengths_array(lengths, batch, steps))
         states0 = self._initial_states(state, batch)
         keep_tape = self.training if need_grad is None else bool(need_grad)
+        memory.check_fits(lambda: f"x of shape {(batch, steps, features) if self.batch_first else x.shape} "
+                                  f"(T={steps}, B={batch}) through {self._describe_sizes()}: the tape and workspace"
+                                  + (" of forward and backward" if keep_tape else " of forward"),
+                          self._call_bytes(steps, batch, keep_tape))
+        try:
+            return self._forward(x, lengths, states0, keep_tape)
+        except numba_errors.NumbaError as exc:
+            raise self._compile_error(exc) from None
 
+    def _forward(self, x, lengths, states0, keep_tape):
         finals = np.empty_like(states0)
         tapes, masks = {}, {}
         layer_input = x
@@ -293,8 +414,14 @@ class LSTM(ParameterOwner):
         validation.expect_shape("dy", dy, expected, "(the shape of y)")
         dy = self._as_time_major("dy", dy)
         dstates = (np.zeros((len(self.state_names),) + self._state_shape(batch), dtype=self.dtype)
-                   if dstate is None else self._initial_states(dstate, batch))
+                   if dstate is None else self._initial_states(dstate, batch, "dstate"))
 
+        try:
+            return self._backward(tapes, masks, dy, dstates)
+        except numba_errors.NumbaError as exc:
+            raise self._compile_error(exc) from None
+
+    def _backward(self, tapes, masks, dy, dstates) -> Gradients:
         grads, dstates0 = {}, np.empty_like(dstates)
         d_output = dy
         for layer in reversed(range(self.num_layers)):

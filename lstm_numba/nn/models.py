@@ -65,10 +65,11 @@ class _RecurrentModel(ParameterOwner):
 
     def __init__(self, input_size, hidden_size, num_layers, *, bidirectional, dropout, dtype,
                  seed, gate, activation, recurrent_activation):
-        self.seed = _fresh_seed() if seed is None else int(seed)
+        seed = validation.seed("seed", seed)
+        self.seed = _fresh_seed() if seed is None else seed
         self.rnn = LSTM(input_size, hidden_size, num_layers, bidirectional=bidirectional,
                         batch_first=True, dropout=dropout, dtype=dtype,
-                        seed=derive_seed(self.seed, "rnn"), gate=gate or "lstm",
+                        seed=derive_seed(self.seed, "rnn"), gate="lstm" if gate is None else gate,
                         activation=activation, recurrent_activation=recurrent_activation)
         self.dtype = self.rnn.dtype
         self.training = True
@@ -328,7 +329,9 @@ class CharLM(_RecurrentModel):
             return self.embedding.forward(ids, need_grad=keep)
         if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
             raise ValueError(f"ids: expected values in [0, {self.vocab_size}), got [{ids.min()}, {ids.max()}]")
-        return np.eye(self.vocab_size, dtype=self.dtype)[ids]
+        one_hot = np.zeros(ids.shape + (self.vocab_size,), dtype=self.dtype)  # not np.eye(V)[ids]: V*V
+        np.put_along_axis(one_hot, ids[..., None], 1, axis=-1)
+        return one_hot
 
     def forward(self, ids, state=None, *, need_grad=None):
         """``(logits (B, T, V), state)``; ``state`` as the rnn takes and returns it."""

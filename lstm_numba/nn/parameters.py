@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -99,6 +100,9 @@ def load_params(live: dict, state: dict) -> None:
     Keys must match exactly and every value must be a finite float array of the live
     array's shape (other float dtypes are converted). Nothing changes on error.
     """
+    if not isinstance(state, Mapping):
+        raise TypeError(f"state_dict: expected a dict of parameter name -> array (as state_dict() returns), "
+                        f"got {type(state).__name__}")
     missing = sorted(set(live) - set(state))
     unexpected = sorted(set(state) - set(live))
     if missing or unexpected:

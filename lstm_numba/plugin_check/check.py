@@ -41,6 +41,10 @@ def check_plugin(name: str, kind: str | None = None) -> PluginReport:
     """
     if kind not in (None, "gate", "activation"):
         raise ValueError(f"kind: expected 'gate', 'activation' or None, got {kind!r}")
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected a plugin name (a string), got {name!r}")
+    if not name.rpartition(":")[2].strip():
+        raise ValueError(f"name: expected a plugin name, got {name!r}")
     found_kind, entry, error = _find(kind, name)
     report = PluginReport(kind=found_kind, name=name)
     if entry is not None:

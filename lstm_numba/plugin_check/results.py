@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 
 #: Relative tolerance of the float64 finite-difference checks.
@@ -62,6 +64,14 @@ class PluginReport:
 
 def short_reason(exc: BaseException) -> str:
     """A one-line description of an exception (Numba's typing errors are pages long)."""
+    from numba.core.errors import NumbaError
+
+    if isinstance(exc, NumbaError):  # the complaint's first line and where, not pages
+        from lstm_numba.nn.layers import compiler_complaint
+
+        found = re.search(r'File "([^"]+)", line (\d+)', str(exc))
+        where = f" (at {os.path.basename(found.group(1))} line {found.group(2)})" if found else ""
+        return f"{type(exc).__name__}: {compiler_complaint(str(exc))}{where}"
     text = " ".join(str(exc).split())
     if len(text) > _MAX_DETAIL:
         text = text[:_MAX_DETAIL] + " ..."

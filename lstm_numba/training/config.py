@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
+import numbers
 import os
 from dataclasses import dataclass
 
@@ -178,12 +180,23 @@ class TrainConfig:
                 raise ValueError("a character language model cannot be bidirectional")
         if self.patience is not None and (not isinstance(self.patience, (int, np.integer)) or self.patience < 0):
             raise ValueError(f"patience must be an integer >= 0, got {self.patience!r}")
-        if not 0.0 < float(self.val_fraction) < 1.0:
-            raise ValueError(f"val-fraction must be in (0, 1), got {self.val_fraction}")
-        if not float(self.lr) > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.clip_grad is not None and not float(self.clip_grad) > 0:
-            raise ValueError(f"clip-grad must be positive (or omitted), got {self.clip_grad}")
+        def number(name, low, low_open, high=None, allow_none=False):
+            """A finite real (not a bool or a string) above ``low`` (and below ``high``)."""
+            value = getattr(self, name)
+            if value is None and allow_none:
+                return
+            expected = (f"a finite number {'>' if low_open else '>='} {low:g}"
+                        + (f" and < {high:g}" if high is not None else "") + (" (or omitted)" if allow_none else ""))
+            ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+            ok = ok and (value > low if low_open else value >= low) and (high is None or value < high)
+            if not ok:
+                raise ValueError(f"{name.replace('_', '-')} must be {expected}, got {value!r}")
+
+        number("val_fraction", 0, True, high=1)
+        number("lr", 0, True)
+        number("momentum", 0, False)
+        number("weight_decay", 0, False, allow_none=True)
+        number("clip_grad", 0, True, allow_none=True)
         if self.optimizer not in optim.OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of "
                              f"{', '.join(sorted(optim.OPTIMIZERS))}")
@@ -191,8 +204,7 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        number("dropout", 0, False, high=1)
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
         # Plugins by name, so an unknown gate fails before any data is read.

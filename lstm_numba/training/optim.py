@@ -58,7 +58,8 @@ def _check_params(params) -> dict:
 
 def _check_grads(params: dict, grads) -> None:
     if not isinstance(grads, dict):
-        raise ValueError("grads must be a dict of name -> numpy array")
+        hint = " (a layer's backward() returns Gradients: pass its .params)" if hasattr(grads, "params") else ""
+        raise TypeError(f"grads: expected a dict of name -> numpy array, got {type(grads).__name__}{hint}")
     missing = sorted(set(params) - set(grads))
     unexpected = sorted(set(grads) - set(params))
     if missing or unexpected:
@@ -138,7 +139,9 @@ class Optimizer(ScalarState):
         buffers = {}
         for buf, arrays in grouped.items():
             if set(arrays) != set(self.params):
-                raise ValueError(f"buffer {buf!r} does not cover exactly the parameters")
+                raise ValueError(f"buffer {buf!r} does not cover exactly the parameters: missing "
+                                 f"{sorted(set(self.params) - set(arrays))}, unexpected "
+                                 f"{sorted(set(arrays) - set(self.params))}")
             for key, array in arrays.items():
                 if array.shape != self.params[key].shape:
                     raise ValueError(
@@ -276,6 +279,11 @@ def clip_grad_norm(grads: dict, max_norm: float) -> float:
     the scale is ``min(max_norm / (total_norm + 1e-6), 1)``, and a non-finite norm is not an
     error (the gradients become non-finite). Returns the total norm before clipping.
     """
+    if not isinstance(grads, dict):
+        raise TypeError(f"grads: expected a dict of name -> numpy array, got {type(grads).__name__}")
+    if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float, np.integer, np.floating)) \
+            or not max_norm > 0:
+        raise ValueError(f"max_norm: expected a positive number, got {max_norm!r}")
     if not grads:
         return 0.0
     norms = [np.linalg.norm(np.asarray(g).ravel()) for g in grads.values()]

@@ -43,8 +43,10 @@ import numpy as np
 
 from lstm_numba import registry
 from lstm_numba.config import package_version
+from lstm_numba.nn import validation
 from lstm_numba.nn.models import build_model, derive_seed
 from lstm_numba.training import checkpoint as ckpt
+from lstm_numba.training import checkpoint_schema as schema
 from lstm_numba.training import optim, schedules
 from lstm_numba.training.config import (
     CHECKPOINT_KIND,
@@ -52,7 +54,7 @@ from lstm_numba.training.config import (
     TrainConfig,
     TrainingError,
 )
-from lstm_numba.training.tasks.common import file_digest
+from lstm_numba.training.tasks.common import NonFiniteLoss, file_digest
 from lstm_numba.training.tasks.registry import make_task
 
 
@@ -81,6 +83,16 @@ class Callbacks:
 
     def epoch_end(self, trainer, record: dict) -> None:
         pass
+
+
+def _first_non_finite(arrays: dict):
+    """The first key of ``arrays`` whose values are not all finite, or None (one cheap sum
+    each; only a non-finite sum, which an overflow can also give, looks closer)."""
+    with np.errstate(all="ignore"):
+        for key, array in arrays.items():
+            if not math.isfinite(float(np.sum(array))) and not np.isfinite(array).all():
+                return key
+    return None
 
 
 def _json_float(x: float):
@@ -118,7 +130,10 @@ def read_training_checkpoint(path):
     for key in ("model", "train", "plugins", "data", "progress"):
         if key not in meta:
             raise ckpt.CheckpointError(path, f"metadata lacks {key!r}")
-    check_plugins(path, meta["plugins"])
+    schema.check_plugin_entries(path, meta["plugins"])
+    check_plugins(path, meta["plugins"])  # a missing plugin first: the most useful message
+    schema.check_structure(path, meta)
+    schema.check_arrays(path, c, registry.REGISTRY.get("gate", meta["model"]["gate"]).obj)
     return c
 
 
@@ -190,6 +205,8 @@ class Trainer:
         and append one record per epoch to ``metrics`` (a :class:`MetricsLog`)."""
         cb = callbacks or Callbacks()
         cfg, st = self.config, self.state
+        if checkpoint is not None:
+            ckpt.clean_stale_temps(checkpoint)  # what killed writes left behind
         while not st.finished and st.epoch < cfg.epochs:
             epoch = st.epoch + 1
             self.model.train()
@@ -200,11 +217,16 @@ class Trainer:
             total, seen, n_seq = 0.0, 0, 0
             lr = self.optimizer.lr
             for batch in batches:
-                loss, grads, n = self.task.train_step(self.model, batch)
+                try:
+                    with np.errstate(all="ignore"):  # a diverging step is reported below, once
+                        loss, grads, n = self.task.train_step(self.model, batch)
+                except NonFiniteLoss as exc:
+                    raise self._diverged(epoch, f"the loss is {exc.loss}", checkpoint) from None
                 if not math.isfinite(loss):
-                    raise TrainingError(
-                        f"training diverged: loss is {loss} at epoch {epoch}, step {st.step + 1}; "
-                        "lower --lr or set --clip-grad")
+                    raise self._diverged(epoch, f"the loss is {loss}", checkpoint)
+                bad = _first_non_finite(grads)
+                if bad is not None:
+                    raise self._diverged(epoch, f"the gradient of {bad} is not finite", checkpoint)
                 if cfg.clip_grad:
                     optim.clip_grad_norm(grads, cfg.clip_grad)
                 self.optimizer.step(grads)
@@ -246,6 +268,38 @@ class Trainer:
                 self.save(checkpoint)
         self.model.eval()
         return st
+
+    def _diverged(self, epoch: int, what: str, checkpoint) -> TrainingError:
+        """The error that ends a diverging run: where, what went non-finite, the likely
+        cause (weights overflowed, the input projection overflowed, or the recurrent
+        layer's plugins produced NaN or Inf from finite numbers) and which checkpoint is kept."""
+        st, rnn = self.state, self.model.rnn
+        bad_weight = _first_non_finite(self.model.params)
+        tapes = rnn._last[0].values() if rnn._last is not None else ()
+        if bad_weight is not None:
+            cause = (f"the weights are no longer finite ({bad_weight} first): the last update overflowed, "
+                     f"lower the learning rate (lr {self.config.lr:g}) or set clip_grad")
+        elif any(not validation.all_finite(np.ascontiguousarray(t.gx)) for t in tapes):
+            cause = ("the recurrent layer's input projection overflowed with finite inputs and weights: "
+                     "lower the learning rate or normalise the inputs")
+        elif any(not validation.all_finite(np.ascontiguousarray(t.states)) for t in tapes):
+            plugins = rnn.plugins
+            gate = plugins["gate"]
+            cause = (f"the gate {gate['name']!r} ({gate['distribution']} {gate['version']}) produced NaN or "
+                     f"Inf from finite inputs and weights (activations {plugins['activation']['name']!r}, "
+                     f"{plugins['recurrent_activation']['name']!r}); check it with `lstm-numba plugins check "
+                     f"{gate['name']}`")
+        else:
+            largest = max(float(np.abs(v).max(initial=0.0)) for v in self.model.params.values())
+            cause = (f"the largest weight is {largest:.3g}: lower the learning rate (lr {self.config.lr:g}) "
+                     "or set clip_grad")
+        if checkpoint is None:
+            kept = "no checkpoint path was given"
+        elif st.epoch:
+            kept = f"the last good checkpoint {os.fspath(checkpoint)} (epoch {st.epoch}) is kept"
+        else:
+            kept = "no epoch completed, so no checkpoint was written"
+        return TrainingError(f"training diverged at epoch {epoch}, step {st.step + 1}: {what}; {cause}; {kept}")
 
     def _finish(self) -> None:
         self.state.finished = True

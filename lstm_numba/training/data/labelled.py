@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 import os
+import zipfile
+import zlib
 from typing import Iterator, NamedTuple
 
 import numpy as np
@@ -36,12 +38,21 @@ def _integer_labels(y, path) -> np.ndarray:
 
 
 def _load_npz(path, require_labels: bool) -> LabelledSequences:
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # np.load would try to unpickle anything else
+            raise ValueError(f"{path}: not an .npz archive (no zip header); save the arrays with numpy.savez")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except ValueError as exc:  # object (ragged) arrays need pickle, refused above
+        if "pickle" not in str(exc).lower() and "object arrays" not in str(exc).lower():
+            raise ValueError(f"{path}: not a readable .npz archive ({' '.join(str(exc).split())[:200]})") from None
         raise ValueError(f"{path}: cannot read arrays ({exc}); ragged sequences must be "
                          "padded to (N, T, F) with a 'lengths' array") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError,
+            MemoryError) as exc:  # truncated, damaged or not a zip at all
+        raise ValueError(f"{path}: not a readable .npz archive ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:200]})") from None
     for key in ("x", "y") if require_labels else ("x",):
         if key not in arrays:
             raise ValueError(f"{path}: missing array {key!r}; found {sorted(arrays)}")

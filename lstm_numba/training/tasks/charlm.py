@@ -10,7 +10,7 @@ import numpy as np
 from lstm_numba.nn.losses import softmax_cross_entropy
 from lstm_numba.training import data as D
 from lstm_numba.training.config import TrainingError
-from lstm_numba.training.tasks.common import file_digest, rnn_kwargs
+from lstm_numba.training.tasks.common import check_loss, file_digest, rnn_kwargs
 
 
 def read_text(path) -> str:
@@ -45,9 +45,9 @@ class CharLMTask:
         self.cfg = cfg
         self.path = cfg.data or datasets.text_path(datasets.DEFAULT_TEXT)
         self.embedded = cfg.data is None
-        text = read_text(self.path)
-        self.vocab = D.CharVocab.from_text(text)
-        ids = self.vocab.encode(text)
+        corpus = read_text(self.path)  # not `text`: the name of a data module
+        self.vocab = D.CharVocab.from_text(corpus)
+        ids = self.vocab.encode(corpus)
         if len(ids) < 4:
             raise TrainingError(f"{self.path}: text too short ({len(ids)} characters)")
         train, val = D.time_split(len(ids), cfg.val_fraction)
@@ -90,7 +90,7 @@ class CharLMTask:
         logits, self.state = model.forward(inputs.T, self.state)
         b, t, v = logits.shape
         loss, dlogits = softmax_cross_entropy(logits.reshape(b * t, v), targets.T.reshape(-1))
-        return loss, model.backward(dlogits.reshape(b, t, v)), b
+        return check_loss(loss), model.backward(dlogits.reshape(b, t, v)), b
 
     def evaluate(self, model) -> dict:
         state, total, count = None, 0.0, 0

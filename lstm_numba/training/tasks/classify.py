@@ -13,6 +13,7 @@ from lstm_numba.training import data as D
 from lstm_numba.training.config import TrainingError
 from lstm_numba.training.tasks.common import (
     batch_rows,
+    check_loss,
     file_digest,
     rnn_kwargs,
 )
@@ -75,7 +76,7 @@ class ClassifyTask:
     def train_step(self, model, rows):
         logits = model.forward(self.x_train[rows], self.len_train[rows])
         loss, dlogits = softmax_cross_entropy(logits, self.y_train[rows])
-        return loss, model.backward(dlogits), len(rows)
+        return check_loss(loss), model.backward(dlogits), len(rows)
 
     def evaluate(self, model) -> dict:
         logits = model.predict(self.x_val, self.len_val).astype(np.float64)

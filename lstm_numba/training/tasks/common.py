@@ -4,9 +4,28 @@
 from __future__ import annotations
 
 import hashlib
+import math
 
 from lstm_numba.nn.models import derive_seed
 from lstm_numba.training import data as D
+from lstm_numba.training.config import TrainingError
+
+
+class NonFiniteLoss(TrainingError):
+    """A training step's loss is NaN or Inf (raised before its backward, which would refuse
+    the non-finite gradient); :meth:`lstm_numba.training.trainer.Trainer.fit` turns it into
+    a report of the divergence."""
+
+    def __init__(self, loss: float):
+        super().__init__(f"the loss is {loss}")
+        self.loss = loss
+
+
+def check_loss(loss: float) -> float:
+    """``loss`` if finite; else :class:`NonFiniteLoss` (call it between the loss and backward)."""
+    if not math.isfinite(loss):
+        raise NonFiniteLoss(loss)
+    return loss
 
 
 def file_digest(path) -> str:

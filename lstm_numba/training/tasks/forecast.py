@@ -12,6 +12,7 @@ from lstm_numba.training import data as D
 from lstm_numba.training.config import TrainingError
 from lstm_numba.training.tasks.common import (
     batch_rows,
+    check_loss,
     file_digest,
     rnn_kwargs,
 )
@@ -126,7 +127,7 @@ class ForecastTask:
         pred = model.forward(self.x_train[rows])
         target = self.y_train_seq[rows] if self.cfg.seq2seq else self.y_train[rows]
         loss, dpred = mse_loss(pred, target)
-        return loss, model.backward(dpred), len(rows)
+        return check_loss(loss), model.backward(dpred), len(rows)
 
     def _predict_last(self, model, x):
         out = model.predict(x)
