@@ -1,6 +1,6 @@
 """Every shape-to-block decision of the engine, in one module.
 
-How a time step is split over threads (:class:`Tiling`, :func:`tiling`), whether the
+How a time step is split over threads (:class:`Tiling`, :func:`choose_tiling`), whether the
 input projection is fused into the step, and the block shapes of every GEMM (the step
 GEMMs, the hoisted input projection and input gradient, the weight-gradient sums). Each
 is a function of the shapes, the machine's core count and its BLAS core only, never of
@@ -10,17 +10,10 @@ Nothing here is compiled, and the generated kernels do not import it: the policy
 them as arguments, so a policy change leaves the kernels' source (and their disk cache)
 as it is.
 
-Why blocks at all: OpenBLAS's AVX-512 builds (SkylakeX and later cores) run GEMMs of at most
-``M*N*K = 10**6`` through a *small-matrix kernel* that does not pack its operands
-(``sgemm_small_kernel_permit_skylakex.c``). A time step's GEMM is a few batch rows times a
-weight matrix that every step repacks; split into blocks that take the small-matrix path it
-runs faster. Measured single-threaded, float32, SkylakeX kernels: 64x256 @ 256x512 took
-92 us in one call and 68 us in blocks of 32 columns (with the weights on a cache line: 84
-us at NumPy's 16-byte offset); 64x1024 @ 1024x128 took 94 us and 66 us in blocks of 32
-columns by 256 of depth. Blocks still won, by 20-40%, with weights up to 1.25 MiB
-(a 1 MiB L2 here). They are slower with 2 MiB of weights, with 128-row blocks, and with
-the Haswell kernels (no small-matrix path), so they are used only where they were measured
-to win (:func:`gemm_blocks`).
+Why blocks at all: OpenBLAS's AVX-512 builds run small GEMMs through a kernel that does
+not pack its operands, and a time step's GEMM split into blocks that fit it runs faster
+(measured, with the limits of where it wins, in :mod:`lstm_numba.engine.kernels.blas`).
+Blocks are used only where they were measured to win (:func:`gemm_blocks`).
 """
 
 from __future__ import annotations
