@@ -1,8 +1,17 @@
 """Shared fixtures. Tests compare against independent references only: plain-NumPy code
 written from the equations, float64 finite differences, and PyTorch when installed."""
 
+import os
+
 import numpy as np
 import pytest
+
+# The tests run in one process per core (pytest-xdist): each process, and the training
+# processes its tests start, keeps Numba to one thread so that they do not oversubscribe
+# the cores. Results do not depend on the thread count (test_lstm_behaviour checks 1, 2
+# and 3 threads in processes of their own).
+if os.environ.get("PYTEST_XDIST_WORKER") and "NUMBA_NUM_THREADS" not in os.environ:
+    os.environ["NUMBA_NUM_THREADS"] = "1"
 
 
 def max_rel_err(actual, expected) -> float:
@@ -33,7 +42,6 @@ def rng():
 def pytest_sessionstart(session):
     """In CI the references must be installed: a skipped parity test is not a pass."""
     import importlib.util
-    import os
 
     if os.environ.get("CI"):
         missing = [name for name in ("torch", "onnxruntime", "safetensors", "h5py", "keras", "matplotlib")
