@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "generate": "lstm_numba_cli.generate:generate",
     "profile": "lstm_numba_cli.profile:profile",
     "plugins": "lstm_numba_cli.plugins:plugins",
+    "sweep": "lstm_numba_cli.sweep:sweep",
 }
 
 #: One-line help shown by ``lstm-numba --help`` without importing the subcommand.
@@ -25,6 +26,7 @@ SHORT_HELP = {
     "generate": "Sample text from a character-level checkpoint.",
     "profile": "Time each phase of forward/backward and compare with torch.nn.LSTM.",
     "plugins": "List and check gate and activation plugins.",
+    "sweep": "Train every combination of a hyper-parameter grid (on a Dask cluster) and rank them.",
 }
 
 

@@ -382,13 +382,21 @@ class ClusterShards:
                 self._wait_for_workers(step)
             addresses = self.workers
             plan = {a: pending[i::len(addresses)] for i, a in enumerate(addresses)}
-            calls = {a: self.actors[a][0].compute(weights, batch, shards, step,
-                                                  {s: self.states.get(s) for s in shards})
-                     for a, shards in plan.items() if shards}
+            calls = {}
+            for address, shards in plan.items():
+                if not shards:
+                    continue
+                try:  # a call raises at once when Dask already knows the worker is gone
+                    calls[address] = self.actors[address][0].compute(
+                        weights, batch, shards, step, {s: self.states.get(s) for s in shards})
+                except Exception as exc:  # noqa: BLE001
+                    calls[address] = exc
             if self.on_dispatch is not None:
                 self.on_dispatch(step, sorted(calls))
             for address, call in calls.items():
                 try:
+                    if isinstance(call, Exception):
+                        raise call
                     reply = call.result()
                 except Exception as exc:  # noqa: BLE001 - the worker or the way to it was lost
                     self._lose(address, exc, step)
@@ -441,8 +449,10 @@ def cluster_client(scheduler: str | None = None, workers: int | None = None):
     if scheduler is not None:
         client = Client(scheduler, timeout="30s")
     else:
+        # The cluster's own warnings (a task that failed, a worker restarted) are expected
+        # here; the run reports what matters itself.
         cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+                               dashboard_address=":0", silence_logs=logging.ERROR)
         client = Client(cluster)
     try:
         yield client
