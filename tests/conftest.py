@@ -36,7 +36,8 @@ def pytest_sessionstart(session):
     import os
 
     if os.environ.get("CI"):
-        missing = [name for name in ("torch", "onnxruntime") if importlib.util.find_spec(name) is None]
+        missing = [name for name in ("torch", "onnxruntime", "distributed")
+                   if importlib.util.find_spec(name) is None]
         if missing:
             raise pytest.UsageError(f"CI=true but {missing} are not installed: parity tests would be skipped")
 

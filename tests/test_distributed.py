@@ -220,10 +220,22 @@ def test_a_worker_killed_mid_epoch_costs_no_step_and_changes_no_weight(client, d
                     pass
 
         trainer.shards.on_dispatch = kill
-    trainer.fit()
+    callbacks = None if how.startswith("inside") else _WaitForTheRestartedWorker(client)
+    trainer.fit(callbacks=callbacks)
     assert victim in trainer.shards.lost and trainer.shards.stats.recovered == 1
     assert trainer.state.step == steps
     assert_bitwise(trainer.model.params, params)
+    if callbacks is not None:  # the nanny's fresh worker was checked and used in epoch 2
+        assert len(trainer.shards.checked) == 3 and trainer.shards.used == trainer.shards.checked
+
+
+class _WaitForTheRestartedWorker(Callbacks):
+    def __init__(self, client):
+        self.client = client
+
+    def epoch_end(self, trainer, record):
+        if record["epoch"] == 1:
+            self.client.wait_for_workers(2, timeout=60)
 
 
 class _Crash(Exception):
@@ -337,3 +349,15 @@ def test_four_workers_give_bitwise_the_in_process_weights(data, reference):
         assert trainer.config.shards == 4
         trainer.fit()
     assert_bitwise(trainer.model.params, params)
+
+
+@pytest.mark.slow
+def test_cli_train_workers_starts_a_local_cluster_for_the_run(data, tmp_path):
+    args = ["train", data, "--window", "12", "--horizon", "3", "--hidden-size", "8", "--layers", "2",
+            "--dropout", "0.25", "--batch-size", "16", "--epochs", "2", "--seed", "3", "--shards", "4"]
+    result = CliRunner().invoke(_cli(), [*args, "--workers", "2", "--out", str(tmp_path / "w.npz")])
+    assert result.exit_code == 0, result.output
+    assert "4 shards on 2 Dask workers" in result.output and "per-step overhead" in result.output
+    here = CliRunner().invoke(_cli(), [*args, "-q", "--out", str(tmp_path / "here.npz")])
+    assert here.exit_code == 0, here.output
+    assert_bitwise(ck.load_checkpoint(tmp_path / "w.npz").params, ck.load_checkpoint(tmp_path / "here.npz").params)

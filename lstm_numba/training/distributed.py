@@ -308,6 +308,7 @@ class ClusterShards:
         self.actors: dict = {}   # address -> (actor, its future, the task's data future)
         self.states: dict = {}
         self.stats = StepStats()
+        self.used: set = set()   # workers that returned shard results
         self.on_dispatch = None
         candidates = worker_threads(client, self.allowed)
         if not candidates:
@@ -412,6 +413,7 @@ class ClusterShards:
                     if hasattr(exc, "add_note"):
                         exc.add_note(f"raised on Dask worker {address}:\n{reply[2]}")
                     raise exc
+                self.used.add(address)
                 for r in reply[1]:
                     results[r.shard] = r
                     compute[address] = compute.get(address, 0.0) + r.seconds
