@@ -45,6 +45,7 @@ Dask (``pip install "lstm-numba[dask]"``) is imported only by the cluster classe
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -310,6 +311,7 @@ class ClusterShards:
         self.stats = StepStats()
         self.used: set = set()   # workers that returned shard results
         self.on_dispatch = None
+        self.poll_s = 1.0        # how often a long call checks that its worker is still listed
         candidates = worker_threads(client, self.allowed)
         if not candidates:
             raise ClusterError("the Dask cluster has no workers" + (
@@ -367,6 +369,17 @@ class ClusterShards:
                                    "the last checkpoint resumes the run (--resume)")
             time.sleep(0.5)
 
+    def _await(self, address, call):
+        """The reply of an actor call. Raises when the call fails, or as soon as the scheduler
+        no longer lists the worker (a call to a dead worker may otherwise wait for Dask's
+        30 s connect timeout)."""
+        while True:
+            try:
+                return call.result(timeout=self.poll_s)
+            except (TimeoutError, asyncio.TimeoutError):
+                if address not in self.client.nthreads():
+                    raise OSError(f"the scheduler no longer lists worker {address}") from None
+
     def start_epoch(self) -> None:
         self.states = {}
         self._adopt()
@@ -398,7 +411,7 @@ class ClusterShards:
                 try:
                     if isinstance(call, Exception):
                         raise call
-                    reply = call.result()
+                    reply = self._await(address, call)
                 except Exception as exc:  # noqa: BLE001 - the worker or the way to it was lost
                     self._lose(address, exc, step)
                     recovered = True
