@@ -29,7 +29,8 @@ weights of a medium model (H=256, I=128) on two local workers, 11 ms per step ag
 22 ms for per-step tasks with scattered weights. :attr:`ClusterShards.stats` records the
 per-step overhead (the step's wall time less its slowest worker's compute).
 
-**Faults.** A worker lost during a step (its actor call fails) is dropped and its shards
+**Faults.** A worker lost during a step (its actor call fails, or the scheduler stops
+listing it while the call waits) is dropped and its shards
 are computed again by the workers left, from the same weights, in the same step: no step
 is lost or repeated, and since a shard's result does not depend on where it runs, the
 final weights equal an uninterrupted run's. Workers that join (a nanny's restart, a new
