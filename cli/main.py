@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "plugins": "lstm_numba_cli.plugins:plugins",
     "export": "lstm_numba_cli.export:export",
     "plot": "lstm_numba_cli.plot:plot",
+    "sweep": "lstm_numba_cli.sweep:sweep",
 }
 
 #: One-line help shown by ``lstm-numba --help`` without importing the subcommand.
@@ -30,6 +31,7 @@ SHORT_HELP = {
     "plugins": "List and check gate and activation plugins.",
     "export": "Export a checkpoint as an ONNX model (with its normalisation).",
     "plot": "Plot a checkpoint's loss curve and its task's picture as PNGs.",
+    "sweep": "Train every combination of a hyper-parameter grid (on a Dask cluster) and rank them.",
 }
 
 

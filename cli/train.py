@@ -29,7 +29,7 @@ _DEFAULT = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 _POS = click.IntRange(min=1)
 _NONNEG = click.IntRange(min=0)
 #: CLI parameters that are not TrainConfig fields.
-_CLI_ONLY = {"data_arg", "out", "force", "resume", "metrics", "quiet"}
+_CLI_ONLY = {"data_arg", "out", "force", "resume", "metrics", "quiet", "scheduler", "workers"}
 #: Settings a resumed run may change.
 _RESUME_MAY_CHANGE = {"epochs", "patience"}
 
@@ -117,6 +117,17 @@ def _default_help(key: str, none=None) -> str:
                    "0 never stops early. Default: " + _default_help("patience", none=0) + ".")
 @click.option("--restore-best/--keep-last", default=_DEFAULT["restore_best"], show_default=True,
               help="At the end, restore the weights of the epoch with the best validation loss.")
+@click.option("--shards", type=_POS, default=None,
+              help="Data parallelism: cut every global batch into this many shards, sum their "
+                   "gradients in shard order and step once. The result depends on the seed and "
+                   "the shards only, not on the workers. Default: the number of workers with "
+                   "--scheduler or --workers, else unsharded.")
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="Train on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786); "
+                   "see docs/dask.md.")
+@click.option("--workers", type=_POS, default=None,
+              help="Train on a local Dask cluster of this many single-threaded worker processes, "
+                   "started for the run.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Checkpoint file, written after every epoch. Default: runs/<data file name>.npz "
                    "(runs/co2.npz, runs/alice.npz for the embedded data).")
@@ -130,7 +141,7 @@ def _default_help(key: str, none=None) -> str:
 @click.option("-q", "--quiet", is_flag=True, default=False, help="Print only the final summary.")
 @friendly_errors
 def train(data_arg, data, task, columns, out, force, resume, metrics, quiet, clip_grad, patience, embedding_dim,
-          **options):
+          scheduler, workers, **options):
     """Train a model on a CSV, a text file or labelled sequences.
 
     With no arguments, trains a forecaster on the embedded monthly CO2 series (12 months
@@ -143,29 +154,51 @@ def train(data_arg, data, task, columns, out, force, resume, metrics, quiet, cli
       lstm-numba train book.txt --epochs 5 --hidden-size 256
       lstm-numba train labelled.npz --bidirectional --out runs/clf.npz
       lstm-numba train --out runs/co2.npz --resume
+      lstm-numba train --workers 2                 # data-parallel on a local Dask cluster
+      lstm-numba train --scheduler tcp://host:8786 # on an existing cluster
     """
     ctx = click.get_current_context()
+    data = data_source(data_arg, data)
+    if scheduler is not None and workers is not None:
+        raise click.UsageError("give either --scheduler or --workers, not both")
+
+    from lstm_numba.training.config import default_checkpoint, infer_task
+    from lstm_numba.training.distributed import cluster_client
+
+    cfg = build_config(data, task, columns, clip_grad, patience, embedding_dim, options)
+    task_name = task or infer_task(data)
+    out = out or default_checkpoint(task_name, data)
+    if not resume and not force:
+        _refuse_other_run(out, task_name, data)
+    with cluster_client(scheduler, workers) as client:
+        _run(ctx, cfg, out, resume, metrics, quiet, patience, client)
+
+
+def data_source(data_arg, data):
+    """The data file given as the DATA argument or with --data (not both)."""
     if data_arg is not None and data is not None and data_arg != data:
         raise click.UsageError("give the data either as the DATA argument or with --data, not both")
-    data = data_arg if data_arg is not None else data
+    return data_arg if data_arg is not None else data
 
-    from lstm_numba.training.config import TrainConfig, default_checkpoint, infer_task
-    from lstm_numba.training.metrics import MetricsLog
-    from lstm_numba.training.trainer import Trainer
 
-    cfg = TrainConfig(
+def build_config(data, task, columns, clip_grad, patience, embedding_dim, options):
+    """The TrainConfig of the train options (``sweep`` shares them)."""
+    from lstm_numba.training.config import TrainConfig
+
+    return TrainConfig(
         task=task, data=data, columns=split_names(columns),
         clip_grad=None if clip_grad == 0 else clip_grad,
         patience=patience, embedding_dim=embedding_dim or None, **options)
-    task_name = task or infer_task(data)
-    out = out or default_checkpoint(task_name, data)
+
+
+def _run(ctx, cfg, out, resume, metrics, quiet, patience, client):
+    from lstm_numba.training.metrics import MetricsLog
+    from lstm_numba.training.trainer import Trainer
 
     if resume:
-        trainer = _resume(ctx, cfg, out, patience)
+        trainer = _resume(ctx, cfg, out, patience, client)
     else:
-        if not force:
-            _refuse_other_run(out, task_name, data)
-        trainer = Trainer(cfg)
+        trainer = Trainer(cfg, client=client)
     cfg = trainer.config
     log = None
     if metrics:
@@ -187,6 +220,9 @@ def train(data_arg, data, task, columns, out, force, resume, metrics, quiet, cli
         trainer.elapsed = time.perf_counter() - t0
     for line in _summary(trainer, out):
         click.echo(line)
+    stats = getattr(trainer.shards, "stats", None)
+    if stats is not None:
+        click.echo(f"cluster: {cfg.shards} shards; {stats.summary()}")
 
 
 def _refuse_other_run(out, task, data):
@@ -209,7 +245,7 @@ def _refuse_other_run(out, task, data):
                                    "--resume, or --force to overwrite it (or choose another --out)")
 
 
-def _resume(ctx, cfg, out, patience):
+def _resume(ctx, cfg, out, patience, client=None):
     from lstm_numba.training.config import TrainConfig
     from lstm_numba.training.trainer import Trainer
 
@@ -235,7 +271,7 @@ def _resume(ctx, cfg, out, patience):
         overrides["epochs"] = cfg.epochs
     if "patience" in explicit:
         overrides["patience"] = patience
-    return Trainer.resume(out, **overrides)
+    return Trainer.resume(out, client=client, **overrides)
 
 
 def _header(trainer, out, resumed) -> str:
@@ -250,8 +286,12 @@ def _header(trainer, out, resumed) -> str:
             "charlm": f"character LM, vocabulary {getattr(getattr(task, 'vocab', None), 'size', '?')}, "
                       f"BPTT {cfg.window}"}[cfg.task]
     lead = f"resuming {out} at epoch {trainer.state.epoch + 1}" if resumed else f"training -> {out}"
+    where = ""
+    if cfg.shards is not None:
+        workers = getattr(trainer.shards, "checked", None)
+        where = f", {cfg.shards} shards" + (f" on {len(workers)} Dask workers" if workers is not None else "")
     return (f"{lead}: {what} on {source}; {task.n_train} training sequences/epoch; {arch}; "
-            f"{cfg.optimizer} lr {cfg.lr:g}, batch {cfg.batch_size}, up to {cfg.epochs} epochs")
+            f"{cfg.optimizer} lr {cfg.lr:g}, batch {cfg.batch_size}{where}, up to {cfg.epochs} epochs")
 
 
 class _Progress:

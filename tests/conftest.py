@@ -44,7 +44,8 @@ def pytest_sessionstart(session):
     import importlib.util
 
     if os.environ.get("CI"):
-        missing = [name for name in ("torch", "onnxruntime", "safetensors", "h5py", "keras", "matplotlib")
+        missing = [name for name in ("torch", "onnxruntime", "safetensors", "h5py", "keras", "matplotlib",
+                                     "distributed")
                    if importlib.util.find_spec(name) is None]
         if missing:
             raise pytest.UsageError(f"CI=true but {missing} are not installed: parity tests would be skipped")

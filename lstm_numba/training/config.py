@@ -101,6 +101,11 @@ class TrainConfig:
     relative    forecast: windows relative to their last value (see ``ForecastTask``)
     seq2seq     forecast: train the head at every step (sequence-to-sequence)
     patience    epochs without validation improvement before stopping; 0/None: never
+    shards      data parallelism: cut every global batch into this many shards (fixed by
+                shard index), sum their gradients in shard order and step once
+                (:mod:`lstm_numba.training.distributed`); the result depends on the seed
+                and ``shards`` only, not on how many workers compute them. None: unsharded
+                (one process), or the number of workers when a Dask client is given
     """
 
     task: str | None = None
@@ -133,6 +138,7 @@ class TrainConfig:
     seed: int = 0
     patience: int | None = None
     restore_best: bool = True
+    shards: int | None = None
 
     def resolved(self) -> "TrainConfig":
         """A copy with the task inferred, task defaults filled in and values checked."""
@@ -178,6 +184,11 @@ class TrainConfig:
                 positive("embedding_dim")
             if self.bidirectional:
                 raise ValueError("a character language model cannot be bidirectional")
+        if self.shards is not None:
+            positive("shards")
+            if self.shards > self.batch_size:
+                raise ValueError(f"shards ({self.shards}) cannot exceed batch-size ({self.batch_size}): "
+                                 "every shard needs at least one sequence of each global batch")
         if self.patience is not None and (not isinstance(self.patience, (int, np.integer)) or self.patience < 0):
             raise ValueError(f"patience must be an integer >= 0, got {self.patience!r}")
         def number(name, low, low_open, high=None, allow_none=False):

@@ -19,6 +19,10 @@ validation loss, and writes a checkpoint when a path is given. Training stops af
 ``epochs`` or when the validation loss has not improved for ``patience`` epochs; the
 best weights are then restored (``restore_best``).
 
+**Data parallelism.** ``TrainConfig.shards`` (and ``Trainer(config, client=Client(...))``
+for a Dask cluster) cuts each global batch into shards whose gradients are summed in shard
+order before the one optimizer step (:mod:`lstm_numba.training.distributed`).
+
 **Checkpoints** (:mod:`lstm_numba.training.checkpoint`) hold the parameters, the optimizer state
 (arrays under ``optim/``), the best weights so far (``extra/best/<name>``) and a JSON
 document with the model and training configuration, the plugins the rnn runs (name,
@@ -171,16 +175,40 @@ class Trainer:
     schedule, the RNGs and the progress. Build it from a config, or with :meth:`resume`
     from a checkpoint; then call :meth:`fit`."""
 
-    def __init__(self, config: TrainConfig, *, _task=None):
-        self.config = cfg = config.resolved()
+    def __init__(self, config: TrainConfig, *, client=None, workers=None, _task=None):
+        cfg = config.resolved()
+        if client is not None and cfg.shards is None:  # default: one shard per worker
+            from lstm_numba.training.distributed import worker_threads
+
+            cfg = dataclasses.replace(cfg, shards=max(1, len(worker_threads(client, workers))))
+            cfg._check()
+        self.config = cfg
         self.task = _task or make_task(cfg)
         self.model = build_model(self.task.model_config())
+        self.shards = self._make_shards(client, workers)
         self.optimizer = self._make_optimizer()
         self.schedule = self._make_schedule()
         self.shuffle_rng = np.random.default_rng(derive_seed(cfg.seed, "shuffle"))
         self.state = TrainState()
         self.best_params = None
         self.step_losses = []  # this process's per-step losses (not checkpointed)
+
+    def _make_shards(self, client, workers):
+        """Data parallelism (:mod:`lstm_numba.training.distributed`): None when unsharded."""
+        cfg = self.config
+        if cfg.shards is None:
+            return None
+        from lstm_numba.training import distributed
+
+        if client is None:
+            return distributed.InProcessShards(self.task, cfg.shards, cfg.seed)
+        return distributed.ClusterShards(client, self.task, self.model, cfg.shards, cfg.seed,
+                                         workers=workers)
+
+    def _train_step(self, batch):
+        if self.shards is None:
+            return self.task.train_step(self.model, batch)
+        return self.shards.step(self.model, batch, self.state.step)
 
     def _make_optimizer(self):
         cfg = self.config
@@ -203,6 +231,13 @@ class Trainer:
     def fit(self, checkpoint=None, callbacks: Callbacks | None = None, metrics=None) -> TrainState:
         """Train until ``epochs`` or early stopping; write ``checkpoint`` after every epoch
         and append one record per epoch to ``metrics`` (a :class:`MetricsLog`)."""
+        try:
+            return self._fit(checkpoint, callbacks, metrics)
+        finally:
+            if self.shards is not None:
+                self.shards.close()
+
+    def _fit(self, checkpoint, callbacks, metrics) -> TrainState:
         cb = callbacks or Callbacks()
         cfg, st = self.config, self.state
         if checkpoint is not None:
@@ -211,6 +246,8 @@ class Trainer:
             epoch = st.epoch + 1
             self.model.train()
             self.task.start_epoch()
+            if self.shards is not None:
+                self.shards.start_epoch()
             batches = self.task.batches(self.shuffle_rng, cfg.batch_size)
             cb.epoch_start(self, epoch, len(batches))
             t0 = time.perf_counter()
@@ -219,7 +256,7 @@ class Trainer:
             for batch in batches:
                 try:
                     with np.errstate(all="ignore"):  # a diverging step is reported below, once
-                        loss, grads, n = self.task.train_step(self.model, batch)
+                        loss, grads, n = self._train_step(batch)
                 except NonFiniteLoss as exc:
                     raise self._diverged(epoch, f"the loss is {exc.loss}", checkpoint) from None
                 if not math.isfinite(loss):
@@ -334,14 +371,19 @@ class Trainer:
         ckpt.save_checkpoint(path, self.model.state_dict(), meta, self.optimizer.state_dict(), extra)
 
     @classmethod
-    def resume(cls, path, **overrides) -> "Trainer":
+    def resume(cls, path, *, client=None, workers=None, **overrides) -> "Trainer":
         """Rebuild a run from its checkpoint, ready to :meth:`fit` the remaining epochs.
 
         ``overrides`` may change only ``epochs`` and ``patience``. A finished run comes back
-        with ``state.finished`` set (there is nothing left to do)."""
+        with ``state.finished`` set (there is nothing left to do). A sharded run may resume
+        in one process or on any cluster (its ``shards`` are kept); an unsharded one only
+        in one process."""
         c = read_training_checkpoint(path)
         meta = c.meta
         saved = TrainConfig.from_dict(meta["train"])
+        if client is not None and saved.shards is None:
+            raise ckpt.CheckpointError(path, "was trained unsharded in one process; resume it without a "
+                                             "cluster (the shards fix a run's result, so they cannot change)")
         bad = sorted(set(overrides) - set(RESUMABLE))
         if bad:
             raise ValueError(f"cannot change {', '.join(bad)} when resuming; only {', '.join(RESUMABLE)}")
@@ -352,7 +394,7 @@ class Trainer:
             if not os.path.isfile(data_path):
                 raise ckpt.CheckpointError(path, f"training data {data_path!r} is missing; "
                                                  "resuming needs the same file")
-        trainer = cls(cfg)
+        trainer = cls(cfg, client=client, workers=workers)
         current = file_digest(trainer.task.path)
         if data.get("sha256") and current != data["sha256"]:
             raise ckpt.CheckpointError(path, f"training data {trainer.task.path!r} changed since "

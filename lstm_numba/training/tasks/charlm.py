@@ -86,11 +86,21 @@ class CharLMTask:
         return range(len(self.chunks))
 
     def train_step(self, model, index):
+        loss, grads, b, self.state = self.train_streams(model, index, None, self.state)
+        return loss, grads, b
+
+    def train_streams(self, model, index, streams, state):
+        """One truncated-BPTT step on chunk ``index`` for the parallel ``streams`` (an index
+        array; None: all of them) from their carried ``state``; returns ``(loss, grads,
+        n_streams, new_state)``. A data-parallel shard is a subset of the streams
+        (:mod:`lstm_numba.training.distributed`)."""
         inputs, targets = self.chunks[index]
-        logits, self.state = model.forward(inputs.T, self.state)
+        if streams is not None:
+            inputs, targets = inputs[:, streams], targets[:, streams]
+        logits, state = model.forward(inputs.T, state)
         b, t, v = logits.shape
         loss, dlogits = softmax_cross_entropy(logits.reshape(b * t, v), targets.T.reshape(-1))
-        return check_loss(loss), model.backward(dlogits.reshape(b, t, v)), b
+        return check_loss(loss), model.backward(dlogits.reshape(b, t, v)), b, state
 
     def evaluate(self, model) -> dict:
         state, total, count = None, 0.0, 0
