@@ -78,37 +78,55 @@ class DirectionGrads:
 
 
 def forward_direction(kernels, workspace, x, w_ih, w_hh, b_ih, b_hh, extra, clip, lengths, reverse, state0,
-                      keep_tape):
+                      keep_tape, start=0, weight_cache=None):
     """Run one direction of ``kernels.gate`` over ``x`` (T, B, I) from ``state0`` (S, B, H).
 
-    The tape's arrays come from ``workspace``. Returns ``y`` (T, B, H), the final state
-    (S, B, H) and a :class:`DirectionTape` (or None when ``keep_tape`` is false).
+    ``start`` is the index of x's first step in its whole sequence (a later chunk of a
+    stream, ``LSTM.step``): the hoisted input projection runs in tasks of whole steps
+    counted from step 0 of the sequence (``tiling.projection_blocks``), so a chunk's steps
+    get the bits they get in a forward over the whole sequence. The tape's arrays come
+    from ``workspace``. Returns ``y`` (T, B, H), the final state (S, B, H) and a
+    :class:`DirectionTape` (or None when ``keep_tape`` is false). ``weight_cache``: a
+    :class:`lstm_numba.engine.layout.WeightCache` that keeps the weights' layout between
+    calls while they keep their values (a stream's short calls).
     """
     gate = kernels.gate
     steps, batch, inputs = x.shape
     n_gates, hidden = w_hh.shape
     dtype = x.dtype
     tile = tiling.choose_tiling(gate.elementwise, gate.additive, batch, inputs, hidden, n_gates, dtype.itemsize)
-    weights = DirectionWeights.prepare(tile, w_ih, w_hh, b_ih, b_hh, extra, gate.additive)
+    params = (w_ih, w_hh, b_ih, b_hh, extra)
+    weights = (weight_cache.get(tile, params, gate.additive) if weight_cache is not None
+               else DirectionWeights.prepare(tile, *params, gate.additive))
     order = reversal_index(lengths, steps) if reverse else None
     n_state = state0.shape[0]
     n_slots = steps + 1 if keep_tape else 2
-    xh = workspace.array("xh", (steps + 1, batch, inputs + 1 + hidden), dtype)
+    projection = None if tile.fused_input else tiling.projection_blocks(
+        batch, n_gates, inputs + 1, dtype.itemsize, blas_control.small_kernel_available())
+    # The projection's tasks start at whole multiples of its steps from the sequence's
+    # start: x's rows sit ``lead`` steps into the first, and the last is padded
+    lead = start % projection.steps if projection else 0
+    padded = -(-(lead + steps) // projection.steps) * projection.steps if projection else steps
+    xh_all = workspace.array("xh", (max(lead + steps + 1, padded), batch, inputs + 1 + hidden), dtype)
+    xh = xh_all[lead:lead + steps + 1]
     arrays.fill_inputs(np.ascontiguousarray(x), order if reverse else arrays.IN_ORDER, xh)
     xh[0, :, inputs + 1:] = state0[0]
+    if projection:  # the padding rows' results are never read: zeros keep them cheap and finite
+        xh_all[:lead, :, :inputs + 1] = 0
+        xh_all[lead + steps:padded, :, :inputs + 1] = 0
     # A fused projection needs no gx beyond the step at hand unless backward reads it
-    gx = workspace.array("gx", (1 if tile.fused_input and not keep_tape else steps, batch, n_gates), dtype)
+    gx_all = workspace.array("gx", (1 if tile.fused_input and not keep_tape else padded, batch, n_gates), dtype)
+    gx = gx_all[lead:lead + steps] if projection else gx_all
     states = workspace.array("states", (n_slots, batch, n_state * hidden), dtype)
     states[0] = weights.state_to_kernel(state0)
     gh_steps = steps if keep_tape and not gate.additive else 1
     gh = workspace.array("gh", (gh_steps, tile.parts, batch, n_gates // tile.parts), dtype)
     y = aligned_empty((steps, batch, hidden), dtype)
     with blas_control.blas_single_thread():
-        if not tile.fused_input:
-            blocks = tiling.hoisted_gemm_blocks(steps * batch, n_gates, inputs + 1, dtype.itemsize,
-                                                blas_control.small_kernel_available())
-            hooks.run("input_projection", gemm.input_projection, xh[:steps].reshape(steps * batch, -1)[:, :inputs + 1],
-                      weights.w_proj, gx.reshape(steps * batch, n_gates), blocks)
+        if projection:
+            rows = padded * batch
+            hooks.run("input_projection", gemm.input_projection, xh_all[:padded].reshape(rows, -1)[:, :inputs + 1],
+                      weights.w_proj, gx_all.reshape(rows, n_gates), projection.steps * batch, projection.blocks)
         forward_loop = "forward_parts" if tile.parts > 1 else "forward_rows"
         hooks.run(forward_loop, getattr(kernels, forward_loop), gx, weights.w_rec, weights.b_hh, weights.extra,
                   dtype.type(clip), lengths, tile.chunks, tile.forward_blocks, states, xh, gh, y)

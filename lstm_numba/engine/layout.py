@@ -122,6 +122,30 @@ class DirectionWeights:
         return state.reshape(batch, parts, n_state, width).transpose(2, 0, 1, 3).reshape(n_state, batch, -1).copy()
 
 
+class WeightCache:
+    """One direction's :class:`DirectionWeights`, kept while its parameters keep their values.
+
+    For ``LSTM.step``, whose calls are a step or a few each: the re-layout (two parallel
+    transposes and their arrays) would otherwise be a large part of every call. Each call
+    compares the parameters with a copy taken when they were laid out (one pass over them,
+    on one thread), so a parameter changed in place, by an optimiser say, is laid out
+    afresh.
+    """
+
+    def __init__(self):
+        self._weights = None
+        self._snapshot = ()
+
+    def get(self, tiling: Tiling, params: tuple, additive: bool) -> DirectionWeights:
+        """The weights for ``params`` = (w_ih, w_hh, b_ih, b_hh, extra), contiguous arrays."""
+        kept = self._weights
+        if (kept is None or kept.tiling != tiling or len(params) != len(self._snapshot)
+                or not all(arrays.same_values(a.reshape(-1), b.reshape(-1)) for a, b in zip(params, self._snapshot))):
+            self._weights = kept = DirectionWeights.prepare(tiling, *params, additive)
+            self._snapshot = tuple(np.array(a, copy=True) for a in params)
+        return kept
+
+
 #: Byte alignment of every array the time loops write: a cache line, so that hidden parts
 #: (each a multiple of 16 floats wide in practice) never share a line between threads.
 #: NumPy's own arrays sit 16 bytes past a line, which measured 1-3 ms of false sharing per

@@ -34,6 +34,39 @@ class Gradients:
     state: object
 
 
+class StreamState:
+    """Where a stream stands: the layer's state after ``steps`` steps of a sequence.
+
+    ``LSTM.initial_state`` makes one and ``LSTM.step`` returns the next.
+
+    values  one array per state vector, in the gate's ``state_names`` order, each
+            (num_layers, B, H) (``h`` of a projected LSTM is (num_layers, B, proj_size))
+    steps   how many steps of the sequence the stream has consumed (its next step's index)
+    state   the state as ``forward`` takes and returns it: ``(h, c)``, or ``h`` for a
+            single-state gate
+    ``state.h``, ``state.c`` (any state name) are the vectors by name.
+    """
+
+    def __init__(self, names: tuple, values: tuple, steps: int = 0):
+        self.names = tuple(names)
+        self.values = tuple(values)
+        self.steps = int(steps)
+
+    @property
+    def state(self):
+        return self.values[0] if len(self.values) == 1 else tuple(self.values)
+
+    def __getattr__(self, name):
+        names = self.__dict__.get("names", ())
+        if name in names:
+            return self.__dict__["values"][names.index(name)]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{n}={v.shape}" for n, v in zip(self.names, self.values))
+        return f"StreamState({shapes}, steps={self.steps})"
+
+
 @dataclass(frozen=True)
 class _Slot:
     """One (layer, direction) and the state_dict keys of its parameters."""
@@ -99,6 +132,8 @@ class LSTM(ParameterOwner):
         self._kernels = None
         self._last = None
         self._workspaces = {slot: layout.Workspace() for slot in self._slots}
+        # step()'s own workspaces, so that streaming leaves a training tape alone, and its weight layouts
+        self._stream_workspaces, self._stream_weights = {}, {}
 
     # ------------------------------------------------------------------ configuration
     @staticmethod
@@ -254,7 +289,18 @@ class LSTM(ParameterOwner):
                    else validation.lengths_array(lengths, batch, steps))
         states0 = self._initial_states(state, batch)
         keep_tape = self.training if need_grad is None else bool(need_grad)
+        layer_input, finals, tapes, masks = self._run_layers(x, states0, lengths, keep_tape, self._workspaces,
+                                                             dropout=self.training)
+        self._last = (tapes, masks, x.shape, lengths) if keep_tape else None
+        y = self._as_time_major("y", layer_input)
+        return y, self._pack_state(finals)
 
+    def _run_layers(self, x, states0, lengths, keep_tape, workspaces, dropout, start=0, weight_caches=None):
+        """Every layer and direction over ``x`` (T, B, I) from ``states0`` (S, L*D, B, H).
+
+        ``start``: the index of x's first step in its sequence (a stream's chunk).
+        Returns the last layer's output, the final states, the tapes and the dropout masks.
+        """
         finals = np.empty_like(states0)
         tapes, masks = {}, {}
         layer_input = x
@@ -265,20 +311,80 @@ class LSTM(ParameterOwner):
                 w_ih, w_hh, b_ih, b_hh, extra = self._slot_params(slot)
                 index = layer * self.num_directions + direction
                 y_dir, final, tape = forward_direction(
-                    self.kernels, self._workspaces[slot], layer_input, w_ih, w_hh, b_ih, b_hh, extra,
-                    self.clip, lengths, bool(direction), np.ascontiguousarray(states0[:, index]), keep_tape)
+                    self.kernels, workspaces[slot], layer_input, w_ih, w_hh, b_ih, b_hh, extra,
+                    self.clip, lengths, bool(direction), np.ascontiguousarray(states0[:, index]), keep_tape,
+                    start=start, weight_cache=None if weight_caches is None else weight_caches[slot])
                 finals[:, index] = final
                 tapes[slot] = tape
                 outputs.append(y_dir)
             layer_output = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
-            if self.training and self.dropout > 0 and layer < self.num_layers - 1:
+            if dropout and self.dropout > 0 and layer < self.num_layers - 1:
                 keep = 1.0 - self.dropout
                 masks[layer] = (self._rng.random(layer_output.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
                 layer_output = layer_output * masks[layer]
             layer_input = layer_output
-        self._last = (tapes, masks, x.shape, lengths) if keep_tape else None
-        y = self._as_time_major("y", layer_input)
-        return y, self._pack_state(finals)
+        return layer_input, finals, tapes, masks
+
+    # ------------------------------------------------------------------ streaming
+    def initial_state(self, batch, state=None, steps=0) -> StreamState:
+        """The start of a stream of ``batch`` rows, for :meth:`step`.
+
+        ``state``: the initial state as ``forward`` takes it (zeros when None); ``steps``:
+        the index in the sequence of the stream's first step, when it continues a
+        ``forward`` over the sequence's first ``steps`` steps from that forward's final
+        state (the next chunk then gets the same bits as a forward over the whole sequence).
+        """
+        batch = validation.positive_int("batch", batch)
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+            raise ValueError(f"steps: expected a non-negative integer, got {steps!r}")
+        stacked = self._initial_states(state, batch)
+        return StreamState(self.state_names, tuple(stacked), int(steps))
+
+    def step(self, x, state=None, lengths=None):
+        """Run a stream on by one step, or by a chunk of steps, through the compiled kernels.
+
+        x        (B, I): one step; or a chunk (T_c, B, I), (B, T_c, I) with ``batch_first``
+        state    a :class:`StreamState` (``initial_state`` or the previous ``step``); a plain
+                 state, as ``forward`` takes it, starts a sequence from it; None: zeros
+        lengths  (B,) valid steps of this chunk per row, 0..T_c: a row whose sequence has
+                 ended keeps its state and outputs zeros (the chunk's part of ``forward``'s
+                 ``lengths``)
+
+        Returns ``y`` ((B, H) for one step, else shaped like the chunk with H features) and
+        the next :class:`StreamState`. However a sequence is cut into chunks, the outputs
+        and the states are bitwise equal to ``forward`` over the whole sequence (in eval
+        mode: ``step`` applies no dropout and keeps no tape, in either mode, and leaves the
+        tape of the last ``forward`` for ``backward``). Unidirectional layers only.
+        """
+        if self.bidirectional:
+            raise ValueError("step: a bidirectional layer cannot run as a stream (its reverse direction starts "
+                             "from the end of the sequence); run forward over the whole sequence")
+        layout_doc = "(B, input_size) or " + ("(B, T, input_size)" if self.batch_first else "(T, B, input_size)")
+        ndim = np.ndim(x)
+        x = validation.float_array("x", x, layout_doc, 2 if ndim == 2 else 3, self.dtype)
+        one_step = x.ndim == 2
+        x = x[None] if one_step else self._as_time_major("x", x)
+        steps, batch, features = x.shape
+        if steps == 0 or batch == 0:
+            raise ValueError(f"x: expected at least one time step and one batch row, got shape {x.shape}")
+        if features != self.input_size:
+            raise ValueError(f"x: expected last dimension input_size={self.input_size}, got {features}")
+        start = 0
+        if isinstance(state, StreamState):
+            if state.names != self.state_names:
+                raise ValueError(f"state: a stream of a gate with states {state.names}, this layer's are "
+                                 f"{self.state_names}")
+            start, state = state.steps, state.state
+        states0 = self._initial_states(state, batch)
+        lengths = (np.full(batch, steps, dtype=np.int64) if lengths is None
+                   else validation.lengths_array(lengths, batch, steps, minimum=0))
+        if not self._stream_workspaces:
+            self._stream_workspaces = {slot: layout.Workspace() for slot in self._slots}
+            self._stream_weights = {slot: layout.WeightCache() for slot in self._slots}
+        y, finals, _, _ = self._run_layers(x, states0, lengths, False, self._stream_workspaces, dropout=False,
+                                           start=start, weight_caches=self._stream_weights)
+        y = y[0] if one_step else self._as_time_major("y", y)
+        return y, StreamState(self.state_names, tuple(finals), start + steps)
 
     # ------------------------------------------------------------------ backward
     def backward(self, dy, dstate=None) -> Gradients:
