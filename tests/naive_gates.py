@@ -282,8 +282,11 @@ def random_state(gate, rng, shape):
 # --------------------------------------------------------------------------- drivers
 
 
-def direction_forward(cell, x, w_ih, w_hh, b_ih, b_hh, p, state0, lengths, reverse, cfg):
-    """One direction over x (T, B, I) from state0 (S, B, H); returns y, final state, tape."""
+def direction_forward(cell, x, w_ih, w_hh, b_ih, b_hh, p, state0, lengths, reverse, cfg, every=None):
+    """One direction over x (T, B, I) from state0 (S, B, H); returns y, final state, tape.
+
+    ``every`` (S, T, B, H), if given, receives the state after each valid step at its time
+    index (padded steps are left as they are)."""
     steps, batch, _ = x.shape
     hidden = w_hh.shape[1]
     state = np.array(state0, dtype=np.float64)
@@ -301,6 +304,8 @@ def direction_forward(cell, x, w_ih, w_hh, b_ih, b_hh, p, state0, lengths, rever
         new, cache = cell.forward(zx, zh, state[:, rows], p, cfg)
         state[:, rows] = new
         y[t, rows] = new[0]
+        if every is not None:
+            every[:, t, rows] = new
         tape.append((rows, t, xt, h_prev, cache))
     return y, state, tape
 
@@ -358,7 +363,10 @@ class NaiveRNN:
                 self.params.get(f"bias_ih{s}", zeros), self.params.get(f"bias_hh{s}", zeros), p)
 
     def forward(self, x, state0=None, lengths=None):
-        """x (T, B, I); state0 (S, L*D, B, H) or None; returns y (T, B, D*H), final (S, L*D, B, H)."""
+        """x (T, B, I); state0 (S, L*D, B, H) or None; returns y (T, B, D*H), final (S, L*D, B, H).
+
+        ``self.every`` is then the last layer's state after every step (S, T, B, D*H), zeros at
+        padded steps."""
         x = np.asarray(x, dtype=np.float64)
         steps, batch, _ = x.shape
         lengths = np.full(batch, steps) if lengths is None else np.asarray(lengths)
@@ -371,16 +379,19 @@ class NaiveRNN:
         layer_input = x
         for layer in range(self.num_layers):
             self._inputs.append(layer_input)
-            outs = []
+            outs, everies = [], []
             for d in range(self.dirs):
                 k = layer * self.dirs + d
                 w_ih, w_hh, b_ih, b_hh, p = self._slot(layer, d)
+                every = np.zeros((self.cell.n_state, steps, batch, self.hidden))
                 y, fin, tape = direction_forward(self.cell, layer_input, w_ih, w_hh, b_ih, b_hh, p,
-                                                 state0[:, k], lengths, bool(d), self.cfg)
+                                                 state0[:, k], lengths, bool(d), self.cfg, every)
                 final[:, k] = fin
                 self._tapes[k] = tape
                 outs.append(y)
+                everies.append(every)
             layer_input = np.concatenate(outs, axis=2)
+            self.every = np.concatenate(everies, axis=3)
         return layer_input, final
 
     def backward(self, dy, dstate=None):

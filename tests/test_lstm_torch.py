@@ -6,6 +6,7 @@ from conftest import max_rel_err
 
 import lstm_numba as ln
 from lstm_numba.engine import blas_control
+from lstm_numba.engine import tiling as engine_tiling
 
 torch = pytest.importorskip("torch")
 
@@ -61,7 +62,7 @@ def test_matches_torch(dtype, layers, bidirectional, batch_first, lengths, with_
     c0 = rng.standard_normal(state_shape).astype(dtype) if with_state else np.zeros(state_shape, dtype)
 
     y, (h_n, c_n) = rnn.forward(x, (h0, c0) if with_state else None, lengths=lengths)
-    tile = tiling.choose_tiling(True, True, batch, inputs, hidden, 4 * hidden, 8)
+    tile = engine_tiling.choose_tiling(True, True, batch, inputs, hidden, 4 * hidden, 8)
     # hidden-split fuses the input projection into the step; rows does where the BLAS has
     # the small-matrix kernel (not on CI's Haswell kernels), so CI runs both paths
     expected = (2, True) if tiling == "hidden-split" else (1, blas_control.small_kernel_available())

@@ -78,15 +78,17 @@ class DirectionGrads:
 
 
 def forward_direction(kernels, workspace, x, w_ih, w_hh, b_ih, b_hh, extra, clip, lengths, reverse, state0,
-                      keep_tape, start=0, weight_cache=None):
+                      keep_tape, start=0, weight_cache=None, keep_states=False):
     """Run one direction of ``kernels.gate`` over ``x`` (T, B, I) from ``state0`` (S, B, H).
 
     ``start`` is the index of x's first step in its whole sequence (a later chunk of a
     stream, ``LSTM.step``): the hoisted input projection runs in tasks of whole steps
     counted from step 0 of the sequence (``tiling.projection_blocks``), so a chunk's steps
     get the bits they get in a forward over the whole sequence. The tape's arrays come
-    from ``workspace``. Returns ``y`` (T, B, H), the final state (S, B, H) and a
-    :class:`DirectionTape` (or None when ``keep_tape`` is false). ``weight_cache``: a
+    from ``workspace``. Returns ``y`` (T, B, H), the final state (S, B, H), a
+    :class:`DirectionTape` (or None when ``keep_tape`` is false) and, with ``keep_states``,
+    the state after every step (S, T, B, H) in x's time order, zeros at padded steps (else
+    None). ``weight_cache``: a
     :class:`lstm_numba.engine.layout.WeightCache` that keeps the weights' layout between
     calls while they keep their values (a stream's short calls).
     """
@@ -100,7 +102,7 @@ def forward_direction(kernels, workspace, x, w_ih, w_hh, b_ih, b_hh, extra, clip
                else DirectionWeights.prepare(tile, *params, gate.additive))
     order = reversal_index(lengths, steps) if reverse else None
     n_state = state0.shape[0]
-    n_slots = steps + 1 if keep_tape else 2
+    n_slots = steps + 1 if keep_tape or keep_states else 2
     projection = None if tile.fused_input else tiling.projection_blocks(
         batch, n_gates, inputs + 1, dtype.itemsize, blas_control.small_kernel_available())
     # The projection's tasks start at whole multiples of its steps from the sequence's
@@ -132,7 +134,21 @@ def forward_direction(kernels, workspace, x, w_ih, w_hh, b_ih, b_hh, extra, clip
                   dtype.type(clip), lengths, tile.chunks, tile.forward_blocks, states, xh, gh, y)
     final = weights.state_from_kernel(states[steps % n_slots], n_state)
     tape = DirectionTape(xh, gx, states, gh, lengths, order, weights, gate.additive) if keep_tape else None
-    return (reorder(y, order) if reverse else y), final, tape
+    every = _every_state(states[1:steps + 1], n_state, tile.parts, lengths, order) if keep_states else None
+    return (reorder(y, order) if reverse else y), final, tape, every
+
+
+def _every_state(states, n_state, parts, lengths, order):
+    """The kernels' states after each step (T, B, S*H), part-major and in step order, as
+    (S, T, B, H) in the sequence's time order, with zeros at padded steps (as ``y``)."""
+    steps, batch, _ = states.shape
+    width = states.shape[2] // (n_state * parts)
+    every = np.ascontiguousarray(states.reshape(steps, batch, parts, n_state, width).transpose(3, 0, 1, 2, 4)
+                                 .reshape(n_state, steps, batch, parts * width))
+    every[:, np.arange(steps)[:, None] >= lengths[None, :]] = 0
+    if order is not None:
+        every = np.take_along_axis(every, order[None, :, :, None], axis=1)
+    return every
 
 
 def backward_direction(kernels, workspace, tape: DirectionTape, clip, dy, dstate) -> DirectionGrads:

@@ -238,8 +238,8 @@ class LSTM(ParameterOwner):
         return self.train(False)
 
     # ------------------------------------------------------------------ forward
-    def __call__(self, x, state=None, lengths=None, *, need_grad=None):
-        return self.forward(x, state, lengths, need_grad=need_grad)
+    def __call__(self, x, state=None, lengths=None, *, need_grad=None, return_states=False):
+        return self.forward(x, state, lengths, need_grad=need_grad, return_states=return_states)
 
     def _state_shape(self, batch):
         return (self.num_layers * self.num_directions, batch, self.hidden_size)
@@ -265,7 +265,7 @@ class LSTM(ParameterOwner):
     def _pack_state(self, stacked):
         return stacked[0] if len(self.state_names) == 1 else tuple(stacked)
 
-    def forward(self, x, state=None, lengths=None, *, need_grad=None):
+    def forward(self, x, state=None, lengths=None, *, need_grad=None, return_states=False):
         """Run the whole sequence.
 
         x        (T, B, I), or (B, T, I) with ``batch_first``
@@ -273,9 +273,14 @@ class LSTM(ParameterOwner):
                  for GRU; zeros when None
         lengths  (B,) valid steps per row, 1..T (PyTorch packed-sequence semantics)
         need_grad  keep what ``backward`` needs; defaults to the training mode
+        return_states  also return the last layer's state after every step
 
         Returns ``y`` (T, B, D*H) (batch-first when asked) and the final state, shaped
-        like ``state``.
+        like ``state``; with ``return_states``, a third value: every state vector of the
+        gate (``(h, c)``, ``h`` for GRU, ``(h, c, n, m)`` for sLSTM) after every step of the
+        last layer, each (T, B, D*H) ((B, T, D*H) batch-first), the directions side by side
+        as in ``y``, zeros at padded steps; its ``h`` is ``y``. ``backward`` takes no
+        gradient for them.
         """
         x = validation.float_array("x", x, "(B, T, input_size)" if self.batch_first else "(T, B, input_size)",
                                    3, self.dtype)
@@ -289,41 +294,55 @@ class LSTM(ParameterOwner):
                    else validation.lengths_array(lengths, batch, steps))
         states0 = self._initial_states(state, batch)
         keep_tape = self.training if need_grad is None else bool(need_grad)
-        layer_input, finals, tapes, masks = self._run_layers(x, states0, lengths, keep_tape, self._workspaces,
-                                                             dropout=self.training)
+        layer_input, finals, tapes, masks, every = self._run_layers(
+            x, states0, lengths, keep_tape, self._workspaces, dropout=self.training, keep_states=return_states)
         self._last = (tapes, masks, x.shape, lengths) if keep_tape else None
         y = self._as_time_major("y", layer_input)
+        if return_states:
+            return y, self._pack_state(finals), self._pack_every(every)
         return y, self._pack_state(finals)
 
-    def _run_layers(self, x, states0, lengths, keep_tape, workspaces, dropout, start=0, weight_caches=None):
+    def _pack_every(self, every):
+        """The last layer's states after every step (S, T, B, D*H), batch-first when asked, packed as a state."""
+        return self._pack_state(np.ascontiguousarray(every.transpose(0, 2, 1, 3)) if self.batch_first else every)
+
+    def _run_layers(self, x, states0, lengths, keep_tape, workspaces, dropout, start=0, weight_caches=None,
+                    keep_states=False):
         """Every layer and direction over ``x`` (T, B, I) from ``states0`` (S, L*D, B, H).
 
         ``start``: the index of x's first step in its sequence (a stream's chunk).
-        Returns the last layer's output, the final states, the tapes and the dropout masks.
+        Returns the last layer's output, the final states, the tapes, the dropout masks and,
+        with ``keep_states``, the last layer's states after every step (S, T, B, D*H).
         """
         finals = np.empty_like(states0)
         tapes, masks = {}, {}
         layer_input = x
+        every = None
         for layer in range(self.num_layers):
-            outputs = []
+            outputs, states = [], []
+            last = layer == self.num_layers - 1
             for direction in range(self.num_directions):
                 slot = self._slots[layer * self.num_directions + direction]
                 w_ih, w_hh, b_ih, b_hh, extra = self._slot_params(slot)
                 index = layer * self.num_directions + direction
-                y_dir, final, tape = forward_direction(
+                y_dir, final, tape, every_dir = forward_direction(
                     self.kernels, workspaces[slot], layer_input, w_ih, w_hh, b_ih, b_hh, extra,
                     self.clip, lengths, bool(direction), np.ascontiguousarray(states0[:, index]), keep_tape,
-                    start=start, weight_cache=None if weight_caches is None else weight_caches[slot])
+                    start=start, weight_cache=None if weight_caches is None else weight_caches[slot],
+                    keep_states=keep_states and last)
                 finals[:, index] = final
                 tapes[slot] = tape
                 outputs.append(y_dir)
+                states.append(every_dir)
+            if keep_states and last:
+                every = states[0] if len(states) == 1 else np.concatenate(states, axis=3)
             layer_output = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
             if dropout and self.dropout > 0 and layer < self.num_layers - 1:
                 keep = 1.0 - self.dropout
                 masks[layer] = (self._rng.random(layer_output.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
                 layer_output = layer_output * masks[layer]
             layer_input = layer_output
-        return layer_input, finals, tapes, masks
+        return layer_input, finals, tapes, masks, every
 
     # ------------------------------------------------------------------ streaming
     def initial_state(self, batch, state=None, steps=0) -> StreamState:
@@ -340,7 +359,7 @@ class LSTM(ParameterOwner):
         stacked = self._initial_states(state, batch)
         return StreamState(self.state_names, tuple(stacked), int(steps))
 
-    def step(self, x, state=None, lengths=None):
+    def step(self, x, state=None, lengths=None, *, return_states=False):
         """Run a stream on by one step, or by a chunk of steps, through the compiled kernels.
 
         x        (B, I): one step; or a chunk (T_c, B, I), (B, T_c, I) with ``batch_first``
@@ -351,7 +370,9 @@ class LSTM(ParameterOwner):
                  ``lengths``)
 
         Returns ``y`` ((B, H) for one step, else shaped like the chunk with H features) and
-        the next :class:`StreamState`. However a sequence is cut into chunks, the outputs
+        the next :class:`StreamState`; with ``return_states``, a third value as
+        ``forward``'s (each state vector of the last layer after every step of the chunk,
+        shaped like ``y``). However a sequence is cut into chunks, the outputs
         and the states are bitwise equal to ``forward`` over the whole sequence (in eval
         mode: ``step`` applies no dropout and keeps no tape, in either mode, and leaves the
         tape of the last ``forward`` for ``backward``). Unidirectional layers only.
@@ -381,10 +402,14 @@ class LSTM(ParameterOwner):
         if not self._stream_workspaces:
             self._stream_workspaces = {slot: layout.Workspace() for slot in self._slots}
             self._stream_weights = {slot: layout.WeightCache() for slot in self._slots}
-        y, finals, _, _ = self._run_layers(x, states0, lengths, False, self._stream_workspaces, dropout=False,
-                                           start=start, weight_caches=self._stream_weights)
+        y, finals, _, _, every = self._run_layers(x, states0, lengths, False, self._stream_workspaces,
+                                                  dropout=False, start=start, weight_caches=self._stream_weights,
+                                                  keep_states=return_states)
         y = y[0] if one_step else self._as_time_major("y", y)
-        return y, StreamState(self.state_names, tuple(finals), start + steps)
+        state = StreamState(self.state_names, tuple(finals), start + steps)
+        if return_states:
+            return y, state, self._pack_state(every[:, 0]) if one_step else self._pack_every(every)
+        return y, state
 
     # ------------------------------------------------------------------ backward
     def backward(self, dy, dstate=None) -> Gradients:
