@@ -239,10 +239,14 @@ class Tiling:
     forward_blocks: tuple
     backward_blocks: tuple
     fused_input: bool = False
+    #: A projected layer's (proj_size) blocks: h = m @ W_hr^T in the forward loop,
+    #: dL/dm = dL/dh @ W_hr in the backward loop; () without a projection.
+    project_blocks: tuple = ()
+    unproject_blocks: tuple = ()
 
 
 def choose_tiling(elementwise: bool, additive: bool, batch: int, inputs: int, hidden: int, n_gates: int,
-           itemsize: int) -> Tiling:
+                  itemsize: int, recurrent: bool = True, proj_size: int = 0) -> Tiling:
     """Choose the tiling for a gate and a shape.
 
     Elementwise gates split the hidden units into up to one part per core: a power of two
@@ -254,13 +258,18 @@ def choose_tiling(elementwise: bool, additive: bool, batch: int, inputs: int, hi
 
     An additive gate's input projection is fused into the forward step (see
     :func:`fuses_input_projection`) when the fused GEMM runs on OpenBLAS's small-matrix
-    kernel.
+    kernel. A gate without recurrent weights (``recurrent`` false) has no recurrent GEMM:
+    nothing to fuse into, and no GEMM work that would pay for splitting the hidden units.
+    A projected layer (``proj_size`` P > 0) always runs one hidden part (its projection
+    reads every unit), and its recurrent GEMMs are P deep (forward) and P wide (backward).
     """
     parts = 1
-    if elementwise:
+    rec_width = proj_size or hidden
+    rec_flops = 2 * batch * rec_width * n_gates if recurrent else 0
+    if elementwise and not proj_size:
         while (parts * 2 <= numba.config.NUMBA_DEFAULT_NUM_THREADS and hidden % (parts * 2) == 0
                and hidden // (parts * 2) >= HIDDEN_SPLIT_MIN_UNITS
-               and 2 * batch * hidden * n_gates // (parts * 2) >= HIDDEN_SPLIT_MIN_FLOPS):
+               and rec_flops // (parts * 2) >= HIDDEN_SPLIT_MIN_FLOPS):
             parts *= 2
     if parts > 1:
         block_rows = min(batch, 256)
@@ -271,11 +280,17 @@ def choose_tiling(elementwise: bool, additive: bool, batch: int, inputs: int, hi
     chunks = n_blocks if parts > 1 else max(1, min(n_blocks, numba.get_num_threads()))
     width, part_gates = hidden // parts, n_gates // parts
     small = blas_control.small_kernel_available()
-    fused = additive and fuses_input_projection(block_rows, part_gates, inputs + 1 + hidden, itemsize, small)
+    fused = additive and recurrent and fuses_input_projection(block_rows, part_gates, inputs + 1 + rec_width,
+                                                              itemsize, small)
     if fused:
-        forward_blocks = fused_step_blocks(block_rows, part_gates, inputs + 1 + hidden, itemsize, small)
+        forward_blocks = fused_step_blocks(block_rows, part_gates, inputs + 1 + rec_width, itemsize, small)
     else:
-        forward_blocks = (block_rows, *gemm_blocks(block_rows, part_gates, hidden, itemsize, small))
+        forward_blocks = (block_rows, *gemm_blocks(block_rows, part_gates, rec_width, itemsize, small))
+    if proj_size:
+        backward_blocks = (block_rows, *gemm_blocks(block_rows, proj_size, n_gates, itemsize, small))
+        return Tiling(parts, chunks, forward_blocks, backward_blocks, fused,
+                      project_blocks=(block_rows, *gemm_blocks(block_rows, proj_size, hidden, itemsize, small)),
+                      unproject_blocks=(block_rows, *gemm_blocks(block_rows, hidden, proj_size, itemsize, small)))
     backward_blocks = (block_rows, *gemm_blocks(block_rows, width, n_gates, itemsize, small))
     return Tiling(parts, chunks, forward_blocks, backward_blocks, fused)
 

@@ -83,7 +83,8 @@ class _Slot:
 class LSTM(ParameterOwner):
     """A multi-layer, optionally bidirectional recurrent layer with a pluggable gate.
 
-    Parameters follow ``torch.nn.LSTM``; ``gate``, ``activation`` and
+    Parameters follow ``torch.nn.LSTM``, ``proj_size`` included (h_t = W_hr h'_t, P values,
+    for a gate declared ``projectable``); ``gate``, ``activation`` and
     ``recurrent_activation`` (Keras names) choose plugins by name, ``*_alpha``/``*_beta``
     set ONNX-style activation parameters, and ``clip`` clamps gate pre-activations as
     ONNX's ``clip`` does. ``seed`` fixes the initialisation and the dropout masks.
@@ -94,7 +95,7 @@ class LSTM(ParameterOwner):
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, batch_first=False,
                  bias=True, dropout=0.0, dtype="float32", seed=None, *, gate=None, activation="tanh",
                  recurrent_activation="sigmoid", activation_alpha=None, activation_beta=None,
-                 recurrent_activation_alpha=None, recurrent_activation_beta=None, clip=None):
+                 recurrent_activation_alpha=None, recurrent_activation_beta=None, clip=None, proj_size=0):
         self.input_size = validation.positive_int("input_size", input_size)
         self.hidden_size = validation.positive_int("hidden_size", hidden_size)
         self.num_layers = validation.positive_int("num_layers", num_layers)
@@ -114,6 +115,14 @@ class LSTM(ParameterOwner):
         self.gate_name = gate or self.default_gate
         self._gate_entry = registry.get_gate(self.gate_name)
         self.gate = self._gate_entry.obj
+        if isinstance(proj_size, bool) or not isinstance(proj_size, (int, np.integer)) or \
+                not 0 <= proj_size < self.hidden_size:
+            raise ValueError(f"proj_size: expected an integer in 0..hidden_size-1={self.hidden_size - 1}, "
+                             f"got {proj_size!r}")
+        self.proj_size = int(proj_size)
+        if self.proj_size and not self.gate.projectable:
+            raise ValueError(f"proj_size: gate {self.gate_name!r} is not projectable (its h is part of its state); "
+                             "projectable gates keep h as an output only (lstm, peephole, coupled, slstm)")
         self._activations = tuple(
             self._resolve_activation(label, name, alpha, beta)
             for label, name, alpha, beta in (
@@ -124,7 +133,7 @@ class LSTM(ParameterOwner):
         )
         self._rng = np.random.default_rng(seed)
         self._slots = [
-            _Slot(layer, direction, self.input_size if layer == 0 else self.hidden_size * self.num_directions)
+            _Slot(layer, direction, self.input_size if layer == 0 else self.output_size * self.num_directions)
             for layer in range(self.num_layers) for direction in range(self.num_directions)
         ]
         self._shapes = {slot: self._param_shapes(slot) for slot in self._slots}
@@ -155,6 +164,11 @@ class LSTM(ParameterOwner):
         return 2 if self.bidirectional else 1
 
     @property
+    def output_size(self) -> int:
+        """Features of h (per direction): ``proj_size`` when projected, else ``hidden_size``."""
+        return self.proj_size or self.hidden_size
+
+    @property
     def state_names(self) -> tuple:
         return self.gate.state_names
 
@@ -175,7 +189,7 @@ class LSTM(ParameterOwner):
             activation=act.name, recurrent_activation=ract.name,
             activation_alpha=act_ab[0], activation_beta=act_ab[1],
             recurrent_activation_alpha=ract_ab[0], recurrent_activation_beta=ract_ab[1],
-            clip=None if math.isinf(self.clip) else self.clip,
+            clip=None if math.isinf(self.clip) else self.clip, proj_size=self.proj_size,
         )
 
     @property
@@ -191,12 +205,20 @@ class LSTM(ParameterOwner):
 
     # ------------------------------------------------------------------ parameters
     def _param_shapes(self, slot: _Slot) -> dict:
+        """PyTorch's weights in PyTorch's order (no ``weight_hh``/``bias_hh`` for a gate
+        without recurrent weights; ``weight_hr`` when projected), then the gate's extra
+        parameters."""
         n_gates = self.gate.n_blocks * self.hidden_size
-        shapes = {f"weight_ih{slot.suffix}": (n_gates, slot.input_size),
-                  f"weight_hh{slot.suffix}": (n_gates, self.hidden_size)}
+        recurrent = self.gate.recurrent
+        shapes = {f"weight_ih{slot.suffix}": (n_gates, slot.input_size)}
+        if recurrent:
+            shapes[f"weight_hh{slot.suffix}"] = (n_gates, self.output_size)
         if self.bias:
             shapes[f"bias_ih{slot.suffix}"] = (n_gates,)
-            shapes[f"bias_hh{slot.suffix}"] = (n_gates,)
+            if recurrent:
+                shapes[f"bias_hh{slot.suffix}"] = (n_gates,)
+        if self.proj_size:
+            shapes[f"weight_hr{slot.suffix}"] = (self.proj_size, self.hidden_size)
         for extra in self.gate.extra_params:
             shapes[f"{extra.name}{slot.suffix}"] = (extra.blocks * self.hidden_size,)
         return shapes
@@ -221,13 +243,13 @@ class LSTM(ParameterOwner):
         for key, shape in self._shapes[slot].items():  # the kernels read them as they are
             check_live(self._params, key, shape, self.dtype)
         s = slot.suffix
-        if self.bias:
-            b_ih, b_hh = self._params[f"bias_ih{s}"], self._params[f"bias_hh{s}"]
-        else:
-            b_ih = b_hh = np.zeros(self.gate.n_blocks * self.hidden_size, dtype=self.dtype)
+        zeros = np.zeros(self.gate.n_blocks * self.hidden_size, dtype=self.dtype)
+        b_ih = self._params[f"bias_ih{s}"] if self.bias else zeros
+        b_hh = self._params[f"bias_hh{s}"] if self.bias and self.gate.recurrent else zeros
         extras = [self._params[f"{e.name}{s}"] for e in self.gate.extra_params]
         extra = np.concatenate(extras) if extras else np.zeros(0, dtype=self.dtype)
-        return self._params[f"weight_ih{s}"], self._params[f"weight_hh{s}"], b_ih, b_hh, extra
+        return (self._params[f"weight_ih{s}"], self._params.get(f"weight_hh{s}"), b_ih, b_hh, extra,
+                self._params.get(f"weight_hr{s}"))
 
     # ------------------------------------------------------------------ modes
     def train(self, mode: bool = True):
@@ -241,26 +263,30 @@ class LSTM(ParameterOwner):
     def __call__(self, x, state=None, lengths=None, *, need_grad=None, return_states=False):
         return self.forward(x, state, lengths, need_grad=need_grad, return_states=return_states)
 
-    def _state_shape(self, batch):
-        return (self.num_layers * self.num_directions, batch, self.hidden_size)
+    def _state_shapes(self, batch):
+        """The shape of each state vector, h first: (L*D, B, H), h (L*D, B, P) when projected."""
+        full = (self.num_layers * self.num_directions, batch, self.hidden_size)
+        return [full[:2] + (self.output_size,)] + [full] * (len(self.state_names) - 1)
 
     def _as_time_major(self, name, array):
         return np.ascontiguousarray(array.transpose(1, 0, 2)) if self.batch_first else array
 
-    def _initial_states(self, state, batch):
+    def _initial_states(self, state, batch) -> list:
+        """The state vectors as a list of arrays, h first (zeros when ``state`` is None)."""
         n_state = len(self.state_names)
-        shape = self._state_shape(batch)
+        shapes = self._state_shapes(batch)
         if state is None:
-            return np.zeros((n_state,) + shape, dtype=self.dtype)
+            return [np.zeros(shape, dtype=self.dtype) for shape in shapes]
         parts = (state,) if n_state == 1 and not isinstance(state, (tuple, list)) else tuple(state)
         if len(parts) != n_state:
             raise ValueError(f"state: expected {n_state} arrays ({', '.join(self.state_names)}), got {len(parts)}")
         arrays = []
-        for name, part in zip(self.state_names, parts):
+        for k, (name, part, shape) in enumerate(zip(self.state_names, parts, shapes)):
+            width = "proj_size" if k == 0 and self.proj_size else "hidden"
             array = validation.float_array(f"state ({name}0)", part, "(L*D, B, H)", 3, self.dtype)
-            validation.expect_shape(f"state ({name}0)", array, shape, "(num_layers*num_directions, batch, hidden)")
+            validation.expect_shape(f"state ({name}0)", array, shape, f"(num_layers*num_directions, batch, {width})")
             arrays.append(array)
-        return np.stack(arrays)
+        return arrays
 
     def _pack_state(self, stacked):
         return stacked[0] if len(self.state_names) == 1 else tuple(stacked)
@@ -275,8 +301,8 @@ class LSTM(ParameterOwner):
         need_grad  keep what ``backward`` needs; defaults to the training mode
         return_states  also return the last layer's state after every step
 
-        Returns ``y`` (T, B, D*H) (batch-first when asked) and the final state, shaped
-        like ``state``; with ``return_states``, a third value: every state vector of the
+        Returns ``y`` (T, B, D*H) (batch-first when asked; D*P when projected) and the final
+        state, shaped like ``state``; with ``return_states``, a third value: every state vector of the
         gate (``(h, c)``, ``h`` for GRU, ``(h, c, n, m)`` for sLSTM) after every step of the
         last layer, each (T, B, D*H) ((B, T, D*H) batch-first), the directions side by side
         as in ``y``, zeros at padded steps; its ``h`` is ``y``. ``backward`` takes no
@@ -303,18 +329,20 @@ class LSTM(ParameterOwner):
         return y, self._pack_state(finals)
 
     def _pack_every(self, every):
-        """The last layer's states after every step (S, T, B, D*H), batch-first when asked, packed as a state."""
-        return self._pack_state(np.ascontiguousarray(every.transpose(0, 2, 1, 3)) if self.batch_first else every)
+        """The last layer's states after every step (S arrays (T, B, D*H)), batch-first when asked, packed as a
+        state."""
+        return self._pack_state([self._as_time_major("states", a) for a in every])
 
     def _run_layers(self, x, states0, lengths, keep_tape, workspaces, dropout, start=0, weight_caches=None,
                     keep_states=False):
         """Every layer and direction over ``x`` (T, B, I) from ``states0`` (S, L*D, B, H).
 
         ``start``: the index of x's first step in its sequence (a stream's chunk).
-        Returns the last layer's output, the final states, the tapes, the dropout masks and,
-        with ``keep_states``, the last layer's states after every step (S, T, B, D*H).
+        Returns the last layer's output, the final states (a list as ``states0``), the
+        tapes, the dropout masks and, with ``keep_states``, the last layer's states after
+        every step (a list of S arrays (T, B, D*H)).
         """
-        finals = np.empty_like(states0)
+        finals = [np.empty_like(a) for a in states0]
         tapes, masks = {}, {}
         layer_input = x
         every = None
@@ -323,19 +351,21 @@ class LSTM(ParameterOwner):
             last = layer == self.num_layers - 1
             for direction in range(self.num_directions):
                 slot = self._slots[layer * self.num_directions + direction]
-                w_ih, w_hh, b_ih, b_hh, extra = self._slot_params(slot)
+                w_ih, w_hh, b_ih, b_hh, extra, w_hr = self._slot_params(slot)
                 index = layer * self.num_directions + direction
                 y_dir, final, tape, every_dir = forward_direction(
                     self.kernels, workspaces[slot], layer_input, w_ih, w_hh, b_ih, b_hh, extra,
-                    self.clip, lengths, bool(direction), np.ascontiguousarray(states0[:, index]), keep_tape,
+                    self.clip, lengths, bool(direction), [np.ascontiguousarray(a[index]) for a in states0], keep_tape,
                     start=start, weight_cache=None if weight_caches is None else weight_caches[slot],
-                    keep_states=keep_states and last)
-                finals[:, index] = final
+                    keep_states=keep_states and last, w_hr=w_hr)
+                for k, value in enumerate(final):
+                    finals[k][index] = value
                 tapes[slot] = tape
                 outputs.append(y_dir)
                 states.append(every_dir)
             if keep_states and last:
-                every = states[0] if len(states) == 1 else np.concatenate(states, axis=3)
+                every = [np.concatenate([d[k] for d in states], axis=2) if len(states) > 1 else states[0][k]
+                         for k in range(len(states0))]
             layer_output = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
             if dropout and self.dropout > 0 and layer < self.num_layers - 1:
                 keep = 1.0 - self.dropout
@@ -408,7 +438,7 @@ class LSTM(ParameterOwner):
         y = y[0] if one_step else self._as_time_major("y", y)
         state = StreamState(self.state_names, tuple(finals), start + steps)
         if return_states:
-            return y, state, self._pack_state(every[:, 0]) if one_step else self._pack_every(every)
+            return y, state, self._pack_state([a[0] for a in every]) if one_step else self._pack_every(every)
         return y, state
 
     # ------------------------------------------------------------------ backward
@@ -418,15 +448,14 @@ class LSTM(ParameterOwner):
             raise RuntimeError("backward() needs a forward() first, run in training mode or with need_grad=True")
         tapes, masks, x_shape, lengths = self._last
         steps, batch, _ = x_shape
-        y_shape = (steps, batch, self.num_directions * self.hidden_size)
+        y_shape = (steps, batch, self.num_directions * self.output_size)
         expected = (batch, steps, y_shape[2]) if self.batch_first else y_shape
         dy = validation.float_array("dy", dy, "shaped like y", 3, self.dtype)
         validation.expect_shape("dy", dy, expected, "(the shape of y)")
         dy = self._as_time_major("dy", dy)
-        dstates = (np.zeros((len(self.state_names),) + self._state_shape(batch), dtype=self.dtype)
-                   if dstate is None else self._initial_states(dstate, batch))
+        dstates = self._initial_states(dstate, batch)  # zeros when None
 
-        grads, dstates0 = {}, np.empty_like(dstates)
+        grads, dstates0 = {}, [np.empty_like(a) for a in dstates]
         d_output = dy
         for layer in reversed(range(self.num_layers)):
             if layer in masks:
@@ -435,11 +464,12 @@ class LSTM(ParameterOwner):
             for direction in range(self.num_directions):
                 slot = self._slots[layer * self.num_directions + direction]
                 index = layer * self.num_directions + direction
-                hidden = slice(direction * self.hidden_size, (direction + 1) * self.hidden_size)
+                out = slice(direction * self.output_size, (direction + 1) * self.output_size)
                 g = backward_direction(self.kernels, self._workspaces[slot], tapes[slot], self.clip,
-                                              d_output[:, :, hidden], dstates[:, index])
+                                       d_output[:, :, out], [np.ascontiguousarray(a[index]) for a in dstates])
                 self._store_grads(grads, slot, g)
-                dstates0[:, index] = g.state
+                for k, value in enumerate(g.state):
+                    dstates0[k][index] = value
                 d_input = g.x if d_input is None else d_input + g.x
             d_output = d_input
         return Gradients(
@@ -451,10 +481,14 @@ class LSTM(ParameterOwner):
     def _store_grads(self, grads, slot, g) -> None:
         s = slot.suffix
         grads[f"weight_ih{s}"] = g.w_ih
-        grads[f"weight_hh{s}"] = g.w_hh
+        if self.gate.recurrent:
+            grads[f"weight_hh{s}"] = g.w_hh
         if self.bias:
             grads[f"bias_ih{s}"] = g.b_ih
-            grads[f"bias_hh{s}"] = g.b_hh
+            if self.gate.recurrent:
+                grads[f"bias_hh{s}"] = g.b_hh
+        if self.proj_size:
+            grads[f"weight_hr{s}"] = g.w_hr
         offset = 0
         for extra in self.gate.extra_params:
             size = extra.blocks * self.hidden_size
