@@ -27,6 +27,7 @@ _PUBLIC = {
     "LSTM": "lstm_numba.nn.layers",
     "GRU": "lstm_numba.nn.layers",
     "Gradients": "lstm_numba.nn.layers",
+    "StreamState": "lstm_numba.nn.layers",
     "CharLM": "lstm_numba.nn.models",
     "Forecaster": "lstm_numba.nn.models",
     "SequenceClassifier": "lstm_numba.nn.models",

@@ -119,7 +119,19 @@ class Gate:
     of two each: less memory and less memory traffic. Its backward may leave ``dgh``
     unwritten: the engine passes scratch there and reads ``dgx`` alone.
 
-    ``lstm-numba plugins check`` verifies both claims.
+    ``recurrent=False``: the gate has no recurrent weights (``W_hh``, ``b_hh``); h_{t-1}
+    reaches it only through ``s_prev`` (IndRNN's per-unit recurrent scale, say, as an
+    extra parameter). The layer then has no ``weight_hh``/``bias_hh`` parameters, the
+    engine runs no recurrent GEMM, and ``gh`` is always zero; such a gate must be
+    ``additive``.
+
+    ``projectable``: the gate's h is an output only: it never reads the h part of
+    ``s_prev`` (and writes zeros to the h part of ``ds_prev``), as in the LSTM family
+    (not GRU, whose h is its state). A layer may then project h (``proj_size``, PyTorch's
+    LSTM with projections): the engine keeps the gate's unprojected h in the state and
+    projects it after each step.
+
+    ``lstm-numba plugins check`` verifies the elementwise, additive and projectable claims.
     """
 
     n_blocks: int
@@ -130,6 +142,8 @@ class Gate:
     elementwise: bool = False
     additive: bool = False
     doc: str = ""
+    recurrent: bool = True
+    projectable: bool = False
 
 
 # ---------------------------------------------------------------------------------------

@@ -86,6 +86,8 @@ def validate_gate(gate) -> None:
     names = gate.state_names
     if not isinstance(names, tuple) or not names or names[0] != "h" or not all(isinstance(n, str) for n in names):
         raise ValueError(f"state_names must be a tuple of str starting with 'h', got {names!r}")
+    if not gate.recurrent and not gate.additive:
+        raise ValueError("a gate without recurrent weights (recurrent=False) must be additive: its gh is always zero")
     _check_function("gate", gate, "forward", 8)
     _check_function("gate", gate, "backward", 12)
     for extra in gate.extra_params:

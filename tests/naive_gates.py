@@ -9,6 +9,8 @@ against a copy of their own code.
             c_{t-1}, p_o on c_t
 - coupled   ONNX ``input_forget=1``: f = 1 - i, three blocks i, g, o
 - gru       PyTorch ``nn.GRU`` (gates r, z, n), b_hn inside r * (W_hn h + b_hn)
+- indrnn    IndRNN (Li et al. 2018) as haste's IndRNN: h = act(W x + b + u * h_{t-1}), u per unit
+            (``recurrent_scale``), no W_hh
 - slstm     xLSTM's sLSTM (Beck et al. 2024, eqs. 8-17 with the stabiliser m; gates i, f, z,
             o; states h, c, n, m), log-sigmoid forget gate as in NX-AI's reference code; a
             state with n = 0 is empty (m = z_i, nothing is forgotten from it)
@@ -262,11 +264,28 @@ class SLSTMCell:
         return dzx, dzx, np.stack([np.zeros_like(dh), dc * f, dn * f, d_m0]), np.zeros(0)
 
 
+class IndRNNCell:
+    """IndRNN: h = act(zx + u * h0); zh is zero (no recurrent matrix), p = u."""
+
+    n_blocks, n_state, n_extra = 1, 1, 1
+
+    def forward(self, zx, zh, state, p, cfg):
+        (h0,) = state
+        z = zx + zh + p * h0
+        return cfg.act(cfg.clamp(z))[None], (z, h0)
+
+    def backward(self, cache, dstate, p, cfg):
+        z, h0 = cache
+        dz = dstate[0] * cfg.act.grad(cfg.clamp(z)) * cfg.clamp_grad(z)
+        return dz, dz, (dz * p)[None], (dz * h0).sum(0)
+
+
 CELLS = {"lstm": LSTMCell(), "peephole": PeepholeCell(), "coupled": CoupledCell(), "gru": GRUCell(),
-         "slstm": SLSTMCell()}
+         "slstm": SLSTMCell(), "indrnn": IndRNNCell()}
 
 #: Name of each gate's extra parameter vector in the state_dict (None: no extra params).
-EXTRA_PARAM = {"lstm": None, "peephole": "weight_peephole", "coupled": None, "gru": None, "slstm": None}
+EXTRA_PARAM = {"lstm": None, "peephole": "weight_peephole", "coupled": None, "gru": None, "slstm": None,
+               "indrnn": "recurrent_scale"}
 
 
 def random_state(gate, rng, shape):
@@ -282,8 +301,24 @@ def random_state(gate, rng, shape):
 # --------------------------------------------------------------------------- drivers
 
 
-def direction_forward(cell, x, w_ih, w_hh, b_ih, b_hh, p, state0, lengths, reverse, cfg):
-    """One direction over x (T, B, I) from state0 (S, B, H); returns y, final state, tape."""
+def _recurrent_projection(h_prev, w_hh, b_hh, rdrop, rows):
+    """h_{t-1} @ W_hh^T + b_hh, or with recurrent dropout (Keras: one mask per row and gate
+    block for the whole sequence, ``rdrop`` (B, n_blocks, H)) block k's (h_{t-1} * m_k) @ W_hh_k^T."""
+    if rdrop is None:
+        return h_prev @ w_hh.T + b_hh
+    blocks = np.split(w_hh, rdrop.shape[1], axis=0)
+    return np.concatenate([(h_prev * rdrop[rows, k]) @ w.T for k, w in enumerate(blocks)], axis=1) + b_hh
+
+
+def direction_forward(cell, x, w_ih, w_hh, b_ih, b_hh, p, state0, lengths, reverse, cfg, every=None, zone=None,
+                      rdrop=None):
+    """One direction over x (T, B, I) from state0 (S, B, H); returns y, final state, tape.
+
+    ``every`` (S, T, B, H), if given, receives the state after each valid step at its time
+    index (padded steps are left as they are). ``zone`` (T, B, S, H), in time order: zoneout,
+    the state after step t is z * new + (1 - z) * previous with z = zone[t] (haste: a 0/1
+    mask in training, 1 - p in evaluation; 1 where a vector is not zoned out). ``rdrop``:
+    recurrent dropout masks (B, n_blocks, H) (see ``_recurrent_projection``)."""
     steps, batch, _ = x.shape
     hidden = w_hh.shape[1]
     state = np.array(state0, dtype=np.float64)
@@ -297,34 +332,53 @@ def direction_forward(cell, x, w_ih, w_hh, b_ih, b_hh, p, state0, lengths, rever
         xt = x[t, rows]
         h_prev = state[0, rows]
         zx = xt @ w_ih.T + b_ih
-        zh = h_prev @ w_hh.T + b_hh
-        new, cache = cell.forward(zx, zh, state[:, rows], p, cfg)
+        zh = _recurrent_projection(h_prev, w_hh, b_hh, rdrop, rows)
+        old = state[:, rows]
+        new, cache = cell.forward(zx, zh, old, p, cfg)
+        z = None
+        if zone is not None:
+            z = np.moveaxis(zone[t, rows], 1, 0)  # (S, rows, H)
+            new = z * new + (1.0 - z) * old
         state[:, rows] = new
         y[t, rows] = new[0]
-        tape.append((rows, t, xt, h_prev, cache))
+        if every is not None:
+            every[:, t, rows] = new
+        tape.append((rows, t, xt, h_prev, cache, z))
     return y, state, tape
 
 
-def direction_backward(cell, tape, w_ih, w_hh, p, dy, dstate, x_shape, cfg):
-    """Backpropagate dy (T, B, H) and dstate (S, B, H) through one direction's tape."""
+def direction_backward(cell, tape, w_ih, w_hh, p, dy, dstate, x_shape, cfg, rdrop=None):
+    """Backpropagate dy (T, B, H) and dstate (S, B, H) through one direction's tape (with the
+    zoneout masks it recorded and the recurrent dropout masks ``rdrop`` forward used)."""
     ds = np.array(dstate, dtype=np.float64)
     dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
     db_ih, db_hh = np.zeros(w_ih.shape[0]), np.zeros(w_hh.shape[0])
     dp = np.zeros_like(p)
     dx = np.zeros(x_shape)
-    for rows, t, xt, h_prev, cache in reversed(tape):
+    for rows, t, xt, h_prev, cache, z in reversed(tape):
         d = ds[:, rows].copy()
         d[0] += dy[t, rows]
+        if z is not None:  # new state = z * gate's + (1 - z) * previous
+            d, d_kept = z * d, (1.0 - z) * d
         dzx, dzh, d_prev, dp_step = cell.backward(cache, d, p, cfg)
         dw_ih += dzx.T @ xt
         db_ih += dzx.sum(0)
-        dw_hh += dzh.T @ h_prev
         db_hh += dzh.sum(0)
         if dp.size:
             dp += dp_step
         dx[t, rows] += dzx @ w_ih
         d_prev = d_prev.copy()
-        d_prev[0] += dzh @ w_hh
+        if rdrop is None:
+            dw_hh += dzh.T @ h_prev
+            d_prev[0] += dzh @ w_hh
+        else:
+            n_blocks = rdrop.shape[1]
+            for k, (dz_k, w_k) in enumerate(zip(np.split(dzh, n_blocks, axis=1), np.split(w_hh, n_blocks, axis=0))):
+                hidden = w_k.shape[0]
+                dw_hh[k * hidden:(k + 1) * hidden] += dz_k.T @ (h_prev * rdrop[rows, k])
+                d_prev[0] += (dz_k @ w_k) * rdrop[rows, k]
+        if z is not None:
+            d_prev = d_prev + d_kept
         ds[:, rows] = d_prev
     return dict(w_ih=dw_ih, w_hh=dw_hh, b_ih=db_ih, b_hh=db_hh, p=dp), dx, ds
 
@@ -336,29 +390,40 @@ def _suffix(layer, direction):
 class NaiveRNN:
     """A multi-layer, optionally bidirectional reference with ``ln.LSTM``'s parameter names.
 
-    ``params`` is a state_dict (any float dtype; computed in float64).
+    ``params`` is a state_dict (any float dtype; computed in float64). ``masks``: the
+    zoneout and recurrent dropout masks per (layer, direction), as ``ln.LSTM.last_masks``
+    gives them: ``{"zoneout": {(l, d): (T, B, S, H)}, "recurrent_dropout": {(l, d): (B, n_blocks, H)}}``.
     """
 
-    def __init__(self, gate, params, num_layers=1, bidirectional=False, cfg: Config | None = None):
+    def __init__(self, gate, params, num_layers=1, bidirectional=False, cfg: Config | None = None, masks=None):
         self.gate = gate
         self.cell = CELLS[gate]
         self.params = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
         self.num_layers = num_layers
         self.dirs = 2 if bidirectional else 1
         self.cfg = cfg or config()
-        self.hidden = self.params["weight_hh_l0"].shape[1]
+        self.hidden = self.params["weight_ih_l0"].shape[0] // self.cell.n_blocks
+        self.masks = masks or {}
+
+    def _masks(self, kind, layer, direction):
+        mask = self.masks.get(kind, {}).get((layer, direction))
+        return None if mask is None else np.asarray(mask, dtype=np.float64)
 
     def _slot(self, layer, direction):
+        """The slot's weights; a gate without ``weight_hh`` (IndRNN) gets zeros for W_hh and b_hh."""
         s = _suffix(layer, direction)
-        g = self.params[f"weight_hh{s}"].shape[0]
+        g = self.params[f"weight_ih{s}"].shape[0]
         zeros = np.zeros(g)
         extra = EXTRA_PARAM[self.gate]
         p = self.params[f"{extra}{s}"] if extra else np.zeros(0)
-        return (self.params[f"weight_ih{s}"], self.params[f"weight_hh{s}"],
+        return (self.params[f"weight_ih{s}"], self.params.get(f"weight_hh{s}", np.zeros((g, self.hidden))),
                 self.params.get(f"bias_ih{s}", zeros), self.params.get(f"bias_hh{s}", zeros), p)
 
     def forward(self, x, state0=None, lengths=None):
-        """x (T, B, I); state0 (S, L*D, B, H) or None; returns y (T, B, D*H), final (S, L*D, B, H)."""
+        """x (T, B, I); state0 (S, L*D, B, H) or None; returns y (T, B, D*H), final (S, L*D, B, H).
+
+        ``self.every`` is then the last layer's state after every step (S, T, B, D*H), zeros at
+        padded steps."""
         x = np.asarray(x, dtype=np.float64)
         steps, batch, _ = x.shape
         lengths = np.full(batch, steps) if lengths is None else np.asarray(lengths)
@@ -371,16 +436,23 @@ class NaiveRNN:
         layer_input = x
         for layer in range(self.num_layers):
             self._inputs.append(layer_input)
-            outs = []
+            outs, everies = [], []
             for d in range(self.dirs):
                 k = layer * self.dirs + d
                 w_ih, w_hh, b_ih, b_hh, p = self._slot(layer, d)
+                every = np.zeros((self.cell.n_state, steps, batch, self.hidden))
+                zone = self._masks("zoneout", layer, d)
+                if zone is not None and zone.shape[0] == 1:  # evaluation: the same factors at every step and row
+                    zone = np.broadcast_to(zone, (steps, batch) + zone.shape[2:])
                 y, fin, tape = direction_forward(self.cell, layer_input, w_ih, w_hh, b_ih, b_hh, p,
-                                                 state0[:, k], lengths, bool(d), self.cfg)
+                                                 state0[:, k], lengths, bool(d), self.cfg, every, zone,
+                                                 self._masks("recurrent_dropout", layer, d))
                 final[:, k] = fin
                 self._tapes[k] = tape
                 outs.append(y)
+                everies.append(every)
             layer_input = np.concatenate(outs, axis=2)
+            self.every = np.concatenate(everies, axis=3)
         return layer_input, final
 
     def backward(self, dy, dstate=None):
@@ -401,11 +473,16 @@ class NaiveRNN:
                 w_ih, w_hh, b_ih, b_hh, p = self._slot(layer, d)
                 h = slice(d * self.hidden, (d + 1) * self.hidden)
                 g, dx, ds0 = direction_backward(self.cell, self._tapes[k], w_ih, w_hh, p, d_out[:, :, h],
-                                                dstate[:, k], x_in.shape, self.cfg)
+                                                dstate[:, k], x_in.shape, self.cfg,
+                                                self._masks("recurrent_dropout", layer, d))
                 s = _suffix(layer, d)
-                grads[f"weight_ih{s}"], grads[f"weight_hh{s}"] = g["w_ih"], g["w_hh"]
+                grads[f"weight_ih{s}"] = g["w_ih"]
+                if f"weight_hh{s}" in self.params:
+                    grads[f"weight_hh{s}"] = g["w_hh"]
                 if f"bias_ih{s}" in self.params:
-                    grads[f"bias_ih{s}"], grads[f"bias_hh{s}"] = g["b_ih"], g["b_hh"]
+                    grads[f"bias_ih{s}"] = g["b_ih"]
+                if f"bias_hh{s}" in self.params:
+                    grads[f"bias_hh{s}"] = g["b_hh"]
                 extra = EXTRA_PARAM[self.gate]
                 if extra:
                     grads[f"{extra}{s}"] = g["p"]

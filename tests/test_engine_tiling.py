@@ -74,7 +74,7 @@ def test_direction_weights_round_trip():
     b_ih, b_hh = rng.standard_normal(n_gates), rng.standard_normal(n_gates)
     for fused, additive in ((False, True), (False, False), (True, True)):
         tile = tiling.Tiling(parts=4, chunks=1, forward_blocks=(8, 8, 8), backward_blocks=(8, 2, 32), fused_input=fused)
-        weights = layout.DirectionWeights.prepare(tile, w_ih, w_hh, b_ih, b_hh, rng.standard_normal(3 * hidden),
+        weights = layout.DirectionWeights.prepare(tile, hidden, w_ih, w_hh, b_ih, b_hh, rng.standard_normal(3 * hidden),
                                                   additive=additive)
         np.testing.assert_array_equal(weights.w_hh, w_hh)
         hidden_parts = weights.hidden_parts_of_w_hh()  # (U, G, W): part u's columns, rows part-major
@@ -104,7 +104,7 @@ def test_weights_that_gemm_kernels_read_unpacked_start_on_a_cache_line(parts):
     for fused in (False, True):
         tile = tiling.Tiling(parts=parts, chunks=1, forward_blocks=(8, 8, 8), backward_blocks=(8, 2, 32),
                              fused_input=fused)
-        weights = layout.DirectionWeights.prepare(tile, w_ih, rng.standard_normal((40, 10)), rng.standard_normal(40),
+        weights = layout.DirectionWeights.prepare(tile, 10, w_ih, rng.standard_normal((40, 10)), rng.standard_normal(40),
                                                   rng.standard_normal(40), np.zeros(0), additive=True)
         for name in ("w_ih", "w_rec") if fused else ("w_ih", "w_proj", "w_rec"):
             array = getattr(weights, name)
@@ -121,7 +121,7 @@ def test_layers_keep_their_weights_on_a_cache_line_and_read_them_in_place(rng):
         assert value.ctypes.data % layout.ALIGNMENT == 0, key
     w_ih, w_hh = rnn.params["weight_ih_l0"], rnn.params["weight_hh_l0"]
     tile = tiling.Tiling(parts=1, chunks=1, forward_blocks=(8, 8, 8), backward_blocks=(8, 8, 32))
-    weights = layout.DirectionWeights.prepare(tile, w_ih, w_hh, np.zeros(32), np.zeros(32), np.zeros(0), True)
+    weights = layout.DirectionWeights.prepare(tile, 8, w_ih, w_hh, np.zeros(32), np.zeros(32), np.zeros(0), True)
     assert weights.w_ih is w_ih and np.shares_memory(weights.hidden_parts_of_w_hh(), w_hh)
     x, dy = rng.standard_normal((6, 4, 3)), rng.standard_normal((6, 4, 8))
     y, _ = rnn(x)

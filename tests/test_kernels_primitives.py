@@ -93,6 +93,30 @@ def test_hoisted_gemms_take_small_blocks_only_where_they_were_measured_to_win():
         assert rows * col_block * depth_block <= tiling.SMALL_KERNEL_MAX_MNK
 
 
+def test_input_projection_tasks_are_whole_steps_whatever_the_length():
+    # small (fused for the LSTM; GRU's 3H = 192 columns) and large, SkylakeX and Haswell kernels
+    assert tiling.projection_blocks(32, 192, 33, 4, True) == tiling.ProjectionBlocks(1, (32, 192, 33))
+    assert tiling.projection_blocks(32, 256, 33, 4, False) == tiling.ProjectionBlocks(8, (256, 256, 33))
+    assert tiling.projection_blocks(128, 2048, 257, 4, True) == tiling.ProjectionBlocks(2, (256, 2048, 257))
+    assert tiling.projection_blocks(64, 768, 129, 4, True) == tiling.ProjectionBlocks(4, (256, 768, 129))
+    assert tiling.projection_blocks(1, 256, 33, 4, True).steps == tiling.PROJECTION_MAX_STEPS   # at most 8 steps
+    assert tiling.projection_blocks(1000, 256, 33, 4, False) == tiling.ProjectionBlocks(1, (512, 256, 33))
+    rows, col_block, depth_block = tiling.projection_blocks(16, 128, 1024, 4, True).blocks  # deep: column blocks
+    assert col_block == tiling.SMALL_GEMM_COLUMNS and rows * col_block * depth_block <= tiling.SMALL_KERNEL_MAX_MNK
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+def test_input_projection_matches_numpy_and_its_tasks_reproduce_alone(rng, dtype, rtol):
+    a = rng.standard_normal((24, 12)).astype(dtype)[:, 3:]    # 4 tasks of 6 rows, row stride 12
+    b = rng.standard_normal((9, 13)).astype(dtype)
+    out = np.full((24, 13), np.nan, dtype)
+    gemm.input_projection(a, b, out, 6, (4, 5, 4))
+    np.testing.assert_allclose(out, a @ b, rtol=rtol, atol=rtol)
+    alone = np.full((6, 13), np.nan, dtype)
+    gemm.input_projection(np.ascontiguousarray(a[12:18]), b, alone, 6, (4, 5, 4))   # one task by itself
+    assert np.array_equal(alone, out[12:18])
+
+
 @pytest.mark.parametrize("dtype,rtol", [(np.float32, 1e-5), (np.float64, 1e-12)])
 @pytest.mark.parametrize("blocks", [(4, 3, 2), (30, 32, 1024), (5, 13, 9), (8, 4, 20)])
 def test_row_block_gemm_matches_numpy_with_any_blocks(rng, dtype, rtol, blocks):

@@ -101,16 +101,26 @@ DETERMINISM_SCRIPT = textwrap.dedent("""
     rng = np.random.default_rng(0)
     rnn = ln.LSTM(16, 32, num_layers=2, bidirectional=True, dtype="float32", seed=0)
     x = rng.standard_normal((12, 9, 16)).astype(np.float32)
-    y, (h, c) = rnn(x, lengths=[12, 3, 7, 12, 1, 9, 12, 5, 2])
+    lengths = np.array([12, 3, 7, 12, 1, 9, 12, 5, 2])
+    y, (h, c) = rnn(x, lengths=lengths)
     g = rnn.backward(rng.standard_normal(y.shape).astype(np.float32))
-    np.savez(sys.argv[1], y=y, h=h, c=c, dx=g.x, dh0=g.state[0], **g.params)
+    # a stream, with the input projection hoisted: its tasks run in parallel
+    tiling.fuses_input_projection = lambda *shape: False
+    uni = ln.LSTM(16, 32, num_layers=2, dtype="float32", seed=1)
+    ys, state = [], uni.initial_state(9)
+    for t0, t1 in ((0, 5), (5, 6), (6, 12)):
+        y_chunk, state = uni.step(x[t0:t1], state, lengths=np.clip(lengths - t0, 0, t1 - t0))
+        ys.append(y_chunk)
+    np.savez(sys.argv[1], y=y, h=h, c=c, dx=g.x, dh0=g.state[0], stream=np.concatenate(ys), stream_c=state.c,
+             **g.params)
     print(numba.get_num_threads(), tiling.choose_tiling(True, True, 9, 16, 32, 128, 8).parts)
 """)
 
 
 @pytest.mark.parametrize("tiling,parts", [("rows", 1), ("hidden-split", 4)])
 def test_bitwise_identical_across_thread_counts(tmp_path, tiling, parts):
-    """Also across a cold kernel cache and a warm one: the first run compiles the kernels
+    """Training, and a stream (``step``) whose hoisted input projection runs in parallel tasks.
+    Also across a cold kernel cache and a warm one: the first run compiles the kernels
     into an empty cache directory and the others load them from it (with fastmath
     ``reassoc`` the two gave different last bits)."""
     results = {}

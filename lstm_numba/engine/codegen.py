@@ -52,6 +52,7 @@ _gate = _gate_module.{gate.attr}
 gate_forward = _gate.forward
 gate_backward = _gate.backward
 ADDITIVE = bool(_gate.additive)
+RECURRENT = bool(_gate.recurrent)
 
 _act = _act_module.{act.attr}
 _act_forward = _act.forward

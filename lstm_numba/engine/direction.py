@@ -66,69 +66,130 @@ class DirectionTape:
 
 @dataclass
 class DirectionGrads:
-    """Gradients of one direction: ``params`` by role, ``x`` and the initial state."""
+    """Gradients of one direction: ``params`` by role (None where the layer has no such
+    parameter), ``x`` and the initial state (a list of S arrays, as ``state0``)."""
 
     w_ih: np.ndarray
-    w_hh: np.ndarray
+    w_hh: np.ndarray | None
     b_ih: np.ndarray
-    b_hh: np.ndarray
+    b_hh: np.ndarray | None
     extra: np.ndarray
     x: np.ndarray
-    state: np.ndarray
+    state: list
+    w_hr: np.ndarray | None = None
 
 
 def forward_direction(kernels, workspace, x, w_ih, w_hh, b_ih, b_hh, extra, clip, lengths, reverse, state0,
-                      keep_tape):
-    """Run one direction of ``kernels.gate`` over ``x`` (T, B, I) from ``state0`` (S, B, H).
+                      keep_tape, start=0, weight_cache=None, keep_states=False, w_hr=None):
+    """Run one direction of ``kernels.gate`` over ``x`` (T, B, I) from ``state0``, a list of
+    the S state vectors (B, H) each (h is (B, R) for a projected layer).
 
-    The tape's arrays come from ``workspace``. Returns ``y`` (T, B, H), the final state
-    (S, B, H) and a :class:`DirectionTape` (or None when ``keep_tape`` is false).
+    ``w_hh`` is None for a gate without recurrent weights (``Gate.recurrent`` false);
+    ``w_hr`` (R, H) projects the gate's h output to R = proj_size values (PyTorch's
+    ``proj_size``; then ``w_hh`` is (G, R)). ``start`` is the index of x's first step in its
+    whole sequence (a later chunk of a stream, ``LSTM.step``): the hoisted input projection
+    runs in tasks of whole steps counted from step 0 of the sequence
+    (``tiling.projection_blocks``), so a chunk's steps get the bits they get in a forward
+    over the whole sequence. The tape's arrays come from ``workspace``.
+
+    Returns ``y`` (T, B, H) ((T, B, R) projected), the final state (a list as ``state0``), a
+    :class:`DirectionTape` (or None when ``keep_tape`` is false) and, with ``keep_states``,
+    each state vector after every step (a list of (T, B, H) arrays, h first) in x's time
+    order, zeros at padded steps (else None). ``weight_cache``: a
+    :class:`lstm_numba.engine.layout.WeightCache` that keeps the weights' layout between
+    calls while they keep their values (a stream's short calls).
     """
     gate = kernels.gate
     steps, batch, inputs = x.shape
-    n_gates, hidden = w_hh.shape
+    n_gates = w_ih.shape[0]
+    hidden = n_gates // gate.n_blocks
+    rec = hidden if w_hr is None else w_hr.shape[0]  # the width of h: the tape's h columns, y
     dtype = x.dtype
-    tile = tiling.choose_tiling(gate.elementwise, gate.additive, batch, inputs, hidden, n_gates, dtype.itemsize)
-    weights = DirectionWeights.prepare(tile, w_ih, w_hh, b_ih, b_hh, extra, gate.additive)
+    tile = tiling.choose_tiling(gate.elementwise, gate.additive, batch, inputs, hidden, n_gates, dtype.itemsize,
+                                gate.recurrent, 0 if w_hr is None else rec)
+    params = (w_ih, w_hh, b_ih, b_hh, extra) + (() if w_hr is None else (w_hr,))
+    weights = (weight_cache.get(tile, hidden, params, gate.additive) if weight_cache is not None
+               else DirectionWeights.prepare(tile, hidden, *params[:5], gate.additive, *params[5:]))
     order = reversal_index(lengths, steps) if reverse else None
-    n_state = state0.shape[0]
-    n_slots = steps + 1 if keep_tape else 2
-    xh = workspace.array("xh", (steps + 1, batch, inputs + 1 + hidden), dtype)
+    n_state = len(state0)
+    n_slots = steps + 1 if keep_tape or keep_states else 2
+    projection = None if tile.fused_input else tiling.projection_blocks(
+        batch, n_gates, inputs + 1, dtype.itemsize, blas_control.small_kernel_available())
+    # The projection's tasks start at whole multiples of its steps from the sequence's
+    # start: x's rows sit ``lead`` steps into the first, and the last is padded
+    lead = start % projection.steps if projection else 0
+    padded = -(-(lead + steps) // projection.steps) * projection.steps if projection else steps
+    xh_all = workspace.array("xh", (max(lead + steps + 1, padded), batch, inputs + 1 + rec), dtype)
+    xh = xh_all[lead:lead + steps + 1]
     arrays.fill_inputs(np.ascontiguousarray(x), order if reverse else arrays.IN_ORDER, xh)
     xh[0, :, inputs + 1:] = state0[0]
+    if projection:  # the padding rows' results are never read: zeros keep them cheap and finite
+        xh_all[:lead, :, :inputs + 1] = 0
+        xh_all[lead + steps:padded, :, :inputs + 1] = 0
     # A fused projection needs no gx beyond the step at hand unless backward reads it
-    gx = workspace.array("gx", (1 if tile.fused_input and not keep_tape else steps, batch, n_gates), dtype)
+    gx_all = workspace.array("gx", (1 if tile.fused_input and not keep_tape else padded, batch, n_gates), dtype)
+    gx = gx_all[lead:lead + steps] if projection else gx_all
     states = workspace.array("states", (n_slots, batch, n_state * hidden), dtype)
-    states[0] = weights.state_to_kernel(state0)
+    # a projected layer's kernel states hold the gate's unprojected h output, m, in their h part
+    kernel_state0 = state0 if w_hr is None else [np.zeros((batch, hidden), dtype), *state0[1:]]
+    states[0] = weights.state_to_kernel(np.stack(kernel_state0))
     gh_steps = steps if keep_tape and not gate.additive else 1
     gh = workspace.array("gh", (gh_steps, tile.parts, batch, n_gates // tile.parts), dtype)
-    y = aligned_empty((steps, batch, hidden), dtype)
+    y = aligned_empty((steps, batch, rec), dtype)
     with blas_control.blas_single_thread():
-        if not tile.fused_input:
-            blocks = tiling.hoisted_gemm_blocks(steps * batch, n_gates, inputs + 1, dtype.itemsize,
-                                                blas_control.small_kernel_available())
-            hooks.run("input_projection", gemm.input_projection, xh[:steps].reshape(steps * batch, -1)[:, :inputs + 1],
-                      weights.w_proj, gx.reshape(steps * batch, n_gates), blocks)
-        forward_loop = "forward_parts" if tile.parts > 1 else "forward_rows"
-        hooks.run(forward_loop, getattr(kernels, forward_loop), gx, weights.w_rec, weights.b_hh, weights.extra,
-                  dtype.type(clip), lengths, tile.chunks, tile.forward_blocks, states, xh, gh, y)
-    final = weights.state_from_kernel(states[steps % n_slots], n_state)
+        if projection:
+            rows = padded * batch
+            hooks.run("input_projection", gemm.input_projection, xh_all[:padded].reshape(rows, -1)[:, :inputs + 1],
+                      weights.w_proj, gx_all.reshape(rows, n_gates), projection.steps * batch, projection.blocks)
+        if w_hr is not None:
+            hooks.run("forward_proj_rows", kernels.forward_proj_rows, gx, weights.w_rec, weights.w_hr_t,
+                      weights.b_hh, weights.extra, dtype.type(clip), lengths, tile.chunks, tile.forward_blocks,
+                      tile.project_blocks, states, xh, gh, y)
+        else:
+            forward_loop = "forward_parts" if tile.parts > 1 else "forward_rows"
+            hooks.run(forward_loop, getattr(kernels, forward_loop), gx, weights.w_rec, weights.b_hh, weights.extra,
+                      dtype.type(clip), lengths, tile.chunks, tile.forward_blocks, states, xh, gh, y)
+    final = list(weights.state_from_kernel(states[steps % n_slots], n_state))
+    if w_hr is not None:  # h after each row's last valid step: the tape's last row carries it
+        final[0] = xh[steps, :, inputs + 1:].copy()
     tape = DirectionTape(xh, gx, states, gh, lengths, order, weights, gate.additive) if keep_tape else None
-    return (reorder(y, order) if reverse else y), final, tape
+    y = reorder(y, order) if reverse else y
+    every = None
+    if keep_states:
+        every = _every_state(states[1:steps + 1], n_state, tile.parts, lengths, order)
+        if w_hr is not None:
+            every[0] = y.copy()  # h, projected: y itself (the kernel states hold m)
+    return y, final, tape, every
+
+
+def _every_state(states, n_state, parts, lengths, order):
+    """The kernels' states after each step (T, B, S*H), part-major and in step order, as a
+    list of S arrays (T, B, H) in the sequence's time order, zeros at padded steps (as ``y``)."""
+    steps, batch, _ = states.shape
+    width = states.shape[2] // (n_state * parts)
+    every = np.ascontiguousarray(states.reshape(steps, batch, parts, n_state, width).transpose(3, 0, 1, 2, 4)
+                                 .reshape(n_state, steps, batch, parts * width))
+    every[:, np.arange(steps)[:, None] >= lengths[None, :]] = 0
+    if order is not None:
+        every = np.take_along_axis(every, order[None, :, :, None], axis=1)
+    return list(every)
 
 
 def backward_direction(kernels, workspace, tape: DirectionTape, clip, dy, dstate) -> DirectionGrads:
-    """Backpropagate ``dy`` (T, B, H) and ``dstate`` (S, B, H) through one direction."""
+    """Backpropagate ``dy`` (T, B, H) ((T, B, R) projected) and ``dstate`` (a list of the S
+    state vectors' gradients, shaped as the state) through one direction."""
     steps, batch, n_gates = tape.gx.shape
     rows = steps * batch
     dtype = tape.gx.dtype
     weights = tape.weights
     tile = weights.tiling
-    n_state, _, hidden = dstate.shape
+    n_state, hidden = len(dstate), weights.hidden
+    projected = weights.w_hr is not None
     inputs = weights.w_ih.shape[1]
     dy = np.ascontiguousarray(dy) if tape.order is None else reorder(dy, tape.order)
     ds = workspace.array("ds", (2, batch, n_state * hidden), dtype)  # the state gradients after and before a step
-    ds[0] = weights.state_to_kernel(dstate)
+    kernel_dstate = dstate if not projected else [np.zeros((batch, hidden), dtype), *dstate[1:]]
+    ds[0] = weights.state_to_kernel(np.stack(kernel_dstate))
     dgx = workspace.array("dgx", tape.gx.shape, dtype)
     dgh = dgx if tape.additive else workspace.array("dgh", tape.gx.shape, dtype)
     dp_rows = workspace.array("dp_rows", (batch, weights.extra.size), dtype)
@@ -136,14 +197,34 @@ def backward_direction(kernels, workspace, tape: DirectionTape, clip, dy, dstate
     dgh_rows = workspace.array("dgh_rows", (tile.parts * tile.chunks, n_gates // tile.parts), dtype)  # additive dgh
     x_grad = np.empty((steps, batch, inputs), dtype)
     xh2 = tape.xh[:steps].reshape(rows, -1)
+    w_hr_grad = None
     with blas_control.blas_single_thread():
-        backward_loop = "backward_parts" if tile.parts > 1 else "backward_rows"
-        hooks.run(backward_loop, getattr(kernels, backward_loop), tape.gx, weights.hidden_parts_of_w_hh(),
-                  weights.extra, dtype.type(clip), tape.lengths, tile.chunks, tile.backward_blocks, tape.states,
-                  tape.gh, dy, ds, dgx, dgh, dp_rows, dgh_rows)
+        if projected:
+            rec = weights.w_hr.shape[0]
+            dh = workspace.array("dh", (2, batch, rec), dtype)  # dLoss/dh after and before a step
+            dh[0] = dstate[0]
+            dh_hist = workspace.array("dh_hist", (steps, batch, rec), dtype)
+            hooks.run("backward_proj_rows", kernels.backward_proj_rows, tape.gx, weights.hidden_parts_of_w_hh()[0],
+                      weights.w_hr, weights.extra, dtype.type(clip), tape.lengths, tile.chunks, tile.backward_blocks,
+                      tile.unproject_blocks, tape.states, tape.gh, dy, ds, dh, dh_hist, dgx, dgh, dp_rows, dgh_rows)
+            # dW_hr = sum over steps of dh_s^T m_s, m_s the h part of the state after step s
+            m2 = tape.states[1:steps + 1].reshape(rows, -1)[:, :hidden]
+            w_hr_grad = aligned_empty((rec, hidden), dtype)
+            slabs = workspace.array("slabs_w_hr", (tiling.reduction_parts(rows), rec, hidden), dtype)
+            hooks.run("weight_gradients", gemm.weight_gradients, dh_hist.reshape(rows, rec), m2, w_hr_grad, slabs,
+                      np.arange(rec))
+        else:
+            backward_loop = "backward_parts" if tile.parts > 1 else "backward_rows"
+            hooks.run(backward_loop, getattr(kernels, backward_loop), tape.gx, weights.hidden_parts_of_w_hh(),
+                      weights.extra, dtype.type(clip), tape.lengths, tile.chunks, tile.backward_blocks, tape.states,
+                      tape.gh, dy, ds, dgx, dgh, dp_rows, dgh_rows)
         dgx2 = dgx.reshape(rows, n_gates)
         # Rows in PyTorch's order; the weight gradients are column views of these.
-        if tape.additive:  # dgx == dgh: one GEMM gives [dW_ih, db, dW_hh]
+        if weights.w_hh is None:  # no recurrent weights (an additive gate): [dW_ih, db] from [x, 1]
+            grads = _weight_gradients(workspace, "w", dgx2, xh2[:, :inputs + 1], weights)
+            w_ih_grad, b_ih_grad = grads[:, :inputs], grads[:, inputs]
+            w_hh_grad = b_hh_grad = None
+        elif tape.additive:  # dgx == dgh: one GEMM gives [dW_ih, db, dW_hh]
             grads = _weight_gradients(workspace, "w", dgx2, xh2, weights)
             w_ih_grad, b_ih_grad, w_hh_grad = grads[:, :inputs], grads[:, inputs], grads[:, inputs + 1:]
             b_hh_grad = b_ih_grad.copy()
@@ -154,10 +235,14 @@ def backward_direction(kernels, workspace, tape: DirectionTape, clip, dy, dstate
             b_hh_grad, w_hh_grad = grads_h[:, 0], grads_h[:, 1:]
         blocks = tiling.hoisted_gemm_blocks(rows, inputs, n_gates, dtype.itemsize, blas_control.small_kernel_available())
         hooks.run("input_gradient", gemm.input_gradient, dgx2, weights.w_ih, x_grad.reshape(rows, -1), blocks)
+    state_grad = list(weights.state_from_kernel(ds[steps % 2], n_state))
+    if projected:
+        state_grad[0] = dh[steps % 2].copy()
     return DirectionGrads(
-        w_ih=w_ih_grad, w_hh=w_hh_grad, b_ih=np.ascontiguousarray(b_ih_grad), b_hh=np.ascontiguousarray(b_hh_grad),
+        w_ih=w_ih_grad, w_hh=w_hh_grad, b_ih=np.ascontiguousarray(b_ih_grad),
+        b_hh=None if b_hh_grad is None else np.ascontiguousarray(b_hh_grad),
         extra=weights.to_natural(dp_rows.sum(axis=0)), x=x_grad if tape.order is None else reorder(x_grad, tape.order),
-        state=weights.state_from_kernel(ds[steps % 2], n_state),
+        state=state_grad, w_hr=w_hr_grad,
     )
 
 

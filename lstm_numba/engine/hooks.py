@@ -1,7 +1,8 @@
 """The supported way to watch the engine's compiled calls: the profiler's phases.
 
 Every kernel call of a direction pass goes through :func:`run` with the kernel's name
-(``input_projection``, ``forward_rows``/``forward_parts``, ``backward_rows``/``backward_parts``,
+(``input_projection``, ``forward_rows``/``forward_parts``/``forward_proj_rows``,
+``backward_rows``/``backward_parts``/``backward_proj_rows``,
 ``weight_gradients``/``weight_gradients_blocked``, ``input_gradient``). With no observer it
 is a plain call; inside :func:`observe` each call's wall time is reported to the callback.
 The observer is process-wide: observe one model at a time.
@@ -14,8 +15,9 @@ import time
 from typing import Callable
 
 #: Names :func:`run` reports, in the order one training iteration calls them.
-KERNEL_NAMES = ("input_projection", "forward_rows", "forward_parts", "backward_rows", "backward_parts",
-                "weight_gradients", "weight_gradients_blocked", "input_gradient")
+KERNEL_NAMES = ("input_projection", "forward_rows", "forward_parts", "forward_proj_rows", "backward_rows",
+                "backward_parts", "backward_proj_rows", "weight_gradients", "weight_gradients_blocked",
+                "input_gradient")
 
 _observer: Callable[[str, float], None] | None = None
 

@@ -26,32 +26,41 @@ def part_major(n_blocks: int, hidden: int, parts: int) -> np.ndarray:
 class DirectionWeights:
     """One direction's parameters in the kernels' part-major layout.
 
+    hidden    H, the gate's units (the blocks of G)
     w_ih      (G, I)        rows part-major, on a cache line (the caller's array, with one part,
                             when it is on one already)
     w_proj    (I + 1, G)    the hoisted input projection [W_ih^T; bias], columns part-major;
                             the bias is b_ih, or b_ih + b_hh for an additive gate (whose
                             recurrent GEMM accumulates into the projection). None when the
                             tiling fuses the projection into the step.
-    w_hh      (G, H)        PyTorch's row order (the caller's array)
+    w_hh      (G, R)        PyTorch's row order (the caller's array); R = H; None for a gate
+                            without recurrent weights (``Gate.recurrent`` false)
     w_rec     (U, K, G/U)   the forward step's GEMM weights, one contiguous column part per
-                            hidden part, on a cache line: W_hh^T (K = H), or, fused,
-                            [W_ih^T; b_ih + b_hh; W_hh^T] (K = I + 1 + H)
+                            hidden part, on a cache line: W_hh^T (K = R), or, fused,
+                            [W_ih^T; b_ih + b_hh; W_hh^T] (K = I + 1 + R); K = 0 without
+                            recurrent weights
     b_hh      (G,)          part-major
     extra     (P,)          part-major
+    w_hr      (R, H)        a projected layer's W_hr (R = proj_size; the caller's array), or None
+    w_hr_t    (H, R)        W_hr^T on a cache line, or None
     """
 
     tiling: Tiling
+    hidden: int
     w_ih: np.ndarray
     w_proj: np.ndarray | None
-    w_hh: np.ndarray
+    w_hh: np.ndarray | None
     w_rec: np.ndarray
     b_hh: np.ndarray
     extra: np.ndarray
+    w_hr: np.ndarray | None = None
+    w_hr_t: np.ndarray | None = None
 
     @classmethod
-    def prepare(cls, tiling: Tiling, w_ih, w_hh, b_ih, b_hh, extra, additive: bool) -> "DirectionWeights":
-        n_gates, hidden = w_hh.shape
-        inputs = w_ih.shape[1]
+    def prepare(cls, tiling: Tiling, hidden: int, w_ih, w_hh, b_ih, b_hh, extra, additive: bool,
+                w_hr=None) -> "DirectionWeights":
+        n_gates, inputs = w_ih.shape
+        rec_width = 0 if w_hh is None else w_hh.shape[1]
         parts = tiling.parts
         n_blocks, width = n_gates // hidden, hidden // parts
         # W_ih's rows part-major on a cache line: it is the input gradient's weights, which
@@ -64,29 +73,34 @@ class DirectionWeights:
             b_ih, b_hh = b_ih[gates], b_hh[gates]
             extra = extra[part_major(extra.size // hidden, hidden, parts)]
         bias = b_ih + b_hh if additive else b_ih
-        w_hh_parts = np.ascontiguousarray(w_hh).reshape(n_blocks, parts, width, hidden)
         if tiling.fused_input:
             w_proj = None
-            w_rec = aligned_empty((parts, inputs + 1 + hidden, n_gates // parts), w_ih.dtype)
+            w_rec = aligned_empty((parts, inputs + 1 + rec_width, n_gates // parts), w_ih.dtype)
             arrays.transpose_parts(w_ih_parts, _split_last(w_rec[:, :inputs], n_blocks))
             w_rec[:, inputs] = bias.reshape(parts, -1)
-            arrays.transpose_parts(w_hh_parts, _split_last(w_rec[:, inputs + 1:], n_blocks))
+            rec_rows = w_rec[:, inputs + 1:]
         else:
             w_proj = aligned_empty((inputs + 1, n_gates), w_ih.dtype)
             w_proj_parts = _split_last(w_proj[:-1].reshape(inputs, parts, n_gates // parts), n_blocks)
             arrays.transpose_parts(w_ih_parts, w_proj_parts.swapaxes(0, 1))
             w_proj[-1] = bias
-            w_rec = aligned_empty((parts, hidden, n_gates // parts), w_ih.dtype)
-            arrays.transpose_parts(w_hh_parts, _split_last(w_rec, n_blocks))
-        return cls(tiling, w_ih, w_proj, w_hh, w_rec, b_hh, extra)
+            w_rec = rec_rows = aligned_empty((parts, rec_width, n_gates // parts), w_ih.dtype)
+        if w_hh is not None:
+            w_hh_parts = np.ascontiguousarray(w_hh).reshape(n_blocks, parts, width, rec_width)
+            arrays.transpose_parts(w_hh_parts, _split_last(rec_rows, n_blocks))
+        w_hr_t = None if w_hr is None else aligned_copy(np.asarray(w_hr).T)
+        return cls(tiling, hidden, w_ih, w_proj, w_hh, w_rec, b_hh, extra, w_hr, w_hr_t)
 
     def hidden_parts_of_w_hh(self) -> np.ndarray:
         """W_hh as (U, G, W): rows part-major, one contiguous column part per hidden part
-        (with one part, W_hh itself when it is on a cache line)."""
-        n_gates, hidden = self.w_hh.shape
-        parts = self.tiling.parts
-        if parts == 1 and is_aligned(self.w_hh):
-            return self.w_hh[None]
+        (with one part, W_hh itself when it is on a cache line); (U, 0, W) without
+        recurrent weights."""
+        hidden, parts = self.hidden, self.tiling.parts
+        if self.w_hh is None:
+            return np.zeros((parts, 0, hidden // parts), self.w_ih.dtype)
+        if parts == 1:  # (G, R): R = H, or proj_size for a projected layer
+            return (self.w_hh if is_aligned(self.w_hh) else aligned_copy(self.w_hh))[None]
+        n_gates = self.w_hh.shape[0]
         n_blocks, width = n_gates // hidden, hidden // parts
         out = aligned_empty((parts, n_gates, width), self.w_hh.dtype)
         # out[u, (v, b, j), k] = W_hh[(b, v, j), (u, k)]: rows of W units at a time
@@ -96,12 +110,11 @@ class DirectionWeights:
 
     def natural_rows(self) -> np.ndarray:
         """(G,) int64: the natural (PyTorch) index of each part-major gate."""
-        n_gates, hidden = self.w_hh.shape
-        return part_major(n_gates // hidden, hidden, self.tiling.parts)
+        return part_major(self.w_ih.shape[0] // self.hidden, self.hidden, self.tiling.parts)
 
     def to_natural(self, array: np.ndarray) -> np.ndarray:
         """Undo the part-major order of ``array``'s rows (blocks of H), as a C-contiguous array."""
-        hidden = self.w_hh.shape[1]
+        hidden = self.hidden
         if self.tiling.parts == 1 or len(array) == 0:
             return np.ascontiguousarray(array)
         out = np.empty(array.shape, array.dtype)
@@ -120,6 +133,32 @@ class DirectionWeights:
         parts = self.tiling.parts
         width = state.shape[1] // (n_state * parts)
         return state.reshape(batch, parts, n_state, width).transpose(2, 0, 1, 3).reshape(n_state, batch, -1).copy()
+
+
+class WeightCache:
+    """One direction's :class:`DirectionWeights`, kept while its parameters keep their values.
+
+    For ``LSTM.step``, whose calls are a step or a few each: the re-layout (two parallel
+    transposes and their arrays) would otherwise be a large part of every call. Each call
+    compares the parameters with a copy taken when they were laid out (one pass over them,
+    on one thread), so a parameter changed in place, by an optimiser say, is laid out
+    afresh.
+    """
+
+    def __init__(self):
+        self._weights = None
+        self._snapshot = ()
+
+    def get(self, tiling: Tiling, hidden: int, params: tuple, additive: bool) -> DirectionWeights:
+        """The weights for ``params`` = (w_ih, w_hh, b_ih, b_hh, extra, w_hr), contiguous
+        arrays (``w_hh`` None without recurrent weights, ``w_hr`` None without a projection)."""
+        present = tuple(p for p in params if p is not None)
+        kept = self._weights
+        if (kept is None or kept.tiling != tiling or len(present) != len(self._snapshot)
+                or not all(arrays.same_values(a.reshape(-1), b.reshape(-1)) for a, b in zip(present, self._snapshot))):
+            self._weights = kept = DirectionWeights.prepare(tiling, hidden, *params[:5], additive, *params[5:])
+            self._snapshot = tuple(np.array(a, copy=True) for a in present)
+        return kept
 
 
 #: Byte alignment of every array the time loops write: a cache line, so that hidden parts

@@ -123,6 +123,60 @@ def hoisted_gemm_blocks(n_rows: int, n_cols: int, depth: int, itemsize: int,
     return max(8, (-(-n_rows // n_blocks) + 7) // 8 * 8), n_cols, depth
 
 
+#: Most time steps per task of the input projection (:func:`projection_blocks`).
+PROJECTION_MAX_STEPS = 8
+
+
+#: Rows per task that the input projection aims at outside the small-matrix path. Measured
+#: on a busy 2-core machine (so roughly), projection alone: large (T=200, B=128: 2 steps of
+#: 128 rows) 190-306 ms against 198-348 with the 464-row blocks it had before; GRU medium
+#: (T=100, B=64: 4 steps) 23.5-30 ms against 21.7-28.6 with 400-row blocks; 512-row tasks
+#: were no faster, and tasks of 256 columns slower.
+PROJECTION_TASK_ROWS = 256
+
+
+@dataclass(frozen=True)
+class ProjectionBlocks:
+    """How ``kernels.gemm.input_projection`` splits ``[x, 1] @ [W_ih^T; b]`` over all steps.
+
+    ``steps``: whole time steps per task (``steps * batch`` rows), counted from step 0 of
+    the sequence, the last task padded to full size; ``blocks``: the (rows, columns,
+    depth) blocks of ``blocked_gemm`` inside a task.
+    """
+
+    steps: int
+    blocks: tuple
+
+
+def projection_blocks(batch: int, n_cols: int, depth: int, itemsize: int, small_kernel: bool) -> ProjectionBlocks:
+    """The tasks of the hoisted input projection ``(T * batch, depth) @ (depth, n_cols)``.
+
+    Unlike the other hoisted GEMMs, the projection's blocks are a function of the batch,
+    not of T: each task is ``steps`` whole time steps counted from the start of the
+    sequence, and the last is padded to full size. OpenBLAS's result for a row depends on
+    the shape of the call it is in and on its place there, so this is what makes a step's
+    projection the same bits whatever the sequence's length, and so what lets
+    ``LSTM.step`` over any chunks of a sequence reproduce the whole-sequence forward
+    exactly (the time loops' GEMMs are per step already).
+
+    Rows per task aim at ``SMALL_ROW_BLOCK`` on the small-matrix path, at the rows that
+    fit that kernel for deep, narrow GEMMs (column blocks, as ``hoisted_gemm_blocks``), else
+    at ``PROJECTION_TASK_ROWS``, in at most ``PROJECTION_MAX_STEPS`` steps: a short sequence
+    pads at most 7 steps, and a one-step chunk computes at most 8 steps of rows.
+    """
+    if small_kernel and SMALL_ROW_BLOCK * n_cols * depth <= SMALL_KERNEL_MAX_MNK:
+        target, inner = SMALL_ROW_BLOCK, (SMALL_ROW_BLOCK, n_cols, depth)
+    else:
+        target, inner = PROJECTION_TASK_ROWS, None
+        if depth >= n_cols:
+            rows = min(SMALL_GEMM_MAX_ROWS, max(16, SMALL_KERNEL_MAX_MNK // (SMALL_GEMM_COLUMNS * depth)))
+            col_block, depth_block = gemm_blocks(rows, n_cols, depth, itemsize, small_kernel)
+            if col_block < n_cols:
+                target, inner = rows, (rows, col_block, depth_block)
+    steps = max(1, min(PROJECTION_MAX_STEPS, target // batch))
+    return ProjectionBlocks(steps, inner or (min(steps * batch, GEMM_ROW_BLOCK), n_cols, depth))
+
+
 def reduction_parts(n_rows: int) -> int:
     """How many row ranges (and slabs) ``weight_gradients`` splits a sum over ``n_rows`` into.
 
@@ -178,10 +232,14 @@ class Tiling:
     forward_blocks: tuple
     backward_blocks: tuple
     fused_input: bool = False
+    #: A projected layer's (proj_size) blocks: h = m @ W_hr^T in the forward loop,
+    #: dL/dm = dL/dh @ W_hr in the backward loop; () without a projection.
+    project_blocks: tuple = ()
+    unproject_blocks: tuple = ()
 
 
 def choose_tiling(elementwise: bool, additive: bool, batch: int, inputs: int, hidden: int, n_gates: int,
-           itemsize: int) -> Tiling:
+                  itemsize: int, recurrent: bool = True, proj_size: int = 0) -> Tiling:
     """Choose the tiling for a gate and a shape.
 
     Elementwise gates split the hidden units into up to one part per core: a power of two
@@ -193,13 +251,18 @@ def choose_tiling(elementwise: bool, additive: bool, batch: int, inputs: int, hi
 
     An additive gate's input projection is fused into the forward step (see
     :func:`fuses_input_projection`) when the fused GEMM runs on OpenBLAS's small-matrix
-    kernel.
+    kernel. A gate without recurrent weights (``recurrent`` false) has no recurrent GEMM:
+    nothing to fuse into, and no GEMM work that would pay for splitting the hidden units.
+    A projected layer (``proj_size`` P > 0) always runs one hidden part (its projection
+    reads every unit), and its recurrent GEMMs are P deep (forward) and P wide (backward).
     """
     parts = 1
-    if elementwise:
+    rec_width = proj_size or hidden
+    rec_flops = 2 * batch * rec_width * n_gates if recurrent else 0
+    if elementwise and not proj_size:
         while (parts * 2 <= numba.config.NUMBA_DEFAULT_NUM_THREADS and hidden % (parts * 2) == 0
                and hidden // (parts * 2) >= HIDDEN_SPLIT_MIN_UNITS
-               and 2 * batch * hidden * n_gates // (parts * 2) >= HIDDEN_SPLIT_MIN_FLOPS):
+               and rec_flops // (parts * 2) >= HIDDEN_SPLIT_MIN_FLOPS):
             parts *= 2
     if parts > 1:
         block_rows = min(batch, 256)
@@ -210,11 +273,17 @@ def choose_tiling(elementwise: bool, additive: bool, batch: int, inputs: int, hi
     chunks = n_blocks if parts > 1 else max(1, min(n_blocks, numba.get_num_threads()))
     width, part_gates = hidden // parts, n_gates // parts
     small = blas_control.small_kernel_available()
-    fused = additive and fuses_input_projection(block_rows, part_gates, inputs + 1 + hidden, itemsize, small)
+    fused = additive and recurrent and fuses_input_projection(block_rows, part_gates, inputs + 1 + rec_width,
+                                                              itemsize, small)
     if fused:
-        forward_blocks = fused_step_blocks(block_rows, part_gates, inputs + 1 + hidden, itemsize, small)
+        forward_blocks = fused_step_blocks(block_rows, part_gates, inputs + 1 + rec_width, itemsize, small)
     else:
-        forward_blocks = (block_rows, *gemm_blocks(block_rows, part_gates, hidden, itemsize, small))
+        forward_blocks = (block_rows, *gemm_blocks(block_rows, part_gates, rec_width, itemsize, small))
+    if proj_size:
+        backward_blocks = (block_rows, *gemm_blocks(block_rows, proj_size, n_gates, itemsize, small))
+        return Tiling(parts, chunks, forward_blocks, backward_blocks, fused,
+                      project_blocks=(block_rows, *gemm_blocks(block_rows, proj_size, hidden, itemsize, small)),
+                      unproject_blocks=(block_rows, *gemm_blocks(block_rows, hidden, proj_size, itemsize, small)))
     backward_blocks = (block_rows, *gemm_blocks(block_rows, width, n_gates, itemsize, small))
     return Tiling(parts, chunks, forward_blocks, backward_blocks, fused)
 

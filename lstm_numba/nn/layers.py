@@ -68,6 +68,39 @@ class Gradients:
     state: object
 
 
+class StreamState:
+    """Where a stream stands: the layer's state after ``steps`` steps of a sequence.
+
+    ``LSTM.initial_state`` makes one and ``LSTM.step`` returns the next.
+
+    values  one array per state vector, in the gate's ``state_names`` order, each
+            (num_layers, B, H) (``h`` of a projected LSTM is (num_layers, B, proj_size))
+    steps   how many steps of the sequence the stream has consumed (its next step's index)
+    state   the state as ``forward`` takes and returns it: ``(h, c)``, or ``h`` for a
+            single-state gate
+    ``state.h``, ``state.c`` (any state name) are the vectors by name.
+    """
+
+    def __init__(self, names: tuple, values: tuple, steps: int = 0):
+        self.names = tuple(names)
+        self.values = tuple(values)
+        self.steps = int(steps)
+
+    @property
+    def state(self):
+        return self.values[0] if len(self.values) == 1 else tuple(self.values)
+
+    def __getattr__(self, name):
+        names = self.__dict__.get("names", ())
+        if name in names:
+            return self.__dict__["values"][names.index(name)]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{n}={v.shape}" for n, v in zip(self.names, self.values))
+        return f"StreamState({shapes}, steps={self.steps})"
+
+
 @dataclass(frozen=True)
 class _Slot:
     """One (layer, direction) and the state_dict keys of its parameters."""
@@ -84,7 +117,8 @@ class _Slot:
 class LSTM(ParameterOwner):
     """A multi-layer, optionally bidirectional recurrent layer with a pluggable gate.
 
-    Parameters follow ``torch.nn.LSTM``; ``gate``, ``activation`` and
+    Parameters follow ``torch.nn.LSTM``, ``proj_size`` included (h_t = W_hr h'_t, P values,
+    for a gate declared ``projectable``); ``gate``, ``activation`` and
     ``recurrent_activation`` (Keras names) choose plugins by name, ``*_alpha``/``*_beta``
     set ONNX-style activation parameters, and ``clip`` clamps gate pre-activations as
     ONNX's ``clip`` does. ``seed`` fixes the initialisation and the dropout masks.
@@ -95,7 +129,7 @@ class LSTM(ParameterOwner):
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, batch_first=False,
                  bias=True, dropout=0.0, dtype="float32", seed=None, *, gate=None, activation="tanh",
                  recurrent_activation="sigmoid", activation_alpha=None, activation_beta=None,
-                 recurrent_activation_alpha=None, recurrent_activation_beta=None, clip=None):
+                 recurrent_activation_alpha=None, recurrent_activation_beta=None, clip=None, proj_size=0):
         self.input_size = validation.positive_int("input_size", input_size)
         self.hidden_size = validation.positive_int("hidden_size", hidden_size)
         self.num_layers = validation.positive_int("num_layers", num_layers)
@@ -111,6 +145,14 @@ class LSTM(ParameterOwner):
         self.gate_name = self.default_gate if gate is None else validation.plugin_name("gate", gate)
         self._gate_entry = registry.get_gate(self.gate_name)
         self.gate = self._gate_entry.obj
+        if isinstance(proj_size, bool) or not isinstance(proj_size, (int, np.integer)) or \
+                not 0 <= proj_size < self.hidden_size:
+            raise ValueError(f"proj_size: expected an integer in 0..hidden_size-1={self.hidden_size - 1}, "
+                             f"got {proj_size!r}")
+        self.proj_size = int(proj_size)
+        if self.proj_size and not self.gate.projectable:
+            raise ValueError(f"proj_size: gate {self.gate_name!r} is not projectable (its h is part of its state); "
+                             "projectable gates keep h as an output only (lstm, peephole, coupled, slstm)")
         self._activations = tuple(
             self._resolve_activation(label, name, alpha, beta)
             for label, name, alpha, beta in (
@@ -124,7 +166,7 @@ class LSTM(ParameterOwner):
                           "with their initialisation", param_bytes + init_bytes)
         self._rng = np.random.default_rng(self.seed)
         self._slots = [
-            _Slot(layer, direction, self.input_size if layer == 0 else self.hidden_size * self.num_directions)
+            _Slot(layer, direction, self.input_size if layer == 0 else self.output_size * self.num_directions)
             for layer in range(self.num_layers) for direction in range(self.num_directions)
         ]
         self._shapes = {slot: self._param_shapes(slot) for slot in self._slots}
@@ -132,6 +174,8 @@ class LSTM(ParameterOwner):
         self._kernels = None
         self._last = None
         self._workspaces = {slot: layout.Workspace() for slot in self._slots}
+        # step()'s own workspaces, so that streaming leaves a training tape alone, and its weight layouts
+        self._stream_workspaces, self._stream_weights = {}, {}
 
     # ------------------------------------------------------------------ configuration
     @staticmethod
@@ -202,6 +246,11 @@ class LSTM(ParameterOwner):
         return 2 if self.bidirectional else 1
 
     @property
+    def output_size(self) -> int:
+        """Features of h (per direction): ``proj_size`` when projected, else ``hidden_size``."""
+        return self.proj_size or self.hidden_size
+
+    @property
     def state_names(self) -> tuple:
         return self.gate.state_names
 
@@ -222,7 +271,7 @@ class LSTM(ParameterOwner):
             activation=act.name, recurrent_activation=ract.name,
             activation_alpha=act_ab[0], activation_beta=act_ab[1],
             recurrent_activation_alpha=ract_ab[0], recurrent_activation_beta=ract_ab[1],
-            clip=None if math.isinf(self.clip) else self.clip,
+            clip=None if math.isinf(self.clip) else self.clip, proj_size=self.proj_size,
         )
 
     @property
@@ -261,12 +310,20 @@ class LSTM(ParameterOwner):
 
     # ------------------------------------------------------------------ parameters
     def _param_shapes(self, slot: _Slot) -> dict:
+        """PyTorch's weights in PyTorch's order (no ``weight_hh``/``bias_hh`` for a gate
+        without recurrent weights; ``weight_hr`` when projected), then the gate's extra
+        parameters."""
         n_gates = self.gate.n_blocks * self.hidden_size
-        shapes = {f"weight_ih{slot.suffix}": (n_gates, slot.input_size),
-                  f"weight_hh{slot.suffix}": (n_gates, self.hidden_size)}
+        recurrent = self.gate.recurrent
+        shapes = {f"weight_ih{slot.suffix}": (n_gates, slot.input_size)}
+        if recurrent:
+            shapes[f"weight_hh{slot.suffix}"] = (n_gates, self.output_size)
         if self.bias:
             shapes[f"bias_ih{slot.suffix}"] = (n_gates,)
-            shapes[f"bias_hh{slot.suffix}"] = (n_gates,)
+            if recurrent:
+                shapes[f"bias_hh{slot.suffix}"] = (n_gates,)
+        if self.proj_size:
+            shapes[f"weight_hr{slot.suffix}"] = (self.proj_size, self.hidden_size)
         for extra in self.gate.extra_params:
             shapes[f"{extra.name}{slot.suffix}"] = (extra.blocks * self.hidden_size,)
         return shapes
@@ -291,13 +348,13 @@ class LSTM(ParameterOwner):
         for key, shape in self._shapes[slot].items():  # the kernels read them as they are
             check_live(self._params, key, shape, self.dtype)
         s = slot.suffix
-        if self.bias:
-            b_ih, b_hh = self._params[f"bias_ih{s}"], self._params[f"bias_hh{s}"]
-        else:
-            b_ih = b_hh = np.zeros(self.gate.n_blocks * self.hidden_size, dtype=self.dtype)
+        zeros = np.zeros(self.gate.n_blocks * self.hidden_size, dtype=self.dtype)
+        b_ih = self._params[f"bias_ih{s}"] if self.bias else zeros
+        b_hh = self._params[f"bias_hh{s}"] if self.bias and self.gate.recurrent else zeros
         extras = [self._params[f"{e.name}{s}"] for e in self.gate.extra_params]
         extra = np.concatenate(extras) if extras else np.zeros(0, dtype=self.dtype)
-        return self._params[f"weight_ih{s}"], self._params[f"weight_hh{s}"], b_ih, b_hh, extra
+        return (self._params[f"weight_ih{s}"], self._params.get(f"weight_hh{s}"), b_ih, b_hh, extra,
+                self._params.get(f"weight_hr{s}"))
 
     # ------------------------------------------------------------------ modes
     def train(self, mode: bool = True):
@@ -308,22 +365,26 @@ class LSTM(ParameterOwner):
         return self.train(False)
 
     # ------------------------------------------------------------------ forward
-    def __call__(self, x, state=None, lengths=None, *, need_grad=None):
-        return self.forward(x, state, lengths, need_grad=need_grad)
+    def __call__(self, x, state=None, lengths=None, *, need_grad=None, return_states=False):
+        return self.forward(x, state, lengths, need_grad=need_grad, return_states=return_states)
 
-    def _state_shape(self, batch):
-        return (self.num_layers * self.num_directions, batch, self.hidden_size)
+    def _state_shapes(self, batch):
+        """The shape of each state vector, h first: (L*D, B, H), h (L*D, B, P) when projected."""
+        full = (self.num_layers * self.num_directions, batch, self.hidden_size)
+        return [full[:2] + (self.output_size,)] + [full] * (len(self.state_names) - 1)
 
     def _as_time_major(self, name, array):
         return np.ascontiguousarray(array.transpose(1, 0, 2)) if self.batch_first else array
 
-    def _initial_states(self, state, batch, label="state"):
+    def _initial_states(self, state, batch, label="state") -> list:
+        """The state vectors as a list of arrays, h first (zeros when ``state`` is None)."""
         n_state = len(self.state_names)
-        shape = self._state_shape(batch)
+        shapes = self._state_shapes(batch)
         if state is None:
-            return np.zeros((n_state,) + shape, dtype=self.dtype)
+            return [np.zeros(shape, dtype=self.dtype) for shape in shapes]
         names = ", ".join(n + "0" for n in self.state_names)
-        wanted = ("h0" if n_state == 1 else f"a tuple of {n_state} arrays ({names})") + f" of shape {shape}"
+        wanted = ("h0" if n_state == 1 else f"a tuple of {n_state} arrays ({names})") + (
+            f" of shape {shapes[0]}" if len(set(shapes)) == 1 else f" of shapes {', '.join(map(str, shapes))}")
         if n_state == 1 and not isinstance(state, (tuple, list)):
             parts = (state,)
         elif isinstance(state, (tuple, list)):
@@ -333,16 +394,17 @@ class LSTM(ParameterOwner):
         if len(parts) != n_state:
             raise ValueError(f"{label}: expected {n_state} arrays ({', '.join(self.state_names)}), got {len(parts)}")
         arrays = []
-        for name, part in zip(self.state_names, parts):
+        for k, (name, part, shape) in enumerate(zip(self.state_names, parts, shapes)):
+            width = "proj_size" if k == 0 and self.proj_size else "hidden"
             array = validation.float_array(f"{label} ({name}0)", part, "(L*D, B, H)", 3, self.dtype)
-            validation.expect_shape(f"{label} ({name}0)", array, shape, "(num_layers*num_directions, batch, hidden)")
+            validation.expect_shape(f"{label} ({name}0)", array, shape, f"(num_layers*num_directions, batch, {width})")
             arrays.append(array)
-        return np.stack(arrays)
+        return arrays
 
     def _pack_state(self, stacked):
         return stacked[0] if len(self.state_names) == 1 else tuple(stacked)
 
-    def forward(self, x, state=None, lengths=None, *, need_grad=None):
+    def forward(self, x, state=None, lengths=None, *, need_grad=None, return_states=False):
         """Run the whole sequence.
 
         x        (T, B, I), or (B, T, I) with ``batch_first``
@@ -350,9 +412,14 @@ class LSTM(ParameterOwner):
                  for GRU; zeros when None
         lengths  (B,) valid steps per row, 1..T (PyTorch packed-sequence semantics)
         need_grad  keep what ``backward`` needs; defaults to the training mode
+        return_states  also return the last layer's state after every step
 
-        Returns ``y`` (T, B, D*H) (batch-first when asked) and the final state, shaped
-        like ``state``.
+        Returns ``y`` (T, B, D*H) (batch-first when asked; D*P when projected) and the final
+        state, shaped like ``state``; with ``return_states``, a third value: every state vector of the
+        gate (``(h, c)``, ``h`` for GRU, ``(h, c, n, m)`` for sLSTM) after every step of the
+        last layer, each (T, B, D*H) ((B, T, D*H) batch-first), the directions side by side
+        as in ``y``, zeros at padded steps; its ``h`` is ``y``. ``backward`` takes no
+        gradient for them.
         """
         x = validation.float_array("x", x, "(B, T, input_size)" if self.batch_first else "(T, B, input_size)",
                                    3, self.dtype)
@@ -371,35 +438,129 @@ class LSTM(ParameterOwner):
                                   + (" of forward and backward" if keep_tape else " of forward"),
                           self._call_bytes(steps, batch, keep_tape))
         try:
-            return self._forward(x, lengths, states0, keep_tape)
+            layer_input, finals, tapes, masks, every = self._run_layers(
+                x, states0, lengths, keep_tape, self._workspaces, dropout=self.training,
+                keep_states=return_states)
         except numba_errors.NumbaError as exc:
             raise self._compile_error(exc) from None
+        self._last = (tapes, masks, x.shape, lengths) if keep_tape else None
+        y = self._as_time_major("y", layer_input)
+        if return_states:
+            return y, self._pack_state(finals), self._pack_every(every)
+        return y, self._pack_state(finals)
 
-    def _forward(self, x, lengths, states0, keep_tape):
-        finals = np.empty_like(states0)
+    def _pack_every(self, every):
+        """The last layer's states after every step (S arrays (T, B, D*H)), batch-first when asked, packed as a
+        state."""
+        return self._pack_state([self._as_time_major("states", a) for a in every])
+
+    def _run_layers(self, x, states0, lengths, keep_tape, workspaces, dropout, start=0, weight_caches=None,
+                    keep_states=False):
+        """Every layer and direction over ``x`` (T, B, I) from ``states0`` (S, L*D, B, H).
+
+        ``start``: the index of x's first step in its sequence (a stream's chunk).
+        Returns the last layer's output, the final states (a list as ``states0``), the
+        tapes, the dropout masks and, with ``keep_states``, the last layer's states after
+        every step (a list of S arrays (T, B, D*H)).
+        """
+        finals = [np.empty_like(a) for a in states0]
         tapes, masks = {}, {}
         layer_input = x
+        every = None
         for layer in range(self.num_layers):
-            outputs = []
+            outputs, states = [], []
+            last = layer == self.num_layers - 1
             for direction in range(self.num_directions):
                 slot = self._slots[layer * self.num_directions + direction]
-                w_ih, w_hh, b_ih, b_hh, extra = self._slot_params(slot)
+                w_ih, w_hh, b_ih, b_hh, extra, w_hr = self._slot_params(slot)
                 index = layer * self.num_directions + direction
-                y_dir, final, tape = forward_direction(
-                    self.kernels, self._workspaces[slot], layer_input, w_ih, w_hh, b_ih, b_hh, extra,
-                    self.clip, lengths, bool(direction), np.ascontiguousarray(states0[:, index]), keep_tape)
-                finals[:, index] = final
+                y_dir, final, tape, every_dir = forward_direction(
+                    self.kernels, workspaces[slot], layer_input, w_ih, w_hh, b_ih, b_hh, extra,
+                    self.clip, lengths, bool(direction), [np.ascontiguousarray(a[index]) for a in states0], keep_tape,
+                    start=start, weight_cache=None if weight_caches is None else weight_caches[slot],
+                    keep_states=keep_states and last, w_hr=w_hr)
+                for k, value in enumerate(final):
+                    finals[k][index] = value
                 tapes[slot] = tape
                 outputs.append(y_dir)
+                states.append(every_dir)
+            if keep_states and last:
+                every = [np.concatenate([d[k] for d in states], axis=2) if len(states) > 1 else states[0][k]
+                         for k in range(len(states0))]
             layer_output = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
-            if self.training and self.dropout > 0 and layer < self.num_layers - 1:
+            if dropout and self.dropout > 0 and layer < self.num_layers - 1:
                 keep = 1.0 - self.dropout
                 masks[layer] = (self._rng.random(layer_output.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
                 layer_output = layer_output * masks[layer]
             layer_input = layer_output
-        self._last = (tapes, masks, x.shape, lengths) if keep_tape else None
-        y = self._as_time_major("y", layer_input)
-        return y, self._pack_state(finals)
+        return layer_input, finals, tapes, masks, every
+
+    # ------------------------------------------------------------------ streaming
+    def initial_state(self, batch, state=None, steps=0) -> StreamState:
+        """The start of a stream of ``batch`` rows, for :meth:`step`.
+
+        ``state``: the initial state as ``forward`` takes it (zeros when None); ``steps``:
+        the index in the sequence of the stream's first step, when it continues a
+        ``forward`` over the sequence's first ``steps`` steps from that forward's final
+        state (the next chunk then gets the same bits as a forward over the whole sequence).
+        """
+        batch = validation.positive_int("batch", batch)
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+            raise ValueError(f"steps: expected a non-negative integer, got {steps!r}")
+        stacked = self._initial_states(state, batch)
+        return StreamState(self.state_names, tuple(stacked), int(steps))
+
+    def step(self, x, state=None, lengths=None, *, return_states=False):
+        """Run a stream on by one step, or by a chunk of steps, through the compiled kernels.
+
+        x        (B, I): one step; or a chunk (T_c, B, I), (B, T_c, I) with ``batch_first``
+        state    a :class:`StreamState` (``initial_state`` or the previous ``step``); a plain
+                 state, as ``forward`` takes it, starts a sequence from it; None: zeros
+        lengths  (B,) valid steps of this chunk per row, 0..T_c: a row whose sequence has
+                 ended keeps its state and outputs zeros (the chunk's part of ``forward``'s
+                 ``lengths``)
+
+        Returns ``y`` ((B, H) for one step, else shaped like the chunk with H features) and
+        the next :class:`StreamState`; with ``return_states``, a third value as
+        ``forward``'s (each state vector of the last layer after every step of the chunk,
+        shaped like ``y``). However a sequence is cut into chunks, the outputs
+        and the states are bitwise equal to ``forward`` over the whole sequence (in eval
+        mode: ``step`` applies no dropout and keeps no tape, in either mode, and leaves the
+        tape of the last ``forward`` for ``backward``). Unidirectional layers only.
+        """
+        if self.bidirectional:
+            raise ValueError("step: a bidirectional layer cannot run as a stream (its reverse direction starts "
+                             "from the end of the sequence); run forward over the whole sequence")
+        layout_doc = "(B, input_size) or " + ("(B, T, input_size)" if self.batch_first else "(T, B, input_size)")
+        ndim = np.ndim(x)
+        x = validation.float_array("x", x, layout_doc, 2 if ndim == 2 else 3, self.dtype)
+        one_step = x.ndim == 2
+        x = x[None] if one_step else self._as_time_major("x", x)
+        steps, batch, features = x.shape
+        if steps == 0 or batch == 0:
+            raise ValueError(f"x: expected at least one time step and one batch row, got shape {x.shape}")
+        if features != self.input_size:
+            raise ValueError(f"x: expected last dimension input_size={self.input_size}, got {features}")
+        start = 0
+        if isinstance(state, StreamState):
+            if state.names != self.state_names:
+                raise ValueError(f"state: a stream of a gate with states {state.names}, this layer's are "
+                                 f"{self.state_names}")
+            start, state = state.steps, state.state
+        states0 = self._initial_states(state, batch)
+        lengths = (np.full(batch, steps, dtype=np.int64) if lengths is None
+                   else validation.lengths_array(lengths, batch, steps, minimum=0))
+        if not self._stream_workspaces:
+            self._stream_workspaces = {slot: layout.Workspace() for slot in self._slots}
+            self._stream_weights = {slot: layout.WeightCache() for slot in self._slots}
+        y, finals, _, _, every = self._run_layers(x, states0, lengths, False, self._stream_workspaces,
+                                                  dropout=False, start=start, weight_caches=self._stream_weights,
+                                                  keep_states=return_states)
+        y = y[0] if one_step else self._as_time_major("y", y)
+        state = StreamState(self.state_names, tuple(finals), start + steps)
+        if return_states:
+            return y, state, self._pack_state([a[0] for a in every]) if one_step else self._pack_every(every)
+        return y, state
 
     # ------------------------------------------------------------------ backward
     def backward(self, dy, dstate=None) -> Gradients:
@@ -408,21 +569,19 @@ class LSTM(ParameterOwner):
             raise RuntimeError("backward() needs a forward() first, run in training mode or with need_grad=True")
         tapes, masks, x_shape, lengths = self._last
         steps, batch, _ = x_shape
-        y_shape = (steps, batch, self.num_directions * self.hidden_size)
+        y_shape = (steps, batch, self.num_directions * self.output_size)
         expected = (batch, steps, y_shape[2]) if self.batch_first else y_shape
         dy = validation.float_array("dy", dy, "shaped like y", 3, self.dtype)
         validation.expect_shape("dy", dy, expected, "(the shape of y)")
         dy = self._as_time_major("dy", dy)
-        dstates = (np.zeros((len(self.state_names),) + self._state_shape(batch), dtype=self.dtype)
-                   if dstate is None else self._initial_states(dstate, batch, "dstate"))
-
+        dstates = self._initial_states(dstate, batch, "dstate")  # zeros when None
         try:
             return self._backward(tapes, masks, dy, dstates)
         except numba_errors.NumbaError as exc:
             raise self._compile_error(exc) from None
 
     def _backward(self, tapes, masks, dy, dstates) -> Gradients:
-        grads, dstates0 = {}, np.empty_like(dstates)
+        grads, dstates0 = {}, [np.empty_like(a) for a in dstates]
         d_output = dy
         for layer in reversed(range(self.num_layers)):
             if layer in masks:
@@ -431,11 +590,12 @@ class LSTM(ParameterOwner):
             for direction in range(self.num_directions):
                 slot = self._slots[layer * self.num_directions + direction]
                 index = layer * self.num_directions + direction
-                hidden = slice(direction * self.hidden_size, (direction + 1) * self.hidden_size)
+                out = slice(direction * self.output_size, (direction + 1) * self.output_size)
                 g = backward_direction(self.kernels, self._workspaces[slot], tapes[slot], self.clip,
-                                              d_output[:, :, hidden], dstates[:, index])
+                                       d_output[:, :, out], [np.ascontiguousarray(a[index]) for a in dstates])
                 self._store_grads(grads, slot, g)
-                dstates0[:, index] = g.state
+                for k, value in enumerate(g.state):
+                    dstates0[k][index] = value
                 d_input = g.x if d_input is None else d_input + g.x
             d_output = d_input
         return Gradients(
@@ -447,10 +607,14 @@ class LSTM(ParameterOwner):
     def _store_grads(self, grads, slot, g) -> None:
         s = slot.suffix
         grads[f"weight_ih{s}"] = g.w_ih
-        grads[f"weight_hh{s}"] = g.w_hh
+        if self.gate.recurrent:
+            grads[f"weight_hh{s}"] = g.w_hh
         if self.bias:
             grads[f"bias_ih{s}"] = g.b_ih
-            grads[f"bias_hh{s}"] = g.b_hh
+            if self.gate.recurrent:
+                grads[f"bias_hh{s}"] = g.b_hh
+        if self.proj_size:
+            grads[f"weight_hr{s}"] = g.w_hr
         offset = 0
         for extra in self.gate.extra_params:
             size = extra.blocks * self.hidden_size

@@ -133,19 +133,21 @@ def expect_shape(name: str, array: np.ndarray, expected: tuple, meaning: str) ->
         raise ValueError(f"{name}: expected shape {tuple(expected)} {meaning}, got {array.shape}")
 
 
-def lengths_array(lengths, batch: int, steps: int) -> np.ndarray:
-    """Validate per-row sequence lengths: B integers in 1..T."""
+def lengths_array(lengths, batch: int, steps: int, minimum: int = 1) -> np.ndarray:
+    """Validate per-row sequence lengths: B integers in minimum..T (1..T unless a chunk of a
+    stream, where a row may have no step)."""
     try:
         array = np.asarray(lengths)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"lengths: expected {batch} integers in 1..T={steps}, got a {type(lengths).__name__} "
+        raise ValueError(f"lengths: expected {batch} integers in {minimum}..T={steps}, got a {type(lengths).__name__} "
                          f"NumPy cannot convert ({_first_line(exc)})") from None
     if array.dtype.kind not in "iu":
         raise TypeError(f"lengths: expected integers, got dtype {array.dtype}")
     if array.shape != (batch,):
         raise ValueError(f"lengths: expected shape ({batch},) (one length per batch row), got {array.shape}")
-    bad = np.flatnonzero((array < 1) | (array > steps))
+    bad = np.flatnonzero((array < minimum) | (array > steps))
     if bad.size:
-        raise ValueError(f"lengths: values must be in 1..T={steps}, got {int(array[bad[0]])} at index {int(bad[0])}")
+        raise ValueError(f"lengths: values must be in {minimum}..T={steps}, got {int(array[bad[0]])} at index "
+                         f"{int(bad[0])}")
     return np.ascontiguousarray(array, dtype=np.int64)
 

@@ -237,6 +237,27 @@ def _check_gate_additive(kernels, gate) -> tuple:
     return True, "s_next, dgx, ds_prev and dp depend on gx + gh only, and dgx == dgh"
 
 
+def _check_gate_projectable(kernels, gate) -> tuple:
+    """Change the h part of s_prev: s_next must not move, and backward must write zeros to
+    the h part of ds_prev (the engine keeps the unprojected h there under a projection)."""
+    if not gate.projectable:
+        return True, "not declared: a layer with this gate takes no proj_size"
+    prob = _step_problem(gate, _GATE_HIDDEN, seed=8, spread=0.7)
+    hidden = _GATE_HIDDEN
+    moved = _StepProblem(gx=prob.gx, gh=prob.gh, s_prev=prob.s_prev.copy(), p=prob.p, w=prob.w)
+    moved.s_prev[:hidden] += np.random.default_rng(9).normal(size=hidden)
+    problems = []
+    if not np.array_equal(_step_forward(kernels, moved, math.inf), _step_forward(kernels, prob, math.inf)):
+        problems.append("s_next depends on the h part of s_prev")
+    for label, grads in (("ds_prev", _step_backward(kernels, prob, math.inf)),
+                         ("ds_prev (h part of s_prev changed)", _step_backward(kernels, moved, math.inf))):
+        if np.any(grads["s_prev"][:hidden] != 0):
+            problems.append(f"{label} has a non-zero h part")
+    if problems:
+        return False, f"declared projectable, but {'; '.join(problems)} (set projectable=False)"
+    return True, "s_next ignores the h part of s_prev and ds_prev's h part is zero"
+
+
 _PROMOTIONS = {
     "float to double": re.compile(r"fpext float [^\n]* to double"),
     "int to double": re.compile(r"[su]itofp [^\n]* to double"),
@@ -336,6 +357,7 @@ def check_gate(report: PluginReport, entry, name: str) -> None:
         run_check(report, "writes", _check_gate_writes, kernels, gate)
         run_check(report, "elementwise", _check_gate_elementwise, kernels, gate)
         run_check(report, "additive", _check_gate_additive, kernels, gate)
+        run_check(report, "projectable", _check_gate_projectable, kernels, gate)
     run_check(report, "float32 step", _check_gate_float32, entry, gate)
     for dtype in ("float64", "float32"):
         run_check(report, f"layer {dtype}", _check_gate_layer, name, dtype)

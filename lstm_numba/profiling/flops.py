@@ -44,7 +44,7 @@ def fused_input_flops(model, steps: int, batch: int) -> float:
         if key.startswith("weight_ih"):
             n_gates, inputs = value.shape
             tile = tiling.choose_tiling(gate.elementwise, gate.additive, batch, inputs, model.hidden_size, n_gates,
-                                 model.dtype.itemsize)
+                                        model.dtype.itemsize, gate.recurrent)
             if tile.fused_input:
                 total += 2.0 * steps * batch * n_gates * inputs
     return total

@@ -50,7 +50,7 @@ def profile(model, steps: int, batch: int, repeat: int = 5, *, compile: bool = T
     rng = np.random.default_rng(seed)
     dtype = model.dtype
     x = rng.standard_normal((steps, batch, model.input_size)).astype(dtype)
-    dy = rng.standard_normal((steps, batch, model.num_directions * model.hidden_size)).astype(dtype)
+    dy = rng.standard_normal((steps, batch, model.num_directions * model.output_size)).astype(dtype)
     x_user = np.ascontiguousarray(x.transpose(1, 0, 2)) if model.batch_first else x
     dy_user = np.ascontiguousarray(dy.transpose(1, 0, 2)) if model.batch_first else dy
 

@@ -39,8 +39,9 @@ def _torch_equivalent(model):
         defaults += [act.alpha, act.beta]
     if list(ab) != defaults:
         return None, "torch has no equivalent of non-default activation parameters: no comparison"
+    extra = {"proj_size": model.proj_size} if getattr(model, "proj_size", 0) else {}
     net = cls(model.input_size, model.hidden_size, num_layers=model.num_layers, bias=model.bias,
-              bidirectional=model.bidirectional, dtype=getattr(torch, model.dtype.name))
+              bidirectional=model.bidirectional, dtype=getattr(torch, model.dtype.name), **extra)
     with torch.no_grad():
         for key, value in model.state_dict().items():
             getattr(net, key).copy_(torch.from_numpy(value))

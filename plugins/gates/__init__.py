@@ -1,1 +1,1 @@
-"""Built-in gates: ``lstm``, ``peephole``, ``coupled``, ``gru`` and ``slstm``."""
+"""Built-in gates: ``lstm``, ``peephole``, ``coupled``, ``gru``, ``slstm`` and ``indrnn``."""

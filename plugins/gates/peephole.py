@@ -84,5 +84,5 @@ gate = Gate(
     extra_params=(ExtraParam("weight_peephole", blocks=3, init="uniform"),),
     elementwise=True,
     additive=True,
-    doc=__doc__,
+    projectable=True, doc=__doc__,
 )

@@ -36,6 +36,18 @@ def count_non_finite(values):
     return bad
 
 
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+def same_values(a, b):
+    """Whether the contiguous 1-D float arrays ``a`` and ``b`` hold the same values (NaN never
+    equals), in one vectorised pass on one thread."""
+    if a.size != b.size:
+        return False
+    differ = 0
+    for i in range(a.size):
+        differ += a[i] != b[i]
+    return differ == 0
+
+
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
 def fill_inputs(x, order, xh):
     """Copy a layer's input into the tape's ``[x, 1]`` columns, in step order.

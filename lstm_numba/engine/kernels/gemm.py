@@ -36,10 +36,30 @@ def row_block_gemm(a, b, out, blocks):
         blocked_gemm(a, b, out, lo, min(lo + block_rows, n_rows), block_rows, blocks[1], blocks[2], 0.0)
 
 
-#: The input projection ``gx = [x, 1] @ [W_ih^T; bias]`` (N, I + 1) @ (I + 1, G), and the
-#: input gradient ``dx = dg @ W_ih`` (N, G) @ (G, I): one kernel under the two names the
-#: profiler times as separate phases (``lstm_numba.profiling.KERNEL_PHASES``).
-input_projection = input_gradient = row_block_gemm
+#: The input gradient ``dx = dg @ W_ih`` (N, G) @ (G, I), under the name the profiler times
+#: (``lstm_numba.profiling.KERNEL_PHASES``).
+input_gradient = row_block_gemm
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
+def input_projection(a, b, out, task_rows, blocks):
+    """out = a @ b in fixed tasks of ``task_rows`` rows, in parallel over the tasks.
+
+    The input projection ``gx = [x, 1] @ [W_ih^T; bias]`` (N, I + 1) @ (I + 1, G).
+
+    a          (N, K)   any row stride (a view of the tape); N a multiple of ``task_rows``
+    b          (K, M)
+    out        (N, M)   out
+    task_rows  int      rows per task: whole time steps (``engine.tiling.projection_blocks``)
+    blocks     3 ints   (rows, columns, depth) of ``blocked_gemm``'s blocks inside a task
+
+    Every task has the same shape wherever it falls, so a row's result depends only on its
+    place in its task: a chunk of steps padded to whole tasks reproduces these bits.
+    """
+    n_tasks = a.shape[0] // task_rows
+    for task in prange(n_tasks):
+        lo = task * task_rows
+        blocked_gemm(a, b, out, lo, lo + task_rows, blocks[0], blocks[1], blocks[2], 0.0)
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)

@@ -26,6 +26,10 @@ Row ``b`` is active at step ``s`` while ``s < lengths[b]``; inactive rows keep t
 and output zeros. The kernels run in step order only: for the reverse direction the engine
 reverses each row's valid steps beforehand (and the outputs back afterwards).
 
+A gate without recurrent weights (``Gate.recurrent`` false: IndRNN) gets no recurrent GEMM
+in either loop; its ``gx``, hoisted, is the whole pre-activation, and ``w_rec`` and
+``w_hh`` are empty (U, 0, .) arrays that only carry the part shapes.
+
 An *additive* gate (``Gate.additive``) reads ``gx`` and ``gh`` only through ``gx + gh``, so
 ``dgx == dgh``: forward's recurrent GEMM accumulates into ``gx`` (whose input projection
 already holds both biases) and the gate gets a zero ``gh``, and backward keeps one
@@ -37,6 +41,7 @@ the tape row [x_s, 1, h_{s-1}] computes ``gx`` whole, and no pass writes it befo
 # Placeholders so that this file imports on its own; codegen replaces them.
 gate_forward = gate_backward = act = ract = None
 ADDITIVE = False
+RECURRENT = True
 FASTMATH: set = set()
 
 # ----------------------------------------------------------------- TEMPLATE BODY
@@ -80,7 +85,9 @@ def forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, sta
     # The GEMM reads the last ``depth`` columns of the tape row: [x_s, 1, h_{s-1}] when the
     # input projection is fused into it, h_{s-1} alone otherwise
     rec_in = xh[s, :, xh.shape[2] - depth:]
-    if ADDITIVE:  # gx (+)= rec_in @ w_rec: the tape keeps one pre-activation array (b_hh is in it already)
+    if not RECURRENT:  # no recurrent weights (an additive gate): gx, hoisted, is the whole pre-activation
+        pass
+    elif ADDITIVE:  # gx (+)= rec_in @ w_rec: the tape keeps one pre-activation array (b_hh is in it already)
         blocked_gemm(rec_in, w_rec[part], gx_s[:, g0:g0 + part_gates], r0, r1, blocks[0], blocks[1], blocks[2],
                      1.0 if depth == hidden else 0.0)
     else:
@@ -214,7 +221,7 @@ def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, sta
     p0 = part * part_p
     u0 = part * width
     p_part = p[p0:p0 + part_p]
-    if s + 1 < n_steps:
+    if RECURRENT and s + 1 < n_steps:
         backward_carry(s + 1, part, r0, r1, blocks, w_hh, dgh, ds)
     if s < 0:
         return
@@ -298,6 +305,150 @@ def backward_parts(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist
             part, r0, r1 = tile_rows(tile, n_parts, n_chunks, blocks[0], batch)
             backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds, dgx,
                           dgh, dp_rows, zero_gates, dgh_scratch)
+
+
+# ----------------------------------------------------------------- projected LSTM (proj_size)
+# PyTorch's proj_size: the gate's h output, m_t (H values), is projected to h_t = m_t @ W_hr^T
+# (P values), which is what the layer outputs and what the recurrent GEMM reads. The kernel
+# states keep m in their h part (the gate, ``Gate.projectable``, never reads it); the tape's
+# h columns are P wide. Always one hidden part (the projection reads every unit of m), in
+# row chunks without a barrier per step. Separate kernels, so that a layer without a
+# projection runs exactly the loops above.
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
+def forward_proj_rows(gx, w_rec, w_hr_t, b_hh, p, clip, lengths, n_chunks, blocks, proj_blocks, states, xh,
+                      gh_hist, y):
+    """``forward_rows`` for a projected layer (one hidden part).
+
+    gx, b_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist  as in ``forward_rows``
+                               (U = 1; states' h part holds m, H wide)
+    w_rec       (1, K, G)      W_hh^T (K = P) or, fused, [W_ih^T; b_ih + b_hh; W_hh^T]
+                               (K = I + 1 + P)
+    w_hr_t      (H, P)         W_hr^T
+    proj_blocks 3 ints         (rows, columns, depth) blocks of the projection's GEMM
+    xh          (T + 1, B, I + 1 + P)  the tape, rows [x_s, 1, h_{s-1}] with h of P values
+    y           (T, B, P)      out: h_s at valid steps, zeros at padded ones
+    """
+    n_steps, batch, rec = y.shape
+    hidden = w_hr_t.shape[0]
+    n_slots = states.shape[0]
+    h0 = xh.shape[2] - rec
+    depth = w_rec.shape[1]
+    zero_gates = np.zeros(gx.shape[2], dtype=gx.dtype)
+    for chunk in prange(n_chunks):
+        _, r0, r1 = tile_rows(chunk, 1, n_chunks, blocks[0], batch)
+        for s in range(n_steps):
+            src = s % n_slots
+            dst = (s + 1) % n_slots
+            gx_s = gx[s % gx.shape[0]]
+            gh = gh_hist[s % gh_hist.shape[0], 0]
+            rec_in = xh[s, :, xh.shape[2] - depth:]
+            if ADDITIVE:
+                blocked_gemm(rec_in, w_rec[0], gx_s, r0, r1, blocks[0], blocks[1], blocks[2],
+                             1.0 if depth == rec else 0.0)
+            else:
+                blocked_gemm(rec_in, w_rec[0], gh, r0, r1, blocks[0], blocks[1], blocks[2], 0.0)
+            for b in range(r0, r1):
+                s_next = states[dst, b]
+                if s < lengths[b]:
+                    if ADDITIVE:
+                        gh_row = zero_gates
+                    else:
+                        gh_row = gh[b]
+                        for j in range(gh_row.size):
+                            gh_row[j] += b_hh[j]
+                    gate_forward(gx_s[b], gh_row, states[src, b], p, clip, act, ract, s_next)
+                else:
+                    s_prev = states[src, b]
+                    for j in range(s_next.size):
+                        s_next[j] = s_prev[j]
+            # h_s = m_s @ W_hr^T into the tape; padded rows then keep h_{s-1}
+            blocked_gemm(states[dst, :, :hidden], w_hr_t, xh[s + 1, :, h0:], r0, r1, proj_blocks[0], proj_blocks[1],
+                         proj_blocks[2], 0.0)
+            for b in range(r0, r1):
+                h_next = unit_stride(xh[s + 1, b, h0:])
+                y_row = y[s, b]
+                if s < lengths[b]:
+                    for j in range(rec):
+                        y_row[j] = h_next[j]
+                else:
+                    h_prev = unit_stride(xh[s, b, h0:])
+                    for j in range(rec):
+                        h_next[j] = h_prev[j]
+                        y_row[j] = 0.0
+
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
+def backward_proj_rows(gx, w_hh, w_hr, p, clip, lengths, n_chunks, blocks, proj_blocks, states, gh_hist, dy, ds, dh,
+                       dh_hist, dgx, dgh, dp_rows, dgh_scratch):
+    """``backward_rows`` for a projected layer (one hidden part).
+
+    gx, p, clip, lengths, n_chunks, states, gh_hist, dgx, dgh, dp_rows, dgh_scratch
+                            as in ``backward_rows`` (U = 1)
+    w_hh      (G, P)        W_hh: the carry dL/dh_{s-1} += dgh[s] @ W_hh
+    w_hr      (P, H)        W_hr: dL/dm_s = dL/dh_s @ W_hr
+    blocks    3 ints        blocks of the carry's GEMM; proj_blocks, of dL/dh_s @ W_hr
+    dy        (T, B, P)     in: dLoss/dy
+    ds        (2, B, S*H)   in: ds[0] = dLoss/d(final state) with a zero h (m) part; out:
+                            ds[T % 2] = dLoss/d(initial state), its h part unused
+    dh        (2, B, P)     in: dh[0] = dLoss/d(final h); out: dh[T % 2] = dLoss/dh_0
+    dh_hist   (T, B, P)     out: dLoss/dh_s at valid steps, zeros at padded ones (the
+                            caller's dW_hr = sum over s of dh_s^T m_s)
+
+    Each step: dh_s = (carried) + dy[s]; the h (m) part of ds += dh_s @ W_hr; the gate's
+    backward (padded rows pass ds and dh through); then dh_{s-1} = dgh[s] @ W_hh.
+    """
+    n_steps, batch, n_gates = gx.shape
+    hidden = w_hr.shape[1]
+    rec = w_hr.shape[0]
+    zero_gates = np.zeros(n_gates, dtype=gx.dtype)
+    for chunk in prange(n_chunks):
+        _, r0, r1 = tile_rows(chunk, 1, n_chunks, blocks[0], batch)
+        for s in range(n_steps - 1, -1, -1):
+            ds_cur = ds[(n_steps - 1 - s) % 2]
+            ds_prev = ds[(n_steps - s) % 2]
+            dh_cur = dh[(n_steps - 1 - s) % 2]
+            dh_prev = dh[(n_steps - s) % 2]
+            for b in range(r0, r1):
+                hist = dh_hist[s, b]
+                carried = dh_cur[b]
+                if s < lengths[b]:
+                    dy_row = dy[s, b]
+                    for j in range(rec):
+                        hist[j] = carried[j] + dy_row[j]
+                else:
+                    for j in range(rec):
+                        hist[j] = 0.0
+            blocked_gemm(dh_hist[s], w_hr, ds_cur[:, :hidden], r0, r1, proj_blocks[0], proj_blocks[1],
+                         proj_blocks[2], 1.0)
+            for b in range(r0, r1):
+                ds_row = ds_cur[b]
+                ds_prev_row = ds_prev[b]
+                dgx_row = dgx[s, b]
+                dh_prev_row = dh_prev[b]
+                if s < lengths[b]:
+                    if ADDITIVE:
+                        gh_row = zero_gates
+                        dgh_row = dgh_scratch[chunk]
+                    else:
+                        gh_row = gh_hist[s, 0, b]
+                        dgh_row = dgh[s, b]
+                    gate_backward(gx[s, b], gh_row, states[s, b], p, clip, act, ract, ds_row, dgx_row, dgh_row,
+                                  ds_prev_row, dp_rows[b])
+                    for j in range(rec):
+                        dh_prev_row[j] = 0.0
+                else:
+                    dgh_row = dgh[s, b]
+                    for j in range(n_gates):
+                        dgh_row[j] = 0.0
+                        dgx_row[j] = 0.0
+                    for j in range(ds_row.size):
+                        ds_prev_row[j] = ds_row[j]
+                    carried = dh_cur[b]
+                    for j in range(rec):
+                        dh_prev_row[j] = carried[j]
+            blocked_gemm(dgh[s], w_hh, dh_prev, r0, r1, blocks[0], blocks[1], blocks[2], 1.0)
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
