@@ -173,7 +173,8 @@ def _check_rnn(c: _Checker, model) -> None:
     keys = ("input_size", "hidden_size", "num_layers", "bidirectional", "batch_first", "bias", "dropout",
             "dtype", "seed", "gate", "activation", "recurrent_activation", "activation_alpha",
             "activation_beta", "recurrent_activation_alpha", "recurrent_activation_beta", "clip")
-    rnn = c.dict("model.rnn", model["rnn"], required=keys, allowed=keys)
+    rnn = c.dict("model.rnn", model["rnn"], required=keys, allowed=keys + ("proj_size",))
+    c.int("model.rnn.proj_size", rnn.get("proj_size"), minimum=0, none=True)  # 0: no projection (PyTorch)
     inputs = model.get("input_size") or model.get("embedding_dim") or model.get("vocab_size")
     c.same("model.rnn.input_size", rnn["input_size"], "the model's input size", inputs)
     for key in ("hidden_size", "num_layers", "dropout", "dtype", "gate", "activation", "recurrent_activation"):
