@@ -34,6 +34,21 @@ def central_difference(loss, array, index, step):
     return (plus - minus) / (2 * step)
 
 
+def worst_gradient_errors(loss, targets: dict, analytic: dict, step: float) -> dict:
+    """Per name, the largest error of ``analytic[name]`` against central differences of
+    ``loss`` over every element of ``targets[name]`` (relative, with a floor of 1% of the
+    largest analytic value)."""
+    worst = {}
+    for name, array in targets.items():
+        fd = np.zeros_like(array)
+        for index in np.ndindex(array.shape):
+            fd[index] = central_difference(loss, array, index, step)
+        an = analytic[name]
+        scale = max(np.abs(an).max(), 1e-3)
+        worst[name] = float(np.max(np.abs(fd - an) / (np.abs(an) + 1e-2 * scale)))
+    return worst
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

@@ -24,9 +24,18 @@ from lstm_numba_cli.main import cli
 from train_helpers import write_labelled, write_series
 
 from lstm_numba.training import checkpoint as ck
-from lstm_numba.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from lstm_numba.training.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
 from lstm_numba.training.config import TrainConfig
-from lstm_numba.training.trainer import Callbacks, Trainer, load_trained, read_training_checkpoint
+from lstm_numba.training.trainer import (
+    Callbacks,
+    Trainer,
+    load_trained,
+    read_training_checkpoint,
+)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import naive_gates as ng
 import numpy as np
 import pytest
-from conftest import central_difference, max_rel_err
+from conftest import max_rel_err, worst_gradient_errors
 
 import lstm_numba as ln
 
@@ -198,15 +198,7 @@ def _layer_fd(gate, clip, seed=0, step=1e-6):
     targets = {f"param {k}": v for k, v in rnn.params.items()}
     targets["x"], targets["state0"] = x, state0
 
-    worst = {}
-    for name, array in targets.items():
-        fd = np.zeros_like(array)
-        for index in np.ndindex(array.shape):
-            fd[index] = central_difference(loss, array, index, step)
-        an = analytic[name]
-        scale = max(np.abs(an).max(), 1e-3)
-        worst[name] = float(np.max(np.abs(fd - an) / (np.abs(an) + 1e-2 * scale)))
-    return worst
+    return worst_gradient_errors(loss, targets, analytic, step)
 
 
 @pytest.mark.parametrize("clip", [None, 0.5], ids=["noclip", "clip"])

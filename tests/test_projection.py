@@ -12,7 +12,7 @@ from __future__ import annotations
 import naive_gates as ng
 import numpy as np
 import pytest
-from conftest import central_difference, max_rel_err
+from conftest import max_rel_err, worst_gradient_errors
 from test_lstm_torch import TOLERANCE, run_torch
 
 import lstm_numba as ln
@@ -131,15 +131,7 @@ def _projected_fd(gate, seed=0, step=1e-6):
     targets["x"] = x
     for k, name in enumerate(rnn.state_names):
         analytic[f"{name}0"], targets[f"{name}0"] = grads.state[k], state0[k]
-    worst = {}
-    for name, array in targets.items():
-        fd = np.zeros_like(array)
-        for index in np.ndindex(array.shape):
-            fd[index] = central_difference(loss, array, index, step)
-        an = analytic[name]
-        scale = max(np.abs(an).max(), 1e-3)
-        worst[name] = float(np.max(np.abs(fd - an) / (np.abs(an) + 1e-2 * scale)))
-    return worst
+    return worst_gradient_errors(loss, targets, analytic, step)
 
 
 @pytest.mark.slow
