@@ -4,12 +4,14 @@ of 256, on 1 worker and on 2 workers (one thread each), the speed-up and the per
 overhead (a step's wall time less its slowest worker's compute: sending the weights,
 returning the shard gradients, summing them).
 
-    .venv/bin/python benchmarks/bench_dask.py [--steps 4] [--warmup 1] [--json PATH]
+    .venv/bin/python benchmarks/bench_dask.py [--steps 8] [--warmup 1] [--json PATH]
 
 One ``LocalCluster(n_workers=2, threads_per_worker=1)`` serves both measurements; the
 1-worker run uses one of its workers (1 shard), the 2-worker run both (2 shards). Each
 timed step is what ``Trainer.fit`` does per batch: the shards' forward and backward on the
-workers, the ordered sum, and the Adam step on the driver. The first ``--warmup`` steps
+workers, the ordered sum, and the Adam step on the driver. The two configurations take
+their steps in alternation (the order reversed every other round), so that a change in the
+machine's load falls on both, and the figures are medians. The first ``--warmup`` steps
 (kernel loading) are not timed. A busy machine slows everything: the load average is
 printed before and after.
 """
@@ -37,38 +39,56 @@ def write_data(directory: str, n: int) -> str:
     return path
 
 
-def measure(client, data: str, workers: list, steps: int, warmup: int) -> dict:
-    from lstm_numba.training.config import TrainConfig
-    from lstm_numba.training.trainer import Trainer
+class Setup:
+    """One configuration (a Trainer on ``workers``, one shard each) and its step timings."""
 
-    cfg = TrainConfig(data=data, task="classify", hidden_size=H, batch_size=BATCH, epochs=1,
-                      val_fraction=0.05, shards=len(workers), clip_grad=None)
-    trainer = Trainer(cfg, client=client, workers=workers)
-    shards = trainer.shards
-    shards.start_epoch()
-    batches = trainer.task.batches(trainer.shuffle_rng, BATCH)
-    batches = [b for b in batches if len(b) == BATCH]
-    times = []
+    def __init__(self, client, data: str, workers: list):
+        from lstm_numba.training.config import TrainConfig
+        from lstm_numba.training.trainer import Trainer
+
+        cfg = TrainConfig(data=data, task="classify", hidden_size=H, batch_size=BATCH, epochs=1,
+                          val_fraction=0.05, shards=len(workers), clip_grad=None)
+        self.trainer = Trainer(cfg, client=client, workers=workers)
+        self.workers, self.n_shards = len(workers), cfg.shards
+        self.shards = self.trainer.shards
+        self.shards.start_epoch()
+        batches = self.trainer.task.batches(self.trainer.shuffle_rng, BATCH)
+        self.batches = [b for b in batches if len(b) == BATCH]
+        self.times: list = []
+
+    def step(self, k: int) -> None:
+        t0 = time.perf_counter()
+        _, grads, _ = self.shards.step(self.trainer.model, self.batches[k % len(self.batches)], k)
+        self.trainer.optimizer.step(grads)
+        self.times.append(time.perf_counter() - t0)
+
+    def result(self, warmup: int) -> dict:
+        stats = self.shards.stats
+        step_s, over = np.median(self.times[warmup:]), np.median(stats.overhead_s[warmup:])
+        return {"workers": self.workers, "shards": self.n_shards, "steps": len(self.times) - warmup,
+                "samples_per_s": BATCH / step_s, "step_s": float(step_s), "overhead_ms": 1e3 * float(over),
+                "overhead_share": float(over / np.median(stats.step_s[warmup:])),
+                "recovered": stats.recovered}
+
+
+def measure(client, data: str, addresses: list, steps: int, warmup: int) -> list:
+    """Steps of the 1-worker and the 2-worker configuration in alternation (the order
+    reversed every other round), so that a change in the machine's load falls on both;
+    medians of the timed steps."""
+    setups = [Setup(client, data, addresses[:1]), Setup(client, data, addresses)]
     try:
         for k in range(warmup + steps):
-            t0 = time.perf_counter()
-            _, grads, _ = shards.step(trainer.model, batches[k % len(batches)], k)
-            trainer.optimizer.step(grads)
-            times.append(time.perf_counter() - t0)
-        stats = shards.stats
-        step_s, over = stats.step_s[warmup:], stats.overhead_s[warmup:]
-        timed = times[warmup:]
+            for setup in (setups if k % 2 == 0 else setups[::-1]):
+                setup.step(k)
+        return [s.result(warmup) for s in setups]
     finally:
-        shards.close()
-    return {"workers": len(workers), "shards": cfg.shards, "steps": steps,
-            "samples_per_s": BATCH * len(timed) / sum(timed), "step_s": float(np.mean(timed)),
-            "overhead_ms": 1e3 * float(np.mean(over)), "overhead_share": float(np.mean(over) / np.mean(step_s)),
-            "recovered": stats.recovered}
+        for s in setups:
+            s.shards.close()
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=4, help="timed steps per configuration")
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per configuration")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--json", default=None, help="also write the results here ('-': stdout)")
     args = parser.parse_args(argv)
@@ -77,18 +97,17 @@ def main(argv=None) -> int:
     import numba
 
     from lstm_numba.config import package_version
+    from lstm_numba.training.distributed import local_cluster
 
     print(f"lstm-numba {package_version()}, numba {numba.__version__}, dask {distributed.__version__}, "
           f"{os.cpu_count()} CPUs; load average before {os.getloadavg()[0]:.2f}")
     print(f"model: LSTM T={T} I={I} H={H} float32, classify, global batch {BATCH}, Adam")
     with tempfile.TemporaryDirectory() as tmp, \
-            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                     dashboard_address=":0") as cluster, \
+            local_cluster(2) as cluster, \
             distributed.Client(cluster) as client:
         data = write_data(tmp, 4 * BATCH)
         addresses = sorted(client.nthreads())
-        results = [measure(client, data, addresses[:1], args.steps, args.warmup),
-                   measure(client, data, addresses, args.steps, args.warmup)]
+        results = measure(client, data, addresses, args.steps, args.warmup)
     for r in results:
         print(f"{r['workers']} worker(s), {r['shards']} shard(s): {r['samples_per_s']:8.1f} samples/s, "
               f"{r['step_s'] * 1e3:7.0f} ms/step, per-step overhead {r['overhead_ms']:6.1f} ms "

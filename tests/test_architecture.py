@@ -63,6 +63,29 @@ def test_kernels_import_only_compiled_code_and_the_fastmath_policy():
             assert target.startswith("lstm_numba.engine.kernels") or target == "lstm_numba.config", (path.name, target)
 
 
+def test_every_compiled_kernel_releases_the_gil():
+    """Kernels run without the GIL, so that a Dask worker's or a user's other threads do not
+    wait on a whole sequence (helpers inlined into the kernels are not called on their
+    own)."""
+    import numba
+
+    from lstm_numba import registry
+    from lstm_numba.engine import codegen
+    from lstm_numba.engine.kernels import arrays, gemm
+
+    act, ract = registry.get_activation("tanh"), registry.get_activation("sigmoid")
+    kernels = codegen.load_kernels(registry.get_gate("lstm"), act, (act.obj.alpha, act.obj.beta),
+                                   ract, (ract.obj.alpha, ract.obj.beta), "float32").module
+    found = 0
+    for module in (arrays, gemm, kernels):
+        for name, obj in vars(module).items():
+            if (isinstance(obj, numba.core.registry.CPUDispatcher)
+                    and obj.targetoptions.get("inline") != "always"):
+                assert obj.targetoptions.get("nogil") is True, (module.__name__, name)
+                found += 1
+    assert found >= 10
+
+
 def test_public_names_resolve_and_the_package_import_loads_no_numba():
     import subprocess
     import sys

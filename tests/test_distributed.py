@@ -1,7 +1,8 @@
 """Data-parallel training and sweeps on a Dask cluster (``lstm_numba.training.distributed``,
 ``lstm_numba.training.sweep``, ``lstm-numba train --scheduler``, ``lstm-numba sweep``).
 
-One ``LocalCluster(processes=True, n_workers=2, threads_per_worker=1)`` serves the module.
+One ``local_cluster(2)`` (a ``LocalCluster(processes=True, n_workers=2,
+threads_per_worker=1)``) serves the module.
 Tiny models, few steps. The references are independent of the cluster: the same
 training with the shards computed in this process, and an unsharded run."""
 
@@ -35,8 +36,7 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cluster():
-    c = distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
-                                 dashboard_address=":0")
+    c = D.local_cluster(2)
     client = distributed.Client(c)
     yield client
     client.close()
@@ -47,6 +47,14 @@ def cluster():
 def client(cluster):
     cluster.wait_for_workers(2, timeout=60)  # a killed worker's nanny restarts it
     return cluster
+
+
+def test_the_clusters_it_starts_run_their_workers_without_the_statistical_profiler(client):
+    import dask
+
+    enabled = client.run(lambda: dask.config.get("distributed.worker.profile.enabled"))
+    assert len(enabled) == 2 and set(enabled.values()) == {False}
+    assert dask.config.get("distributed.worker.profile.enabled") is True  # only inside
 
 
 def config(data, **kw):

@@ -447,6 +447,26 @@ class ClusterShards:
         self.actors.clear()
 
 
+#: Dask settings of the clusters this module starts. The workers' statistical profiler
+#: samples every thread's stack from a thread of its own every 10 ms; on a machine with no
+#: idle core that thread competes with the shard computation for the core and for the GIL
+#: between kernel calls (benchmarks/bench_dask.py on a quiet 2-core machine: 1.52x on 2 workers with it, 1.69-1.77x
+#: without).
+WORKER_SETTINGS = {"distributed.worker.profile.enabled": False}
+
+
+def local_cluster(n_workers: int):
+    """A ``LocalCluster`` of ``n_workers`` single-threaded worker processes with
+    :data:`WORKER_SETTINGS`. The cluster's own warnings (a task that failed, a worker
+    restarted) are expected here; the run reports what matters itself."""
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set(WORKER_SETTINGS):
+        return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                       dashboard_address=":0", silence_logs=logging.ERROR)
+
+
 @contextlib.contextmanager
 def cluster_client(scheduler: str | None = None, workers: int | None = None):
     """A Dask client for the scheduler at ``scheduler``, or for a ``LocalCluster`` of
@@ -458,17 +478,14 @@ def cluster_client(scheduler: str | None = None, workers: int | None = None):
     if scheduler is not None and workers is not None:
         raise ValueError("give either a scheduler address or a number of workers, not both")
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client
     except ImportError:
         raise ClusterError('running on a Dask cluster needs dask.distributed: pip install "lstm-numba[dask]"') from None
     cluster = None
     if scheduler is not None:
         client = Client(scheduler, timeout="30s")
     else:
-        # The cluster's own warnings (a task that failed, a worker restarted) are expected
-        # here; the run reports what matters itself.
-        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                               dashboard_address=":0", silence_logs=logging.ERROR)
+        cluster = local_cluster(int(workers))
         client = Client(cluster)
     try:
         yield client

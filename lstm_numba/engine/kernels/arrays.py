@@ -18,7 +18,7 @@ from lstm_numba.engine.kernels.views import unit_stride
 IN_ORDER = np.zeros((0, 0), dtype=np.int64)
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def count_non_finite(values):
     """How many entries of ``values`` are NaN or +-Inf.
 
@@ -36,7 +36,7 @@ def count_non_finite(values):
     return bad
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def same_values(a, b):
     """Whether the contiguous 1-D float arrays ``a`` and ``b`` hold the same values (NaN never
     equals), in one vectorised pass on one thread."""
@@ -48,7 +48,7 @@ def same_values(a, b):
     return differ == 0
 
 
-@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def fill_inputs(x, order, xh):
     """Copy a layer's input into the tape's ``[x, 1]`` columns, in step order.
 
@@ -74,7 +74,7 @@ def fill_inputs(x, order, xh):
 TRANSPOSE_TILE = 16
 
 
-@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def transpose_parts(src, dst):
     """``dst[u, k, b, j] = src[b, u, j, k]``: weights in PyTorch's row order, transposed into
     one contiguous column part per hidden part (``engine.DirectionWeights``).

@@ -18,7 +18,7 @@ def split(part, n_parts, total):
     return part * total // n_parts, (part + 1) * total // n_parts
 
 
-@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def row_block_gemm(a, b, out, blocks):
     """out = a @ b, in parallel over fixed row blocks.
 
@@ -41,7 +41,7 @@ def row_block_gemm(a, b, out, blocks):
 input_gradient = row_block_gemm
 
 
-@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def input_projection(a, b, out, task_rows, blocks):
     """out = a @ b in fixed tasks of ``task_rows`` rows, in parallel over the tasks.
 
@@ -62,7 +62,7 @@ def input_projection(a, b, out, task_rows, blocks):
         blocked_gemm(a, b, out, lo, lo + task_rows, blocks[0], blocks[1], blocks[2], 0.0)
 
 
-@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def weight_gradients(dg2, inputs2, dw, slabs, rows):
     """dw[rows] = dg2^T @ inputs2.
 
@@ -91,7 +91,7 @@ def weight_gradients(dg2, inputs2, dw, slabs, rows):
             row += slabs[part, g]
 
 
-@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def weight_gradients_blocked(dg2, inputs2, dw, block_gates, block_rows, n_tasks):
     """dw = dg2^T @ inputs2, in fixed blocks that take OpenBLAS's small-matrix path.
 

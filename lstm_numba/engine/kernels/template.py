@@ -119,7 +119,7 @@ def forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, sta
                 y_row[j] = 0.0
 
 
-@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def forward_rows(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, xh, gh_hist, y):
     """Run one direction of one layer over the whole sequence, in step order, in row chunks.
 
@@ -172,7 +172,7 @@ def forward_rows(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, xh
                          zero_gates)
 
 
-@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def forward_parts(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, xh, gh_hist, y):
     """``forward_rows`` with the hidden units split into U > 1 parts (an elementwise gate).
 
@@ -250,7 +250,7 @@ def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, sta
                 ds_prev_row[j] = ds_row[j]
 
 
-@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def backward_rows(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist, dy, ds, dgx, dgh, dp_rows,
                   dgh_scratch):
     """Backpropagate one direction of one layer through the whole sequence, in row chunks.
@@ -287,7 +287,7 @@ def backward_rows(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist,
                           dgh, dp_rows, zero_gates, dgh_scratch)
 
 
-@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def backward_parts(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist, dy, ds, dgx, dgh, dp_rows,
                    dgh_scratch):
     """``backward_rows`` with the hidden units split into U > 1 parts (an elementwise gate).
@@ -316,7 +316,7 @@ def backward_parts(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist
 # projection runs exactly the loops above.
 
 
-@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def forward_proj_rows(gx, w_rec, w_hr_t, b_hh, p, clip, lengths, n_chunks, blocks, proj_blocks, states, xh,
                       gh_hist, y):
     """``forward_rows`` for a projected layer (one hidden part).
@@ -379,7 +379,7 @@ def forward_proj_rows(gx, w_rec, w_hr_t, b_hh, p, clip, lengths, n_chunks, block
                         y_row[j] = 0.0
 
 
-@njit(parallel=True, cache=True, error_model="numpy", fastmath=FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def backward_proj_rows(gx, w_hh, w_hr, p, clip, lengths, n_chunks, blocks, proj_blocks, states, gh_hist, dy, ds, dh,
                        dh_hist, dgx, dgh, dp_rows, dgh_scratch):
     """``backward_rows`` for a projected layer (one hidden part).
@@ -451,13 +451,13 @@ def backward_proj_rows(gx, w_hh, w_hr, p, clip, lengths, n_chunks, blocks, proj_
             blocked_gemm(dgh[s], w_hh, dh_prev, r0, r1, blocks[0], blocks[1], blocks[2], 1.0)
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def step_forward(gx, gh, s_prev, p, clip, s_next):
     """One row, one step of the gate with the bound activations (for plugin checks)."""
     gate_forward(gx, gh, s_prev, p, clip, act, ract, s_next)
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def step_backward(gx, gh, s_prev, p, clip, ds_next, dgx, dgh, ds_prev, dp):
     """The gate's backward for one row and one step (for plugin checks)."""
     gate_backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp)
