@@ -51,6 +51,7 @@ class DirectionTape:
     gh       (T_g, U, B, G/U) recurrent projections (T_g = 1, scratch, for an additive gate)
     lengths  (B,)
     order    (T, B) or None  the reversal index of a reverse direction
+    keep     (T_k, B, S*H)   the zoneout weights forward ran with, part-major (T_k = 0: none)
     weights  the parameters forward ran with, in the kernels' layout
     """
 
@@ -62,6 +63,7 @@ class DirectionTape:
     order: np.ndarray | None
     weights: DirectionWeights
     additive: bool
+    keep: np.ndarray
 
 
 @dataclass
@@ -80,9 +82,14 @@ class DirectionGrads:
 
 
 def forward_direction(kernels, workspace, x, w_ih, w_hh, b_ih, b_hh, extra, clip, lengths, reverse, state0,
-                      keep_tape, start=0, weight_cache=None, keep_states=False, w_hr=None):
+                      keep_tape, start=0, weight_cache=None, keep_states=False, w_hr=None, zoneout=None):
     """Run one direction of ``kernels.gate`` over ``x`` (T, B, I) from ``state0``, a list of
     the S state vectors (B, H) each (h is (B, R) for a projected layer).
+
+    ``zoneout`` (T_k, B, S, H), or None for none, weights each valid step's new state
+    against the one before it: state = zoneout * new + (1 - zoneout) * previous, with
+    T_k = T (one per step, in x's time order) or T_k = 1 (the same every step). Not with
+    ``w_hr``.
 
     ``w_hh`` is None for a gate without recurrent weights (``Gate.recurrent`` false);
     ``w_hr`` (R, H) projects the gate's h output to R = proj_size values (PyTorch's
@@ -136,6 +143,7 @@ def forward_direction(kernels, workspace, x, w_ih, w_hh, b_ih, b_hh, extra, clip
     gh_steps = steps if keep_tape and not gate.additive else 1
     gh = workspace.array("gh", (gh_steps, tile.parts, batch, n_gates // tile.parts), dtype)
     y = aligned_empty((steps, batch, rec), dtype)
+    keep = _keep_to_kernel(zoneout, order, n_state, batch, hidden, tile.parts, dtype)
     with blas_control.blas_single_thread():
         if projection:
             rows = padded * batch
@@ -148,11 +156,11 @@ def forward_direction(kernels, workspace, x, w_ih, w_hh, b_ih, b_hh, extra, clip
         else:
             forward_loop = "forward_parts" if tile.parts > 1 else "forward_rows"
             hooks.run(forward_loop, getattr(kernels, forward_loop), gx, weights.w_rec, weights.b_hh, weights.extra,
-                      dtype.type(clip), lengths, tile.chunks, tile.forward_blocks, states, xh, gh, y)
+                      dtype.type(clip), lengths, tile.chunks, tile.forward_blocks, states, xh, gh, y, keep)
     final = list(weights.state_from_kernel(states[steps % n_slots], n_state))
     if w_hr is not None:  # h after each row's last valid step: the tape's last row carries it
         final[0] = xh[steps, :, inputs + 1:].copy()
-    tape = DirectionTape(xh, gx, states, gh, lengths, order, weights, gate.additive) if keep_tape else None
+    tape = DirectionTape(xh, gx, states, gh, lengths, order, weights, gate.additive, keep) if keep_tape else None
     y = reorder(y, order) if reverse else y
     every = None
     if keep_states:
@@ -160,6 +168,17 @@ def forward_direction(kernels, workspace, x, w_ih, w_hh, b_ih, b_hh, extra, clip
         if w_hr is not None:
             every[0] = y.copy()  # h, projected: y itself (the kernel states hold m)
     return y, final, tape, every
+
+
+def _keep_to_kernel(zoneout, order, n_state, batch, hidden, parts, dtype):
+    """Zoneout weights (T_k, B, S, H) in time order -> (T_k, B, S*H) part-major in step
+    order (``order``: a reverse direction's reversal index); None -> (0, B, S*H)."""
+    if zoneout is None:
+        return np.zeros((0, batch, n_state * hidden), dtype)
+    steps = zoneout.shape[0]
+    keep = np.broadcast_to(np.asarray(zoneout, dtype), (steps, batch, n_state, hidden))
+    keep = keep.reshape(steps, batch, n_state, parts, hidden // parts).transpose(0, 1, 3, 2, 4).reshape(steps, batch, -1)
+    return np.ascontiguousarray(keep if order is None or steps == 1 else reorder(keep, order))
 
 
 def _every_state(states, n_state, parts, lengths, order):
@@ -217,7 +236,8 @@ def backward_direction(kernels, workspace, tape: DirectionTape, clip, dy, dstate
             backward_loop = "backward_parts" if tile.parts > 1 else "backward_rows"
             hooks.run(backward_loop, getattr(kernels, backward_loop), tape.gx, weights.hidden_parts_of_w_hh(),
                       weights.extra, dtype.type(clip), tape.lengths, tile.chunks, tile.backward_blocks, tape.states,
-                      tape.gh, dy, ds, dgx, dgh, dp_rows, dgh_rows)
+                      tape.gh, dy, ds, dgx, dgh, dp_rows, dgh_rows, tape.keep,
+                      workspace.array("keep_rows", (tile.parts * tile.chunks, n_state * hidden // tile.parts), dtype))
         dgx2 = dgx.reshape(rows, n_gates)
         # Rows in PyTorch's order; the weight gradients are column views of these.
         if weights.w_hh is None:  # no recurrent weights (an additive gate): [dW_ih, db] from [x, 1]

@@ -20,6 +20,7 @@ from lstm_numba.engine import layout
 from lstm_numba.engine.codegen import load_kernels
 from lstm_numba.engine.direction import backward_direction, forward_direction
 from lstm_numba.nn import memory, validation
+from lstm_numba.nn import zoneout as zoneout_module
 from lstm_numba.nn.parameters import ParameterOwner, check_live
 
 
@@ -121,7 +122,9 @@ class LSTM(ParameterOwner):
     for a gate declared ``projectable``); ``gate``, ``activation`` and
     ``recurrent_activation`` (Keras names) choose plugins by name, ``*_alpha``/``*_beta``
     set ONNX-style activation parameters, and ``clip`` clamps gate pre-activations as
-    ONNX's ``clip`` does. ``seed`` fixes the initialisation and the dropout masks.
+    ONNX's ``clip`` does. ``zoneout`` and ``zoneout_cell`` (probabilities) apply zoneout to
+    h and to the cell state c (:mod:`lstm_numba.nn.zoneout`). ``seed`` fixes the
+    initialisation and the dropout and zoneout masks.
     """
 
     default_gate = "lstm"
@@ -129,7 +132,8 @@ class LSTM(ParameterOwner):
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, batch_first=False,
                  bias=True, dropout=0.0, dtype="float32", seed=None, *, gate=None, activation="tanh",
                  recurrent_activation="sigmoid", activation_alpha=None, activation_beta=None,
-                 recurrent_activation_alpha=None, recurrent_activation_beta=None, clip=None, proj_size=0):
+                 recurrent_activation_alpha=None, recurrent_activation_beta=None, clip=None, proj_size=0,
+                 zoneout=0.0, zoneout_cell=0.0):
         self.input_size = validation.positive_int("input_size", input_size)
         self.hidden_size = validation.positive_int("hidden_size", hidden_size)
         self.num_layers = validation.positive_int("num_layers", num_layers)
@@ -141,6 +145,7 @@ class LSTM(ParameterOwner):
         self.dtype = validation.resolve_dtype(dtype)
         self.seed = validation.seed("seed", seed)
         self.training = True
+        self.last_masks = {"zoneout": {}}  # (layer, direction) -> the last run's (T_k, B, S, H) weights
 
         self.gate_name = self.default_gate if gate is None else validation.plugin_name("gate", gate)
         self._gate_entry = registry.get_gate(self.gate_name)
@@ -153,6 +158,9 @@ class LSTM(ParameterOwner):
         if self.proj_size and not self.gate.projectable:
             raise ValueError(f"proj_size: gate {self.gate_name!r} is not projectable (its h is part of its state); "
                              "projectable gates keep h as an output only (lstm, peephole, coupled, slstm)")
+        self._zoneout = zoneout_module.state_probabilities(self.gate_name, self.state_names, zoneout, zoneout_cell,
+                                                           self.proj_size)
+        self.zoneout, self.zoneout_cell = float(zoneout), float(zoneout_cell)
         self._activations = tuple(
             self._resolve_activation(label, name, alpha, beta)
             for label, name, alpha, beta in (
@@ -272,6 +280,7 @@ class LSTM(ParameterOwner):
             activation_alpha=act_ab[0], activation_beta=act_ab[1],
             recurrent_activation_alpha=ract_ab[0], recurrent_activation_beta=ract_ab[1],
             clip=None if math.isinf(self.clip) else self.clip, proj_size=self.proj_size,
+            zoneout=self.zoneout, zoneout_cell=self.zoneout_cell,
         )
 
     @property
@@ -465,6 +474,7 @@ class LSTM(ParameterOwner):
         """
         finals = [np.empty_like(a) for a in states0]
         tapes, masks = {}, {}
+        self.last_masks = {"zoneout": {}}
         layer_input = x
         every = None
         for layer in range(self.num_layers):
@@ -474,11 +484,16 @@ class LSTM(ParameterOwner):
                 slot = self._slots[layer * self.num_directions + direction]
                 w_ih, w_hh, b_ih, b_hh, extra, w_hr = self._slot_params(slot)
                 index = layer * self.num_directions + direction
+                zone = zoneout_module.mixing_weights(self._zoneout, layer_input.shape[0], layer_input.shape[1],
+                                                     self.hidden_size, dropout, self._rng, self.dtype)
+                if zone is not None:
+                    self.last_masks["zoneout"][(layer, direction)] = zone
                 y_dir, final, tape, every_dir = forward_direction(
                     self.kernels, workspaces[slot], layer_input, w_ih, w_hh, b_ih, b_hh, extra,
                     self.clip, lengths, bool(direction), [np.ascontiguousarray(a[index]) for a in states0], keep_tape,
                     start=start, weight_cache=None if weight_caches is None else weight_caches[slot],
-                    keep_states=keep_states and last, w_hr=w_hr)
+                    keep_states=keep_states and last, w_hr=w_hr,
+                    zoneout=zone)
                 for k, value in enumerate(final):
                     finals[k][index] = value
                 tapes[slot] = tape

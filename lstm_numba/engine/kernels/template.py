@@ -63,7 +63,8 @@ def tile_rows(tile, n_parts, n_chunks, block_rows, batch):
 
 
 @njit(inline="always")
-def forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, states, xh, gh_hist, y, zero_gates):
+def forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, states, xh, gh_hist, y, zero_gates,
+                 keep):
     """Step ``s`` for rows [r0, r1) and the hidden units of ``part`` (see forward_rows)."""
     n_parts, depth, part_gates = w_rec.shape
     hidden = y.shape[2]
@@ -106,6 +107,8 @@ def forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, sta
                 for j in range(part_gates):
                     gh_row[j] += bias[j]
             gate_forward(gx_row, gh_row, states[src, b, s0:s0 + part_state], p_part, clip, act, ract, s_next)
+            if keep.shape[0] > 0:
+                zone_out(keep[s % keep.shape[0], b, s0:s0 + part_state], states[src, b, s0:s0 + part_state], s_next)
             for j in range(width):
                 h_next[j] = s_next[j]
                 y_row[j] = s_next[j]
@@ -119,8 +122,15 @@ def forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, sta
                 y_row[j] = 0.0
 
 
+@njit(inline="always")
+def zone_out(keep_row, s_prev, s_next):
+    """Zoneout on one row's new state: s_next = keep * s_next + (1 - keep) * s_prev."""
+    for j in range(s_next.size):
+        s_next[j] = keep_row[j] * s_next[j] + (1.0 - keep_row[j]) * s_prev[j]
+
+
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
-def forward_rows(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, xh, gh_hist, y):
+def forward_rows(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, xh, gh_hist, y, keep):
     """Run one direction of one layer over the whole sequence, in step order, in row chunks.
 
     Vectors of ``k`` blocks of H (gate pre-activations, states, extra parameters) are
@@ -157,6 +167,11 @@ def forward_rows(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, xh
                                step for backward, T_g = 1 keeps only scratch (always, for
                                an additive gate, which leaves it unused)
     y          (T, B, H)       out: h_s at valid steps, zeros at padded ones
+    keep       (T_k, B, S*H)   in: zoneout weights of the new state, part-major: each valid
+                               step's state is keep * (the gate's new state) + (1 - keep) *
+                               (the state before it). T_k = T: one per step (training's
+                               0/1 masks); T_k = 1: the same every step (evaluation's
+                               1 - p); T_k = 0: no zoneout, the gate's state as it is
 
     The tiling with U = 1: each chunk of row blocks runs every step for its rows, so the
     pass has one parallel region and no barrier per step. Tile shapes depend on the
@@ -169,16 +184,16 @@ def forward_rows(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, xh
         part, r0, r1 = tile_rows(chunk, 1, n_chunks, blocks[0], batch)
         for s in range(n_steps):
             forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, states, xh, gh_hist, y,
-                         zero_gates)
+                         zero_gates, keep)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
-def forward_parts(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, xh, gh_hist, y):
+def forward_parts(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, xh, gh_hist, y, keep):
     """``forward_rows`` with the hidden units split into U > 1 parts (an elementwise gate).
 
     Buffers as in ``forward_rows``: gx (T_x, B, G), w_rec (U, K, G/U), b_hh (G,), p (P,),
     lengths (B,), states (T_s, B, S*H), xh (T + 1, B, I + 1 + H), gh_hist (T_g, U, B, G/U),
-    y (T, B, H). Each step runs one tile per part and row chunk in parallel and ends with
+    y (T, B, H), keep (T_k, B, S*H). Each step runs one tile per part and row chunk in parallel and ends with
     a barrier, since every part's GEMM reads the whole h_{s-1}; each thread reads only its
     own part of ``w_rec``.
     """
@@ -189,7 +204,7 @@ def forward_parts(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, x
         for tile in prange(n_parts * n_chunks):
             part, r0, r1 = tile_rows(tile, n_parts, n_chunks, blocks[0], batch)
             forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, states, xh, gh_hist, y,
-                         zero_gates)
+                         zero_gates, keep)
 
 
 @njit(inline="always")
@@ -202,7 +217,7 @@ def backward_carry(s, part, r0, r1, blocks, w_hh, dgh, ds):
 
 @njit(inline="always")
 def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds_pair, dgx, dgh,
-                  dp_rows, zero_gates, dgh_scratch):
+                  dp_rows, zero_gates, dgh_scratch, keep, keep_scratch):
     """Carry step ``s + 1`` into the state gradient, then the gate's backward of step ``s`` (none for s = -1).
 
     The two halves of ``ds_pair`` alternate: ``ds`` holds dLoss/d(state after step s),
@@ -233,6 +248,13 @@ def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, sta
             dy_row = dy[s, b, u0:u0 + width]
             for j in range(width):
                 ds_row[j] += dy_row[j]
+            zoned = keep.shape[0] > 0
+            if zoned:  # split dLoss/d(zoned state) into the gate's share and the kept state's
+                keep_row = keep[s % keep.shape[0], b, s0:s0 + part_state]
+                kept = keep_scratch[tile]
+                for j in range(part_state):
+                    kept[j] = (1.0 - keep_row[j]) * ds_row[j]
+                    ds_row[j] *= keep_row[j]
             if ADDITIVE:  # dgh is dgx: the gate writes its copy, if any, to scratch
                 gh_row = zero_gates
                 dgh_row = dgh_scratch[tile]
@@ -241,6 +263,9 @@ def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, sta
                 dgh_row = dgh[s, b, g0:g0 + part_gates]
             gate_backward(gx[s, b, g0:g0 + part_gates], gh_row, states[s, b, s0:s0 + part_state], p_part, clip, act,
                           ract, ds_row, dgx_row, dgh_row, ds_prev_row, dp_rows[b, p0:p0 + part_p])
+            if zoned:
+                for j in range(part_state):
+                    ds_prev_row[j] += kept[j]
         else:
             dgh_row = dgh[s, b, g0:g0 + part_gates]
             for j in range(part_gates):
@@ -252,7 +277,7 @@ def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, sta
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def backward_rows(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist, dy, ds, dgx, dgh, dp_rows,
-                  dgh_scratch):
+                  dgh_scratch, keep, keep_scratch):
     """Backpropagate one direction of one layer through the whole sequence, in row chunks.
 
     gx, p, clip, lengths, n_chunks, states, gh_hist   as in ``forward_rows`` (as training
@@ -273,6 +298,9 @@ def backward_rows(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist,
                            on the tiles
     dgh_scratch  (U * n_chunks, G/U) scratch: one row per tile, where an additive gate
                                    may write its (unused) dgh
+    keep     (T_k, B, S*H) in: the zoneout weights forward ran with (T_k = 0: none)
+    keep_scratch (U * n_chunks, S*H/U) scratch: one row per tile, the kept state's share
+                           of the state gradient while the gate runs
 
     Tiles as in ``forward_rows``. Steps run from T - 1 down to -1: each first finishes the
     step after it (adds dgh[s + 1] @ W_hh to the direct part the gate left), and s = -1
@@ -284,17 +312,18 @@ def backward_rows(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist,
         part, r0, r1 = tile_rows(chunk, 1, n_chunks, blocks[0], batch)
         for s in range(n_steps - 1, -2, -1):
             backward_tile(s, chunk, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds, dgx,
-                          dgh, dp_rows, zero_gates, dgh_scratch)
+                          dgh, dp_rows, zero_gates, dgh_scratch, keep, keep_scratch)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def backward_parts(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist, dy, ds, dgx, dgh, dp_rows,
-                   dgh_scratch):
+                   dgh_scratch, keep, keep_scratch):
     """``backward_rows`` with the hidden units split into U > 1 parts (an elementwise gate).
 
     Buffers as in ``backward_rows``: gx (T, B, G), w_hh (U, G, W), p (P,), lengths (B,),
     states (T + 1, B, S*H), gh_hist (T_g, U, B, G/U), dy (T, B, H), ds (2, B, S*H),
-    dgx (T, B, G), dgh (T, B, G), dp_rows (B, P), dgh_scratch (U * n_chunks, G/U).
+    dgx (T, B, G), dgh (T, B, G), dp_rows (B, P), dgh_scratch (U * n_chunks, G/U),
+    keep (T_k, B, S*H), keep_scratch (U * n_chunks, S*H/U).
     Finishing a step needs every part of dgh[s + 1], so each step ends with a barrier.
     """
     n_steps, batch, n_gates = gx.shape
@@ -304,7 +333,7 @@ def backward_parts(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist
         for tile in prange(n_parts * n_chunks):
             part, r0, r1 = tile_rows(tile, n_parts, n_chunks, blocks[0], batch)
             backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds, dgx,
-                          dgh, dp_rows, zero_gates, dgh_scratch)
+                          dgh, dp_rows, zero_gates, dgh_scratch, keep, keep_scratch)
 
 
 # ----------------------------------------------------------------- projected LSTM (proj_size)
