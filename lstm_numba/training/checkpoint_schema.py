@@ -139,6 +139,9 @@ def check_structure(path, meta: dict) -> None:
     _check_schedule(c, meta["schedule"], train, progress)
 
 
+_ZONEOUT = ("zoneout", "zoneout_cell")  # optional model and model.rnn keys (LSTM's zoneout)
+
+
 def _check_model(c: _Checker, model, task) -> dict:
     kind = TASK_MODELS[task]
     common = ("type", "hidden_size", "num_layers", "dropout", "dtype", "gate", "activation",
@@ -146,7 +149,7 @@ def _check_model(c: _Checker, model, task) -> dict:
     own = {"forecaster": ("input_size", "output_size", "return_sequences", "bidirectional"),
            "classifier": ("input_size", "num_classes", "bidirectional"),
            "charlm": ("vocab_size", "embedding_dim")}[kind]
-    c.dict("model", model, required=common + own, allowed=common + own + ("rnn",))
+    c.dict("model", model, required=common + own, allowed=common + own + ("rnn",) + _ZONEOUT)
     c.same("model.type", c.str("model.type", model["type"], choices=tuple(MODEL_TYPES)), "the task's model type", kind)
     for key in ("hidden_size", "num_layers"):
         c.int(f"model.{key}", model[key], minimum=1)
@@ -159,7 +162,8 @@ def _check_model(c: _Checker, model, task) -> dict:
         c.bool("model.bidirectional", model["bidirectional"])
     if kind == "forecaster":
         c.bool("model.return_sequences", model["return_sequences"])
-    c.number("model.dropout", model["dropout"], 0.0, 1.0, open_max=True)
+    for key in ("dropout",) + _ZONEOUT:  # zoneout: absent from files written before it
+        c.number(f"model.{key}", model.get(key, 0.0), 0.0, 1.0, open_max=True)
     c.str("model.dtype", model["dtype"], choices=_DTYPES)
     for role in _ROLES:
         c.str(f"model.{role}", model[role])
@@ -173,7 +177,9 @@ def _check_rnn(c: _Checker, model) -> None:
     keys = ("input_size", "hidden_size", "num_layers", "bidirectional", "batch_first", "bias", "dropout",
             "dtype", "seed", "gate", "activation", "recurrent_activation", "activation_alpha",
             "activation_beta", "recurrent_activation_alpha", "recurrent_activation_beta", "clip")
-    rnn = c.dict("model.rnn", model["rnn"], required=keys, allowed=keys + ("proj_size",))
+    rnn = c.dict("model.rnn", model["rnn"], required=keys, allowed=keys + ("proj_size",) + _ZONEOUT)
+    for key in _ZONEOUT:
+        c.same(f"model.rnn.{key}", rnn.get(key, 0.0), f"model.{key}", model.get(key, 0.0))
     c.int("model.rnn.proj_size", rnn.get("proj_size"), minimum=0, none=True)  # 0: no projection (PyTorch)
     inputs = model.get("input_size") or model.get("embedding_dim") or model.get("vocab_size")
     c.same("model.rnn.input_size", rnn["input_size"], "the model's input size", inputs)
