@@ -194,14 +194,17 @@ class Trainer:
         self.step_losses = []  # this process's per-step losses (not checkpointed)
 
     def _make_shards(self, client, workers):
-        """Data parallelism (:mod:`lstm_numba.training.distributed`): None when unsharded."""
+        """Data parallelism (:mod:`lstm_numba.training.shards`, and
+        :mod:`lstm_numba.training.distributed` on a cluster): None when unsharded."""
         cfg = self.config
         if cfg.shards is None:
             return None
+        if client is None:
+            from lstm_numba.training.shards import InProcessShards
+
+            return InProcessShards(self.task, cfg.shards, cfg.seed)
         from lstm_numba.training import distributed
 
-        if client is None:
-            return distributed.InProcessShards(self.task, cfg.shards, cfg.seed)
         return distributed.ClusterShards(client, self.task, self.model, cfg.shards, cfg.seed,
                                          workers=workers)
 
