@@ -106,7 +106,7 @@ def test_bitwise_identical_across_thread_counts(tmp_path, gate, tiling):
     results = {}
     for threads in ("1", "2", "3"):
         out = tmp_path / f"run{threads}.npz"
-        env = dict(os.environ, NUMBA_NUM_THREADS=threads)
+        env = dict(os.environ, NUMBA_NUM_THREADS=threads, LSTM_NUMBA_ADAPTIVE_THREADS="0")
         proc = subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT, str(out), gate, tiling,
                                str(Path(__file__).parent)], env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from lstm_numba.profiling.timing import time_calls
 
 #: Environment variables that change which OpenBLAS kernels run (docs/performance.md).
 BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-            "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER")
+            "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "LSTM_NUMBA_ADAPTIVE_THREADS")
 
 
 def env_settings() -> dict:
@@ -64,10 +65,29 @@ def engine_limiter_gaps() -> list[str]:
                   if row["user_api"] == "blas" and os.path.realpath(row["filepath"]) not in covered)
 
 
+def cpu_description() -> str:
+    """The CPU's model name and widest vector ISA, e.g. ``Intel(R) Xeon(R) ... (AVX-512)``."""
+    fields = {}
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+                if "model name" in fields and "flags" in fields:
+                    break
+    flags = set(fields.get("flags", "").split())
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2" if flags else "ISA unknown"
+    return f"{fields.get('model name') or platform.machine()} ({isa})"
+
+
 def threads_info() -> dict:
     import numba
 
-    info = {"numba": numba.get_num_threads(), "numba_threading_layer": None, "cpus": os.cpu_count()}
+    from lstm_numba.engine import threads
+
+    passes, why = threads.chosen_threads()
+    info = {"numba": numba.get_num_threads(), "numba_threading_layer": None, "cpus": os.cpu_count(),
+            "passes": passes, "passes_why": why}
     with contextlib.suppress(ValueError):  # only known after a parallel region ran
         info["numba_threading_layer"] = numba.threading_layer()
     torch = import_torch()
