@@ -169,3 +169,33 @@ class Seq2Seq(ParameterOwner):
             state = (self.decoder.initial_state(1), *state[1:])
             out.append(beam_search(step, state, self._reorder, BOS, EOS, max_len, beam, length_penalty))
         return out
+
+
+def expected_param_shapes(model: dict, gates_of, extra_params) -> dict:
+    """``{name: shape}`` of a :meth:`Seq2Seq.config` without building it (the checkpoint
+    schema's check): ``gates_of(hidden)`` is the encoder gate's pre-activation width,
+    ``extra_params`` its extra parameters as ``(name, blocks)``."""
+    hidden, emb = model["hidden_size"], model["embedding_dim"]
+    directions = 2 if model["bidirectional"] else 1
+    memory = directions * hidden
+    dec = model["decoder_size"] or memory
+    shapes = {"src_embedding.weight": (model["src_vocab_size"], emb),
+              "tgt_embedding.weight": (model["tgt_vocab_size"], emb)}
+    for layer in range(model["num_layers"]):
+        for direction in range(directions):
+            suffix = f"_l{layer}" + ("_reverse" if direction else "")
+            width = emb if layer == 0 else memory
+            shapes.update({f"rnn.weight_ih{suffix}": (gates_of(hidden), width),
+                           f"rnn.weight_hh{suffix}": (gates_of(hidden), hidden),
+                           f"rnn.bias_ih{suffix}": (gates_of(hidden),), f"rnn.bias_hh{suffix}": (gates_of(hidden),)})
+            shapes.update({f"rnn.{name}{suffix}": (blocks * hidden,) for name, blocks in extra_params})
+    shapes.update({"decoder.weight_ih_l0": (4 * dec, emb), "decoder.weight_hh_l0": (4 * dec, dec),
+                   "decoder.bias_ih_l0": (4 * dec,), "decoder.bias_hh_l0": (4 * dec,)})
+    if model["attention"] == "general":
+        shapes["attention.weight"] = (memory, dec)
+    elif model["attention"] == "additive":
+        shapes.update({"attention.query.weight": (dec, dec), "attention.key.weight": (dec, memory),
+                       "attention.v": (dec,)})
+    shapes.update({"combine.weight": (dec, memory + dec), "combine.bias": (dec,),
+                   "head.weight": (model["tgt_vocab_size"], dec), "head.bias": (model["tgt_vocab_size"],)})
+    return shapes
