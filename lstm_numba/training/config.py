@@ -42,6 +42,8 @@ def infer_task(path) -> str:
         return "charlm"
     if suffix == ".npz":
         return "classify"
+    if suffix == ".tsv":
+        return "translate"
     if suffix == ".csv":
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: no such file")
