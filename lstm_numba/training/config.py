@@ -77,7 +77,7 @@ TASK_DEFAULTS = {
     "charlm": dict(window=64, horizon=None, hidden_size=128, epochs=10, batch_size=32,
                    lr=1e-2, optimizer="adam", clip_grad=1.0, patience=None,
                    val_fraction=0.1, relative=False, schedule="none"),
-    "translate": dict(window=None, horizon=None, hidden_size=256, epochs=12, batch_size=64,
+    "translate": dict(window=None, horizon=None, hidden_size=256, epochs=4, batch_size=64,
                       lr=3e-3, optimizer="adam", clip_grad=1.0, patience=None,
                       val_fraction=0.1, relative=False, schedule="cosine"),
 }
