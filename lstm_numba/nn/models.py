@@ -412,6 +412,10 @@ def build_model(config: dict):
     config = dict(config)
     config.pop("rnn", None)
     kind = config.pop("type", None)
+    if kind == "seq2seq":
+        from lstm_numba.nn.seq2seq import Seq2Seq
+
+        return Seq2Seq(config.pop("src_vocab_size"), config.pop("tgt_vocab_size"), **config)
     if kind not in MODEL_TYPES:
         raise ValueError(f"unknown model type {kind!r}; known: {', '.join(sorted(MODEL_TYPES))}")
     cls = MODEL_TYPES[kind]

@@ -25,7 +25,7 @@ from lstm_numba.training import optim, schedules
 from lstm_numba.training.checkpoint import CheckpointError, rng_from_json
 
 #: The model type each task trains.
-TASK_MODELS = {"forecast": "forecaster", "classify": "classifier", "charlm": "charlm"}
+TASK_MODELS = {"forecast": "forecaster", "classify": "classifier", "charlm": "charlm", "translate": "seq2seq"}
 _DTYPES = ("float32", "float64")
 _ROLES = ("gate", "activation", "recurrent_activation")
 _PROGRESS = {"epoch", "step", "best_val", "best_epoch", "bad_epochs", "finished", "stopped_early"}
@@ -145,14 +145,21 @@ def _check_model(c: _Checker, model, task) -> dict:
               "recurrent_activation", "seed")
     own = {"forecaster": ("input_size", "output_size", "return_sequences", "bidirectional"),
            "classifier": ("input_size", "num_classes", "bidirectional"),
-           "charlm": ("vocab_size", "embedding_dim")}[kind]
+           "charlm": ("vocab_size", "embedding_dim"),
+           "seq2seq": ("src_vocab_size", "tgt_vocab_size", "embedding_dim", "bidirectional", "decoder_size",
+                       "attention")}[kind]
     c.dict("model", model, required=common + own, allowed=common + own + ("rnn",))
-    c.same("model.type", c.str("model.type", model["type"], choices=tuple(MODEL_TYPES)), "the task's model type", kind)
+    c.same("model.type", c.str("model.type", model["type"], choices=(*MODEL_TYPES, "seq2seq")),
+           "the task's model type", kind)
     for key in ("hidden_size", "num_layers"):
         c.int(f"model.{key}", model[key], minimum=1)
-    for key in ("input_size", "output_size", "num_classes", "vocab_size"):
+    for key in ("input_size", "output_size", "num_classes", "vocab_size", "src_vocab_size", "tgt_vocab_size",
+                "decoder_size"):
         if key in own:
             c.int(f"model.{key}", model[key], minimum=2 if key == "num_classes" else 1)
+    if kind == "seq2seq":
+        c.int("model.embedding_dim", model["embedding_dim"], minimum=1)
+        c.str("model.attention", model["attention"], choices=("dot", "general", "additive"))
     if kind == "charlm":
         c.int("model.embedding_dim", model["embedding_dim"], minimum=1, none=True)
     else:
@@ -291,6 +298,16 @@ def _check_data(c: _Checker, data, task, model, train) -> None:
         c.same("data.input_size", c.int("data.input_size", data["input_size"], minimum=1),
                "model.input_size", model["input_size"])
         _normalizer(c, "data.normalizer", data["normalizer"], data["input_size"])
+    elif task == "translate":
+        c.dict("data", data, required=("src_vocab", "tgt_vocab", "max_len", "beam", "length_penalty"))
+        for side in ("src", "tgt"):
+            tokens = c.dict(f"data.{side}_vocab", data[f"{side}_vocab"], required=("tokens",))["tokens"]
+            if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
+                c.fail(f"data.{side}_vocab.tokens", "a list of tokens", tokens)
+            c.same(f"data.{side}_vocab.tokens", len(tokens), f"model.{side}_vocab_size", model[f"{side}_vocab_size"])
+        c.int("data.max_len", data["max_len"], minimum=1)
+        c.int("data.beam", data["beam"], minimum=1)
+        c.number("data.length_penalty", data["length_penalty"], 0.0)
     else:
         c.dict("data", data, required=("vocab",))
         vocab = c.dict("data.vocab", data["vocab"], required=("chars",))
@@ -341,6 +358,11 @@ def _check_schedule(c: _Checker, schedule, train, progress) -> None:
 def expected_params(model: dict, gate) -> dict:
     """``{name: shape}`` of the parameters a model configuration implies, for ``gate`` (a
     :class:`lstm_numba.contract.Gate`); the caller has checked the sizes."""
+    if model["type"] == "seq2seq":
+        from lstm_numba.nn.seq2seq import expected_param_shapes
+
+        return expected_param_shapes(model, lambda hidden: gate.n_blocks * hidden,
+                                     [(e.name, e.blocks) for e in gate.extra_params])
     hidden, layers = model["hidden_size"], model["num_layers"]
     directions = 2 if model.get("bidirectional") else 1
     n_gates = gate.n_blocks * hidden
@@ -365,6 +387,8 @@ def expected_params(model: dict, gate) -> dict:
 
 
 def _count_params(model: dict, gate) -> int:
+    if model["type"] == "seq2seq":
+        return len(expected_params(model, gate))
     directions = 2 if model.get("bidirectional") else 1
     per_slot = 4 + len(gate.extra_params)
     embedding = 1 if model["type"] == "charlm" and model.get("embedding_dim") else 0

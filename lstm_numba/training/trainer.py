@@ -58,7 +58,7 @@ from lstm_numba.training.config import (
     TrainConfig,
     TrainingError,
 )
-from lstm_numba.training.tasks.common import NonFiniteLoss, file_digest
+from lstm_numba.training.tasks.common import NonFiniteLoss
 from lstm_numba.training.tasks.registry import make_task
 
 
@@ -398,7 +398,7 @@ class Trainer:
                 raise ckpt.CheckpointError(path, f"training data {data_path!r} is missing; "
                                                  "resuming needs the same file")
         trainer = cls(cfg, client=client, workers=workers)
-        current = file_digest(trainer.task.path)
+        current = trainer.task.data_state()["sha256"]
         if data.get("sha256") and current != data["sha256"]:
             raise ckpt.CheckpointError(path, f"training data {trainer.task.path!r} changed since "
                                              "the checkpoint was written (SHA-256 differs)")
