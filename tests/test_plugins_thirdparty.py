@@ -1,5 +1,6 @@
 """The example third-party distribution ``plugins/example_elman`` (``lstm-numba-elman``, gate
-``elman``, the Elman RNN cell), installed for real with pip into the running environment, and
+``elman_rnn``, the Elman RNN cell; not named ``elman``, the plugin guide's copy that
+test_plugins_docs registers), installed for real with pip into the running environment, and
 checked against ``torch.nn.RNN`` and float64 finite differences.
 
 The install copies the source to a temporary directory first (so no ``build/`` or
@@ -32,7 +33,7 @@ import lstm_numba as ln
 from lstm_numba.registry import REGISTRY
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "plugins" / "example_elman"
-DIST, PACKAGE, GATE = "lstm-numba-elman", "lstm_numba_elman", "elman"
+DIST, PACKAGE, GATE = "lstm-numba-elman", "lstm_numba_elman", "elman_rnn"
 
 
 def _pip(*args):
