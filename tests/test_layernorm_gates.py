@@ -13,11 +13,6 @@ hidden-split tiling, check_plugin, thread counts and streaming are ``slow``.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from conftest import max_rel_err
@@ -291,18 +286,6 @@ def test_streams_bitwise(gate):
 @pytest.mark.slow
 @pytest.mark.parametrize("gate", GATES)
 def test_bitwise_identical_across_thread_counts(tmp_path, gate):
-    from test_family_gates import DETERMINISM_SCRIPT
+    from test_family_gates import assert_bitwise_across_thread_counts
 
-    results = {}
-    for threads in ("1", "2", "3"):
-        out = tmp_path / f"run{threads}.npz"
-        env = dict(os.environ, NUMBA_NUM_THREADS=threads)
-        proc = subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT, str(out), gate, "rows",
-                               str(Path(__file__).parent)], env=env, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.split()[0] == threads, proc.stdout
-        results[threads] = dict(np.load(out))
-    for threads in ("2", "3"):
-        for key, value in results["1"].items():
-            assert np.array_equal(value, results[threads][key]), (threads, key)
-
+    assert_bitwise_across_thread_counts(tmp_path, gate, "rows")  # never hidden-split: not elementwise
