@@ -103,6 +103,12 @@ DETERMINISM_SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 @pytest.mark.parametrize("gate", NEW_GATES)
 def test_bitwise_identical_across_thread_counts(tmp_path, gate, tiling):
+    assert_bitwise_across_thread_counts(tmp_path, gate, tiling)
+
+
+def assert_bitwise_across_thread_counts(tmp_path, gate, tiling):
+    """Outputs, final states and gradients of a 2-layer bidirectional float32 layer with
+    lengths, in processes with 1, 2 and 3 Numba threads, are bitwise equal."""
     results = {}
     for threads in ("1", "2", "3"):
         out = tmp_path / f"run{threads}.npz"
