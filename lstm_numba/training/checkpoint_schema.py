@@ -173,8 +173,12 @@ def _check_rnn(c: _Checker, model) -> None:
     keys = ("input_size", "hidden_size", "num_layers", "bidirectional", "batch_first", "bias", "dropout",
             "dtype", "seed", "gate", "activation", "recurrent_activation", "activation_alpha",
             "activation_beta", "recurrent_activation_alpha", "recurrent_activation_beta", "clip")
-    rnn = c.dict("model.rnn", model["rnn"], required=keys, allowed=keys + ("proj_size",))
+    rnn = c.dict("model.rnn", model["rnn"], required=keys, allowed=keys + ("proj_size", "num_heads"))
     c.int("model.rnn.proj_size", rnn.get("proj_size"), minimum=0, none=True)  # 0: no projection (PyTorch)
+    c.int("model.rnn.num_heads", rnn.get("num_heads"), minimum=1, none=True)  # 1: a full W_hh
+    heads = rnn.get("num_heads") or 1
+    if rnn["hidden_size"] % heads:
+        c.fail("model.rnn.num_heads", f"a divisor of model.rnn.hidden_size={rnn['hidden_size']}", heads)
     inputs = model.get("input_size") or model.get("embedding_dim") or model.get("vocab_size")
     c.same("model.rnn.input_size", rnn["input_size"], "the model's input size", inputs)
     for key in ("hidden_size", "num_layers", "dropout", "dtype", "gate", "activation", "recurrent_activation"):
@@ -344,6 +348,9 @@ def expected_params(model: dict, gate) -> dict:
     hidden, layers = model["hidden_size"], model["num_layers"]
     directions = 2 if model.get("bidirectional") else 1
     n_gates = gate.n_blocks * hidden
+    heads = model.get("rnn", {}).get("num_heads") or 1
+    # with heads, W_hh is stored as its diagonal blocks (see lstm_numba.nn.recurrent_heads)
+    recurrent = (n_gates, hidden) if heads == 1 else (heads, n_gates // heads, hidden // heads)
     inputs = model.get("input_size") or model.get("embedding_dim") or model.get("vocab_size")
     shapes = {}
     if model["type"] == "charlm" and model.get("embedding_dim"):
@@ -353,7 +360,7 @@ def expected_params(model: dict, gate) -> dict:
             suffix = f"_l{layer}" + ("_reverse" if direction else "")
             width = inputs if layer == 0 else hidden * directions
             shapes[f"rnn.weight_ih{suffix}"] = (n_gates, width)
-            shapes[f"rnn.weight_hh{suffix}"] = (n_gates, hidden)
+            shapes[f"rnn.weight_hh{suffix}"] = recurrent
             shapes[f"rnn.bias_ih{suffix}"] = (n_gates,)
             shapes[f"rnn.bias_hh{suffix}"] = (n_gates,)
             for extra in gate.extra_params:
