@@ -163,3 +163,25 @@ def test_conversion_refuses_wrong_shapes():
         rh.from_xlstm(np.zeros((2, 2, 4, 3)))
     with pytest.raises(ValueError, match="weight_hh"):
         rh.to_xlstm(np.zeros((2, 6, 2)))
+
+
+def test_cli_train_with_heads_writes_a_checkpoint_that_loads(tmp_path):
+    from click.testing import CliRunner
+    from lstm_numba_cli.main import cli
+    from train_helpers import write_series
+
+    from lstm_numba.training.checkpoint import load_checkpoint
+
+    data = write_series(tmp_path / "s.csv", n=60)
+    out = tmp_path / "f.npz"
+    args = ["train", str(data), "--window", "6", "--horizon", "2", "--hidden-size", "4", "--batch-size", "16",
+            "--epochs", "1", "--gate", "slstm", "--out", str(out)]
+    result = CliRunner().invoke(cli, args + ["--num-heads", "2"])
+    assert result.exit_code == 0, result.output
+    ckpt = load_checkpoint(out)
+    assert ckpt.meta["model"]["num_heads"] == 2 and ckpt.meta["model"]["rnn"]["num_heads"] == 2
+    assert ckpt.params["rnn.weight_hh_l0"].shape == (2, 8, 2)
+    assert CliRunner().invoke(cli, ["predict", str(out)]).exit_code == 0
+    bad = CliRunner().invoke(cli, args + ["--num-heads", "3"])
+    assert bad.exit_code != 0 and "Traceback" not in bad.output
+    assert "num_heads=3" in bad.output and "hidden_size=4" in bad.output, bad.output

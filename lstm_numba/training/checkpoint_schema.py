@@ -146,10 +146,13 @@ def _check_model(c: _Checker, model, task) -> dict:
     own = {"forecaster": ("input_size", "output_size", "return_sequences", "bidirectional"),
            "classifier": ("input_size", "num_classes", "bidirectional"),
            "charlm": ("vocab_size", "embedding_dim")}[kind]
-    c.dict("model", model, required=common + own, allowed=common + own + ("rnn",))
+    c.dict("model", model, required=common + own, allowed=common + own + ("rnn", "num_heads"))
     c.same("model.type", c.str("model.type", model["type"], choices=tuple(MODEL_TYPES)), "the task's model type", kind)
     for key in ("hidden_size", "num_layers"):
         c.int(f"model.{key}", model[key], minimum=1)
+    heads = c.int("model.num_heads", model.get("num_heads"), minimum=1, none=True) or 1  # absent: 1
+    if model["hidden_size"] % heads:
+        c.fail("model.num_heads", f"a divisor of model.hidden_size={model['hidden_size']}", heads)
     for key in ("input_size", "output_size", "num_classes", "vocab_size"):
         if key in own:
             c.int(f"model.{key}", model[key], minimum=2 if key == "num_classes" else 1)
@@ -176,9 +179,7 @@ def _check_rnn(c: _Checker, model) -> None:
     rnn = c.dict("model.rnn", model["rnn"], required=keys, allowed=keys + ("proj_size", "num_heads"))
     c.int("model.rnn.proj_size", rnn.get("proj_size"), minimum=0, none=True)  # 0: no projection (PyTorch)
     c.int("model.rnn.num_heads", rnn.get("num_heads"), minimum=1, none=True)  # 1: a full W_hh
-    heads = rnn.get("num_heads") or 1
-    if rnn["hidden_size"] % heads:
-        c.fail("model.rnn.num_heads", f"a divisor of model.rnn.hidden_size={rnn['hidden_size']}", heads)
+    c.same("model.rnn.num_heads", rnn.get("num_heads") or 1, "model.num_heads", model.get("num_heads") or 1)
     inputs = model.get("input_size") or model.get("embedding_dim") or model.get("vocab_size")
     c.same("model.rnn.input_size", rnn["input_size"], "the model's input size", inputs)
     for key in ("hidden_size", "num_layers", "dropout", "dtype", "gate", "activation", "recurrent_activation"):
@@ -348,7 +349,7 @@ def expected_params(model: dict, gate) -> dict:
     hidden, layers = model["hidden_size"], model["num_layers"]
     directions = 2 if model.get("bidirectional") else 1
     n_gates = gate.n_blocks * hidden
-    heads = model.get("rnn", {}).get("num_heads") or 1
+    heads = model.get("num_heads") or 1
     # with heads, W_hh is stored as its diagonal blocks (see lstm_numba.nn.recurrent_heads)
     recurrent = (n_gates, hidden) if heads == 1 else (heads, n_gates // heads, hidden // heads)
     inputs = model.get("input_size") or model.get("embedding_dim") or model.get("vocab_size")
