@@ -84,6 +84,9 @@ def _default_help(key: str, none=None) -> str:
 @click.option("--gate", default=_DEFAULT["gate"], show_default=True,
               help="Gate plugin: lstm, gru, peephole, coupled, slstm, or an installed third-party gate "
                    "(see `lstm-numba plugins list`).")
+@click.option("--num-heads", type=_POS, default=_DEFAULT["num_heads"], show_default=True,
+              help="Heads of the recurrent weights (block-diagonal W_hh, xLSTM's sLSTM heads); must divide "
+                   "the hidden size. See docs/variants.md.")
 @click.option("--activation", default=_DEFAULT["activation"], show_default=True,
               help="Cell/candidate activation plugin (Keras `activation`).")
 @click.option("--recurrent-activation", default=_DEFAULT["recurrent_activation"], show_default=True,

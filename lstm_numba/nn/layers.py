@@ -19,7 +19,7 @@ from lstm_numba import registry
 from lstm_numba.engine import layout
 from lstm_numba.engine.codegen import load_kernels
 from lstm_numba.engine.direction import backward_direction, forward_direction
-from lstm_numba.nn import memory, validation
+from lstm_numba.nn import memory, recurrent_heads, validation
 from lstm_numba.nn.parameters import ParameterOwner, check_live
 
 
@@ -122,6 +122,8 @@ class LSTM(ParameterOwner):
     ``recurrent_activation`` (Keras names) choose plugins by name, ``*_alpha``/``*_beta``
     set ONNX-style activation parameters, and ``clip`` clamps gate pre-activations as
     ONNX's ``clip`` does. ``seed`` fixes the initialisation and the dropout masks.
+    ``num_heads`` makes W_hh block-diagonal, xLSTM's heads (``weight_hh_l{k}`` is then
+    (num_heads, n_blocks * H / num_heads, H / num_heads); see :mod:`lstm_numba.nn.recurrent_heads`).
     """
 
     default_gate = "lstm"
@@ -129,7 +131,7 @@ class LSTM(ParameterOwner):
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, batch_first=False,
                  bias=True, dropout=0.0, dtype="float32", seed=None, *, gate=None, activation="tanh",
                  recurrent_activation="sigmoid", activation_alpha=None, activation_beta=None,
-                 recurrent_activation_alpha=None, recurrent_activation_beta=None, clip=None, proj_size=0):
+                 recurrent_activation_alpha=None, recurrent_activation_beta=None, clip=None, proj_size=0, num_heads=1):
         self.input_size = validation.positive_int("input_size", input_size)
         self.hidden_size = validation.positive_int("hidden_size", hidden_size)
         self.num_layers = validation.positive_int("num_layers", num_layers)
@@ -153,6 +155,7 @@ class LSTM(ParameterOwner):
         if self.proj_size and not self.gate.projectable:
             raise ValueError(f"proj_size: gate {self.gate_name!r} is not projectable (its h is part of its state); "
                              "projectable gates keep h as an output only (lstm, peephole, coupled, slstm)")
+        self.num_heads = self._check_heads(num_heads)
         self._activations = tuple(
             self._resolve_activation(label, name, alpha, beta)
             for label, name, alpha, beta in (
@@ -178,6 +181,14 @@ class LSTM(ParameterOwner):
         self._stream_workspaces, self._stream_weights = {}, {}
 
     # ------------------------------------------------------------------ configuration
+    def _check_heads(self, num_heads) -> int:
+        """``num_heads``: block-diagonal recurrent weights (see :mod:`lstm_numba.nn.recurrent_heads`)."""
+        recurrent_heads.head_width(self.hidden_size, num_heads)
+        if num_heads > 1 and (not self.gate.recurrent or self.proj_size):
+            raise ValueError(f"num_heads={num_heads}: needs a gate with recurrent weights and proj_size=0 "
+                             f"(gate {self.gate_name!r}, proj_size={self.proj_size})")
+        return int(num_heads)
+
     @staticmethod
     def _resolve_activation(label, name, alpha, beta):
         entry = registry.get_activation(validation.plugin_name(label, name))
@@ -272,6 +283,7 @@ class LSTM(ParameterOwner):
             activation_alpha=act_ab[0], activation_beta=act_ab[1],
             recurrent_activation_alpha=ract_ab[0], recurrent_activation_beta=ract_ab[1],
             clip=None if math.isinf(self.clip) else self.clip, proj_size=self.proj_size,
+            num_heads=self.num_heads,
         )
 
     @property
@@ -317,7 +329,8 @@ class LSTM(ParameterOwner):
         recurrent = self.gate.recurrent
         shapes = {f"weight_ih{slot.suffix}": (n_gates, slot.input_size)}
         if recurrent:
-            shapes[f"weight_hh{slot.suffix}"] = (n_gates, self.output_size)
+            shapes[f"weight_hh{slot.suffix}"] = (n_gates, self.output_size) if self.num_heads == 1 else \
+                (self.num_heads, n_gates // self.num_heads, self.hidden_size // self.num_heads)
         if self.bias:
             shapes[f"bias_ih{slot.suffix}"] = (n_gates,)
             if recurrent:
@@ -353,7 +366,10 @@ class LSTM(ParameterOwner):
         b_hh = self._params[f"bias_hh{s}"] if self.bias and self.gate.recurrent else zeros
         extras = [self._params[f"{e.name}{s}"] for e in self.gate.extra_params]
         extra = np.concatenate(extras) if extras else np.zeros(0, dtype=self.dtype)
-        return (self._params[f"weight_ih{s}"], self._params.get(f"weight_hh{s}"), b_ih, b_hh, extra,
+        w_hh = self._params.get(f"weight_hh{s}")
+        if self.num_heads > 1:
+            w_hh = recurrent_heads.dense(w_hh, self.gate.n_blocks)
+        return (self._params[f"weight_ih{s}"], w_hh, b_ih, b_hh, extra,
                 self._params.get(f"weight_hr{s}"))
 
     # ------------------------------------------------------------------ modes
@@ -608,7 +624,7 @@ class LSTM(ParameterOwner):
         s = slot.suffix
         grads[f"weight_ih{s}"] = g.w_ih
         if self.gate.recurrent:
-            grads[f"weight_hh{s}"] = g.w_hh
+            grads[f"weight_hh{s}"] = g.w_hh if self.num_heads == 1 else recurrent_heads.blocks_of(g.w_hh, self.num_heads)
         if self.bias:
             grads[f"bias_ih{s}"] = g.b_ih
             if self.gate.recurrent:

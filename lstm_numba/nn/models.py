@@ -64,13 +64,13 @@ class _RecurrentModel(ParameterOwner):
     type_name = ""
 
     def __init__(self, input_size, hidden_size, num_layers, *, bidirectional, dropout, dtype,
-                 seed, gate, activation, recurrent_activation):
+                 seed, gate, activation, recurrent_activation, num_heads=1):
         seed = validation.seed("seed", seed)
         self.seed = _fresh_seed() if seed is None else seed
         self.rnn = LSTM(input_size, hidden_size, num_layers, bidirectional=bidirectional,
                         batch_first=True, dropout=dropout, dtype=dtype,
                         seed=derive_seed(self.seed, "rnn"), gate="lstm" if gate is None else gate,
-                        activation=activation, recurrent_activation=recurrent_activation)
+                        activation=activation, recurrent_activation=recurrent_activation, num_heads=num_heads)
         self.dtype = self.rnn.dtype
         self.training = True
         self.parts = {"rnn": self.rnn}
@@ -123,7 +123,8 @@ class _RecurrentModel(ParameterOwner):
         return dict(hidden_size=c["hidden_size"], num_layers=c["num_layers"],
                     bidirectional=c["bidirectional"], dropout=c["dropout"], dtype=c["dtype"],
                     gate=c["gate"], activation=c["activation"],
-                    recurrent_activation=c["recurrent_activation"], seed=self.seed)
+                    recurrent_activation=c["recurrent_activation"], seed=self.seed,
+                    **({} if c["num_heads"] == 1 else {"num_heads": c["num_heads"]}))
 
     def config(self) -> dict:
         """JSON-able constructor arguments plus ``"type"``; :func:`build_model` inverts it."""
@@ -157,10 +158,10 @@ class SequenceRegressor(_RecurrentModel):
                  num_layers: int = 1, *, return_sequences: bool = False,
                  bidirectional: bool = False, dropout: float = 0.0, dtype="float32",
                  seed: int | None = None, gate: str = "lstm", activation: str = "tanh",
-                 recurrent_activation: str = "sigmoid"):
+                 recurrent_activation: str = "sigmoid", num_heads: int = 1):
         super().__init__(input_size, hidden_size, num_layers, bidirectional=bidirectional,
                          dropout=dropout, dtype=dtype, seed=seed, gate=gate,
-                         activation=activation, recurrent_activation=recurrent_activation)
+                         activation=activation, recurrent_activation=recurrent_activation, num_heads=num_heads)
         self.output_size = validation.positive_int("output_size", output_size)
         self.return_sequences = bool(return_sequences)
         self.head = Dense(self.features, self.output_size, self.dtype,
@@ -290,7 +291,7 @@ class CharLM(_RecurrentModel):
                  embedding_dim: int | None = 32, bidirectional: bool = False,
                  dropout: float = 0.0, dtype="float32", seed: int | None = None,
                  gate: str = "lstm", activation: str = "tanh",
-                 recurrent_activation: str = "sigmoid"):
+                 recurrent_activation: str = "sigmoid", num_heads: int = 1):
         if bidirectional:
             raise ValueError("a character language model predicts the next character; "
                              "it cannot be bidirectional")
@@ -300,7 +301,7 @@ class CharLM(_RecurrentModel):
         input_size = self.embedding_dim or self.vocab_size
         super().__init__(input_size, hidden_size, num_layers, bidirectional=False,
                          dropout=dropout, dtype=dtype, seed=seed, gate=gate,
-                         activation=activation, recurrent_activation=recurrent_activation)
+                         activation=activation, recurrent_activation=recurrent_activation, num_heads=num_heads)
         parts = {}
         if self.embedding_dim:
             self.embedding = Embedding(self.vocab_size, self.embedding_dim, self.dtype,

@@ -148,11 +148,14 @@ def _check_model(c: _Checker, model, task) -> dict:
            "charlm": ("vocab_size", "embedding_dim"),
            "seq2seq": ("src_vocab_size", "tgt_vocab_size", "embedding_dim", "bidirectional", "decoder_size",
                        "attention")}[kind]
-    c.dict("model", model, required=common + own, allowed=common + own + ("rnn",))
+    c.dict("model", model, required=common + own, allowed=common + own + ("rnn", "num_heads"))
     c.same("model.type", c.str("model.type", model["type"], choices=(*MODEL_TYPES, "seq2seq")),
            "the task's model type", kind)
     for key in ("hidden_size", "num_layers"):
         c.int(f"model.{key}", model[key], minimum=1)
+    heads = c.int("model.num_heads", model.get("num_heads"), minimum=1, none=True) or 1  # absent: 1
+    if model["hidden_size"] % heads:
+        c.fail("model.num_heads", f"a divisor of model.hidden_size={model['hidden_size']}", heads)
     for key in ("input_size", "output_size", "num_classes", "vocab_size", "src_vocab_size", "tgt_vocab_size",
                 "decoder_size"):
         if key in own:
@@ -180,8 +183,10 @@ def _check_rnn(c: _Checker, model) -> None:
     keys = ("input_size", "hidden_size", "num_layers", "bidirectional", "batch_first", "bias", "dropout",
             "dtype", "seed", "gate", "activation", "recurrent_activation", "activation_alpha",
             "activation_beta", "recurrent_activation_alpha", "recurrent_activation_beta", "clip")
-    rnn = c.dict("model.rnn", model["rnn"], required=keys, allowed=keys + ("proj_size",))
+    rnn = c.dict("model.rnn", model["rnn"], required=keys, allowed=keys + ("proj_size", "num_heads"))
     c.int("model.rnn.proj_size", rnn.get("proj_size"), minimum=0, none=True)  # 0: no projection (PyTorch)
+    c.int("model.rnn.num_heads", rnn.get("num_heads"), minimum=1, none=True)  # 1: a full W_hh
+    c.same("model.rnn.num_heads", rnn.get("num_heads") or 1, "model.num_heads", model.get("num_heads") or 1)
     inputs = model.get("input_size") or model.get("embedding_dim") or model.get("vocab_size")
     c.same("model.rnn.input_size", rnn["input_size"], "the model's input size", inputs)
     for key in ("hidden_size", "num_layers", "dropout", "dtype", "gate", "activation", "recurrent_activation"):
@@ -366,6 +371,9 @@ def expected_params(model: dict, gate) -> dict:
     hidden, layers = model["hidden_size"], model["num_layers"]
     directions = 2 if model.get("bidirectional") else 1
     n_gates = gate.n_blocks * hidden
+    heads = model.get("num_heads") or 1
+    # with heads, W_hh is stored as its diagonal blocks (see lstm_numba.nn.recurrent_heads)
+    recurrent = (n_gates, hidden) if heads == 1 else (heads, n_gates // heads, hidden // heads)
     inputs = model.get("input_size") or model.get("embedding_dim") or model.get("vocab_size")
     shapes = {}
     if model["type"] == "charlm" and model.get("embedding_dim"):
@@ -375,7 +383,7 @@ def expected_params(model: dict, gate) -> dict:
             suffix = f"_l{layer}" + ("_reverse" if direction else "")
             width = inputs if layer == 0 else hidden * directions
             shapes[f"rnn.weight_ih{suffix}"] = (n_gates, width)
-            shapes[f"rnn.weight_hh{suffix}"] = (n_gates, hidden)
+            shapes[f"rnn.weight_hh{suffix}"] = recurrent
             shapes[f"rnn.bias_ih{suffix}"] = (n_gates,)
             shapes[f"rnn.bias_hh{suffix}"] = (n_gates,)
             for extra in gate.extra_params:

@@ -129,6 +129,7 @@ class TrainConfig:
     gate: str = "lstm"
     activation: str = "tanh"
     recurrent_activation: str = "sigmoid"
+    num_heads: int = 1
     dropout: float = 0.0
     embedding_dim: int | None = 32
     dtype: str = "float32"
@@ -221,6 +222,8 @@ class TrainConfig:
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
         number("dropout", 0, False, high=1)
+        if isinstance(self.num_heads, bool) or not isinstance(self.num_heads, (int, np.integer)) or self.num_heads < 1:
+            raise ValueError(f"num-heads must be an integer >= 1, got {self.num_heads!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
         # Plugins by name, so an unknown gate fails before any data is read.
