@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from lstm_numba_cli.main import cli
 
-BUILTIN_GATES = {"lstm", "peephole", "coupled", "gru", "slstm", "indrnn"}
+BUILTIN_GATES = {"lstm", "peephole", "coupled", "gru", "slstm", "indrnn", "mingru", "minlstm"}
 BUILTIN_ACTIVATIONS = {"sigmoid", "tanh", "hard_sigmoid", "relu", "leaky_relu", "elu", "softsign", "softplus",
                        "scaled_tanh"}
 
