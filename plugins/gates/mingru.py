@@ -18,23 +18,26 @@ from lstm_numba.contract import Gate, ScanForm, blocks, clamp, clip_grad, fast_s
 
 @pointwise
 def forward(gx, gh, s_prev, p, clip, act, ract, s_next):
-    kz, kh = blocks(gx, 2)
+    xz, xh = blocks(gx, 2)
+    rz, rh = blocks(gh, 2)  # zero in the engine (no recurrent weights); read as additive gates do
     for j in range(s_next.size):
-        z = fast_sigmoid(clamp(kz[j], clip))
-        candidate = g(clamp(kh[j], clip))[0]
+        z = fast_sigmoid(clamp(xz[j] + rz[j], clip))
+        candidate = g(clamp(xh[j] + rh[j], clip))[0]
         s_next[j] = (one(z) - z) * s_prev[j] + z * candidate
 
 
 @pointwise
 def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp):
-    kz, kh = blocks(gx, 2)
+    xz, xh = blocks(gx, 2)
+    rz, rh = blocks(gh, 2)
     dkz, dkh = blocks(dgx, 2)
     for j in range(ds_next.size):
-        z = fast_sigmoid(clamp(kz[j], clip))
-        candidate, d_candidate = g(clamp(kh[j], clip))
+        kz, kh = xz[j] + rz[j], xh[j] + rh[j]
+        z = fast_sigmoid(clamp(kz, clip))
+        candidate, d_candidate = g(clamp(kh, clip))
         dh = ds_next[j]
-        dkz[j] = dh * (candidate - s_prev[j]) * z * (one(z) - z) * clip_grad(kz[j], clip)
-        dkh[j] = dh * z * d_candidate * clip_grad(kh[j], clip)
+        dkz[j] = dh * (candidate - s_prev[j]) * z * (one(z) - z) * clip_grad(kz, clip)
+        dkh[j] = dh * z * d_candidate * clip_grad(kh, clip)
         ds_prev[j] = dh * (one(z) - z)
 
 

@@ -28,26 +28,29 @@ def _log_ratio(kf, ki):
 
 @pointwise
 def forward(gx, gh, s_prev, p, clip, act, ract, s_next):
-    kf, ki, kh = blocks(gx, 3)
+    xf, xi, xh = blocks(gx, 3)
+    rf, ri, rh = blocks(gh, 3)  # zero in the engine (no recurrent weights); read as additive gates do
     for j in range(s_next.size):
-        d = _log_ratio(clamp(kf[j], clip), clamp(ki[j], clip))[0]
+        d = _log_ratio(clamp(xf[j] + rf[j], clip), clamp(xi[j] + ri[j], clip))[0]
         i_norm = fast_sigmoid(d)
-        s_next[j] = (one(d) - i_norm) * s_prev[j] + i_norm * g(clamp(kh[j], clip))[0]
+        s_next[j] = (one(d) - i_norm) * s_prev[j] + i_norm * g(clamp(xh[j] + rh[j], clip))[0]
 
 
 @pointwise
 def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp):
-    kf, ki, kh = blocks(gx, 3)
+    xf, xi, xh = blocks(gx, 3)
+    rf, ri, rh = blocks(gh, 3)
     dkf, dki, dkh = blocks(dgx, 3)
     for j in range(ds_next.size):
-        d, dd_dkf, dd_dki = _log_ratio(clamp(kf[j], clip), clamp(ki[j], clip))
+        kf, ki, kh = xf[j] + rf[j], xi[j] + ri[j], xh[j] + rh[j]
+        d, dd_dkf, dd_dki = _log_ratio(clamp(kf, clip), clamp(ki, clip))
         i_norm = fast_sigmoid(d)
-        candidate, d_candidate = g(clamp(kh[j], clip))
+        candidate, d_candidate = g(clamp(kh, clip))
         dh = ds_next[j]
         dd = dh * (candidate - s_prev[j]) * i_norm * (one(d) - i_norm)
-        dkf[j] = dd * dd_dkf * clip_grad(kf[j], clip)
-        dki[j] = dd * dd_dki * clip_grad(ki[j], clip)
-        dkh[j] = dh * i_norm * d_candidate * clip_grad(kh[j], clip)
+        dkf[j] = dd * dd_dkf * clip_grad(kf, clip)
+        dki[j] = dd * dd_dki * clip_grad(ki, clip)
+        dkh[j] = dh * i_norm * d_candidate * clip_grad(kh, clip)
         ds_prev[j] = dh * (one(d) - i_norm)
 
 
