@@ -95,3 +95,31 @@ def blas_peak_gflops(dtype, threads: int, n: int = 1024, repeat: int = 7) -> flo
     with threadpool_limits(limits=threads, user_api="blas"):
         best = min(time_calls(lambda: np.matmul(a, b, out=out), repeat, warmup=2))
     return 2.0 * n ** 3 / best / 1e9
+
+
+#: The vector extensions that decide which kernels LLVM and BLAS pick, as /proc/cpuinfo names them.
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "amx_tile", "asimd", "sve")
+
+
+def cpu_model() -> dict:
+    """The CPU's model name and which of :data:`ISA_FLAGS` it has (from /proc/cpuinfo; the
+    platform's processor string and no flags where that is not readable), plus the
+    instruction set LLVM compiles the kernels for."""
+    import platform
+
+    from numba.core import config as numba_config
+
+    model, flags = platform.processor() or platform.machine(), set()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "Model") and model in ("", platform.processor(), platform.machine()):
+                    model = value.strip()
+                elif key in ("flags", "Features"):
+                    flags = set(value.split())
+    import llvmlite.binding as llvm
+
+    return {"model": model, "isa": [flag for flag in ISA_FLAGS if flag in flags],
+            "llvm_cpu": numba_config.CPU_NAME or llvm.get_host_cpu_name()}
