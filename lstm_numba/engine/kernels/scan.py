@@ -11,24 +11,22 @@ number of threads.
 
 Forward, per unit: with zero initial state, log h_t = logaddexp(log a_t + log h_{t-1}, log b_t)
 (the log-sum-exp recursion; equal to a*_t + logcumsumexp(log b - a*)_t with a*_t the cumulative
-sum of log a). exp of log a (never positive) uses the fast helper; exp of log b and of
-log h, which may be positive, uses np.exp. The initial state, of either sign, enters linearly: h_t = exp(log h_t) + exp(a*_t) h_0.
+sum of log a).
+The initial state, of either sign, enters linearly: h_t = exp(log h_t) + exp(a*_t) h_0.
 """
 
 import numpy as np
 from numba import njit, prange
 
 from lstm_numba.config import FASTMATH
-from lstm_numba.contract import fast_exp, fast_log1p
 
 
 @njit(inline="always", error_model="numpy", fastmath=FASTMATH)
 def logaddexp(x, y):
-    """log(exp(x) + exp(y)), -inf when both are -inf. The fast helpers (exact in float64,
-    vectorisable in float32) see exp of a non-positive argument and log1p of [0, 1]; the
-    select on ``low`` (not a branch) keeps the loop vectorisable."""
+    """log(exp(x) + exp(y)), -inf when both are -inf; the
+    select on ``low`` (not a branch) keeps the loop free of branches."""
     high, low = max(x, y), min(x, y)
-    summed = high + fast_log1p(fast_exp(low - high))
+    summed = high + np.log1p(np.exp(low - high))
     return high if low == -np.inf else summed
 
 
@@ -66,7 +64,7 @@ def log_scan_forward(log_a, log_b, h0, chunk, cum_a, log_h, carry_a, carry_h, h)
         for t in range(c * chunk, min(steps, (c + 1) * chunk)):
             for j in range(hidden):
                 from_zero = logaddexp(carry_h[c, b, j] + cum_a[t, b, j], log_h[t, b, j])
-                h[t, b, j] = np.exp(from_zero) + fast_exp(carry_a[c, b, j] + cum_a[t, b, j]) * h0[b, j]
+                h[t, b, j] = np.exp(from_zero) + np.exp(carry_a[c, b, j] + cum_a[t, b, j]) * h0[b, j]
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
@@ -90,7 +88,7 @@ def linear_scan_backward(log_a, log_b, h, h0, dh, chunk, prod, local, carry, d_l
             local[t1 - 1, b, j] = dh[t1 - 1, b, j]
         for t in range(t1 - 2, t0 - 1, -1):
             for j in range(hidden):
-                a_next = fast_exp(log_a[t + 1, b, j])
+                a_next = np.exp(log_a[t + 1, b, j])
                 prod[t, b, j] = prod[t + 1, b, j] * a_next
                 local[t, b, j] = dh[t, b, j] + a_next * local[t + 1, b, j]
     for b in prange(batch):  # 2: the carry, from the last chunk back
@@ -100,13 +98,13 @@ def linear_scan_backward(log_a, log_b, h, h0, dh, chunk, prod, local, carry, d_l
             first = (c + 1) * chunk
             for j in range(hidden):
                 g_first = local[first, b, j] + prod[first, b, j] * carry[c + 1, b, j]
-                carry[c, b, j] = fast_exp(log_a[first, b, j]) * g_first
+                carry[c, b, j] = np.exp(log_a[first, b, j]) * g_first
     for task in prange(n_chunks * batch):  # 3: each step's gradient from its chunk's carry
         c, b = task // batch, task % batch
         for t in range(c * chunk, min(steps, (c + 1) * chunk)):
             for j in range(hidden):
                 g = local[t, b, j] + prod[t, b, j] * carry[c, b, j]
-                a = fast_exp(log_a[t, b, j])
+                a = np.exp(log_a[t, b, j])
                 h_prev = h0[b, j] if t == 0 else h[t - 1, b, j]
                 d_log_a[t, b, j] = g * a * h_prev
                 d_log_b[t, b, j] = g * np.exp(log_b[t, b, j])
