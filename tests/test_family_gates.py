@@ -25,9 +25,13 @@ from test_plugins_gates import _layer_fd, assert_small, compare_with_reference
 
 import lstm_numba as ln
 
-NEW_GATES = ["indrnn"]
-#: A non-default activation pair per gate (float64, slow).
-NONDEFAULT = {"indrnn": dict(activation="relu")}
+#: minGRU and minLSTM compile the scan kernels besides the step loop: their checks here are slow
+#: (the default run checks the gate-independent scan kernels in test_minrnn.py)
+NEW_GATES = ["indrnn", pytest.param("mingru", marks=pytest.mark.slow),
+             pytest.param("minlstm", marks=pytest.mark.slow)]
+#: A non-default activation pair per gate (float64, slow); the minimal RNNs use none.
+NONDEFAULT = {"indrnn": dict(activation="relu"), "mingru": dict(activation="relu"),
+              "minlstm": dict(activation="relu")}
 
 
 @pytest.mark.parametrize("gate", NEW_GATES)

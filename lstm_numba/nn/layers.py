@@ -19,6 +19,7 @@ from lstm_numba import registry
 from lstm_numba.engine import layout
 from lstm_numba.engine.codegen import load_kernels
 from lstm_numba.engine.direction import backward_direction, forward_direction
+from lstm_numba.engine.scan import ScanTape, scan_backward_direction, scan_forward_direction
 from lstm_numba.nn import memory, recurrent_heads, validation
 from lstm_numba.nn.parameters import ParameterOwner, check_live
 
@@ -483,6 +484,8 @@ class LSTM(ParameterOwner):
         tapes, masks = {}, {}
         layer_input = x
         every = None
+        # a scan gate trains as a parallel scan over time; inference and streaming run its steps
+        run_direction = scan_forward_direction if self.gate.scan is not None and keep_tape else forward_direction
         for layer in range(self.num_layers):
             outputs, states = [], []
             last = layer == self.num_layers - 1
@@ -490,7 +493,7 @@ class LSTM(ParameterOwner):
                 slot = self._slots[layer * self.num_directions + direction]
                 w_ih, w_hh, b_ih, b_hh, extra, w_hr = self._slot_params(slot)
                 index = layer * self.num_directions + direction
-                y_dir, final, tape, every_dir = forward_direction(
+                y_dir, final, tape, every_dir = run_direction(
                     self.kernels, workspaces[slot], layer_input, w_ih, w_hh, b_ih, b_hh, extra,
                     self.clip, lengths, bool(direction), [np.ascontiguousarray(a[index]) for a in states0], keep_tape,
                     start=start, weight_cache=None if weight_caches is None else weight_caches[slot],
@@ -607,7 +610,8 @@ class LSTM(ParameterOwner):
                 slot = self._slots[layer * self.num_directions + direction]
                 index = layer * self.num_directions + direction
                 out = slice(direction * self.output_size, (direction + 1) * self.output_size)
-                g = backward_direction(self.kernels, self._workspaces[slot], tapes[slot], self.clip,
+                run_backward = scan_backward_direction if isinstance(tapes[slot], ScanTape) else backward_direction
+                g = run_backward(self.kernels, self._workspaces[slot], tapes[slot], self.clip,
                                        d_output[:, :, out], [np.ascontiguousarray(a[index]) for a in dstates])
                 self._store_grads(grads, slot, g)
                 for k, value in enumerate(g.state):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 
 import numpy as np
 
@@ -65,21 +64,6 @@ def engine_limiter_gaps() -> list[str]:
                   if row["user_api"] == "blas" and os.path.realpath(row["filepath"]) not in covered)
 
 
-def cpu_description() -> str:
-    """The CPU's model name and widest vector ISA, e.g. ``Intel(R) Xeon(R) ... (AVX-512)``."""
-    fields = {}
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                fields.setdefault(key.strip(), value.strip())
-                if "model name" in fields and "flags" in fields:
-                    break
-    flags = set(fields.get("flags", "").split())
-    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2" if flags else "ISA unknown"
-    return f"{fields.get('model name') or platform.machine()} ({isa})"
-
-
 def threads_info() -> dict:
     import numba
 
@@ -115,3 +99,38 @@ def blas_peak_gflops(dtype, threads: int, n: int = 1024, repeat: int = 7) -> flo
     with threadpool_limits(limits=threads, user_api="blas"):
         best = min(time_calls(lambda: np.matmul(a, b, out=out), repeat, warmup=2))
     return 2.0 * n ** 3 / best / 1e9
+
+
+#: The vector extensions that decide which kernels LLVM and BLAS pick, as /proc/cpuinfo names them.
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "amx_tile", "asimd", "sve")
+
+
+def cpu_model() -> dict:
+    """The CPU's model name and which of :data:`ISA_FLAGS` it has (from /proc/cpuinfo; the
+    platform's processor string and no flags where that is not readable), plus the
+    instruction set LLVM compiles the kernels for."""
+    import platform
+
+    from numba.core import config as numba_config
+
+    model, flags = platform.processor() or platform.machine(), set()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "Model") and model in ("", platform.processor(), platform.machine()):
+                    model = value.strip()
+                elif key in ("flags", "Features"):
+                    flags = set(value.split())
+    import llvmlite.binding as llvm
+
+    return {"model": model, "isa": [flag for flag in ISA_FLAGS if flag in flags],
+            "llvm_cpu": numba_config.CPU_NAME or llvm.get_host_cpu_name()}
+
+
+def cpu_description() -> str:
+    """The CPU's model name and widest x86 vector ISA, e.g. ``Intel(R) Xeon(R) ... (AVX-512)``."""
+    cpu = cpu_model()
+    isa = "AVX-512" if "avx512f" in cpu["isa"] else "AVX2" if "avx2" in cpu["isa"] else "no AVX2"
+    return f"{cpu['model']} ({isa})"
