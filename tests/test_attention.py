@@ -7,6 +7,10 @@ import pytest
 from lstm_numba.nn.attention import Attention
 from lstm_numba.nn.decoding import beam_search, greedy_search
 
+#: Each test here compiles kernels no other default test does (about 4 minutes of the
+#: default suite on a 2-core machine together): they run in CI's slow pass.
+pytestmark = pytest.mark.slow
+
 
 def reference_context(kind, params, query, memory, lengths):
     if kind == "dot":

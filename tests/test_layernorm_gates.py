@@ -20,6 +20,10 @@ from test_plugins_gates import _layer_fd, assert_small
 
 import lstm_numba as ln
 
+#: Each test here compiles kernels no other default test does (about 4 minutes of the
+#: default suite on a 2-core machine together): they run in CI's slow pass.
+pytestmark = pytest.mark.slow
+
 GATES = ["layernorm_gru", "layernorm_lstm"]
 T, B, I, H = 5, 3, 3, 4
 LENGTHS = np.array([5, 2, 4])

@@ -21,6 +21,10 @@ import lstm_numba as ln
 from lstm_numba.engine import tiling
 from lstm_numba.engine.kernels import scan
 
+#: Each test here compiles kernels no other default test does (about 4 minutes of the
+#: default suite on a 2-core machine together): they run in CI's slow pass.
+pytestmark = pytest.mark.slow
+
 T, B, H = 7, 2, 3
 
 

@@ -18,6 +18,10 @@ from conftest import max_rel_err, worst_gradient_errors
 import lstm_numba as ln
 from lstm_numba.nn import recurrent_heads as rh
 
+#: Each test here compiles kernels no other default test does (about 4 minutes of the
+#: default suite on a 2-core machine together): they run in CI's slow pass.
+pytestmark = pytest.mark.slow
+
 T, B, I, H, NH = 5, 3, 3, 4, 2
 DH = H // NH
 LENGTHS = np.array([5, 2, 4])

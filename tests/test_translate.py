@@ -13,6 +13,10 @@ from lstm_numba.training.config import TrainConfig
 from lstm_numba.training.data.pairs import TokenVocab, detokenize, read_pairs, tokenize
 from lstm_numba.training.trainer import Callbacks, Trainer
 
+#: Each test here compiles kernels no other default test does (about 4 minutes of the
+#: default suite on a 2-core machine together): they run in CI's slow pass.
+pytestmark = pytest.mark.slow
+
 # A tiny mapping: reverse two words and translate them.
 WORDS = {"one": "un", "two": "deux", "three": "trois"}
 PAIRS = [(f"{a} {b}", f"{WORDS[b]} {WORDS[a]}") for a in WORDS for b in WORDS]
