@@ -135,7 +135,8 @@ def chosen_threads() -> tuple[int, str]:
     if watch is None:
         why = f"{ADAPTIVE_ENV}=0" if os.environ.get(ADAPTIVE_ENV, "1").strip() == "0" else "no /proc/stat"
         return cap, f"fixed at numba.get_num_threads() ({why})"
-    return _threads(cap), f"{watch.update():.1f} of {len(watch.cpus)} cores free of other processes, cap {cap}"
+    free = watch.update()
+    return threads_for(free, cap), f"{free:.1f} of {len(watch.cpus)} cores free of other processes, cap {cap}"
 
 
 def adaptive(function):
