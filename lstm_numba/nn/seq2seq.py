@@ -40,7 +40,7 @@ class Seq2Seq(ParameterOwner):
                  hidden_size: int = 128, num_layers: int = 1, *, bidirectional: bool = True,
                  decoder_size: int | None = None, attention: str = "general", dropout: float = 0.0,
                  dtype="float32", seed: int | None = None, gate: str = "lstm", activation: str = "tanh",
-                 recurrent_activation: str = "sigmoid"):
+                 recurrent_activation: str = "sigmoid", num_heads: int = 1):
         seed = validation.seed("seed", seed)
         self.seed = _fresh_seed() if seed is None else seed
         self.src_vocab_size = validation.positive_int("src_vocab_size", src_vocab_size)
@@ -50,7 +50,8 @@ class Seq2Seq(ParameterOwner):
         rng = lambda purpose: np.random.default_rng(derive_seed(self.seed, purpose))  # noqa: E731
         self.rnn = LSTM(self.embedding_dim, hidden_size, num_layers, bidirectional=bidirectional,
                         batch_first=True, dropout=dropout, dtype=dtype, seed=derive_seed(self.seed, "rnn"),
-                        gate=gate, activation=activation, recurrent_activation=recurrent_activation)
+                        gate=gate, activation=activation, recurrent_activation=recurrent_activation,
+                        num_heads=num_heads)
         self.dtype = self.rnn.dtype
         memory = self.rnn.num_directions * self.rnn.hidden_size
         self.decoder_size = validation.positive_int("decoder_size", decoder_size or memory)
@@ -80,7 +81,8 @@ class Seq2Seq(ParameterOwner):
                     embedding_dim=self.embedding_dim, hidden_size=c["hidden_size"], num_layers=c["num_layers"],
                     bidirectional=c["bidirectional"], decoder_size=self.decoder_size,
                     attention=self.attention_kind, dropout=c["dropout"], dtype=c["dtype"], seed=self.seed,
-                    gate=c["gate"], activation=c["activation"], recurrent_activation=c["recurrent_activation"])
+                    gate=c["gate"], activation=c["activation"], recurrent_activation=c["recurrent_activation"],
+                    **({} if c["num_heads"] == 1 else {"num_heads": c["num_heads"]}))
 
     def train(self, mode: bool = True):
         self.training = bool(mode)
