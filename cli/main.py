@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "export": "lstm_numba_cli.export:export",
     "plot": "lstm_numba_cli.plot:plot",
     "sweep": "lstm_numba_cli.sweep:sweep",
+    "translate": "lstm_numba_cli.translate:translate",
 }
 
 #: One-line help shown by ``lstm-numba --help`` without importing the subcommand.
@@ -32,6 +33,7 @@ SHORT_HELP = {
     "export": "Export a checkpoint as an ONNX model (with its normalisation).",
     "plot": "Plot a checkpoint's loss curve and its task's picture as PNGs.",
     "sweep": "Train every combination of a hyper-parameter grid (on a Dask cluster) and rank them.",
+    "translate": "Translate texts with a translation checkpoint (train --task translate).",
 }
 
 

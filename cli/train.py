@@ -84,6 +84,9 @@ def _default_help(key: str, none=None) -> str:
 @click.option("--gate", default=_DEFAULT["gate"], show_default=True,
               help="Gate plugin: lstm, gru, peephole, coupled, slstm, or an installed third-party gate "
                    "(see `lstm-numba plugins list`).")
+@click.option("--num-heads", type=_POS, default=_DEFAULT["num_heads"], show_default=True,
+              help="Heads of the recurrent weights (block-diagonal W_hh, xLSTM's sLSTM heads); must divide "
+                   "the hidden size. See docs/variants.md.")
 @click.option("--activation", default=_DEFAULT["activation"], show_default=True,
               help="Cell/candidate activation plugin (Keras `activation`).")
 @click.option("--recurrent-activation", default=_DEFAULT["recurrent_activation"], show_default=True,
@@ -276,7 +279,7 @@ def _resume(ctx, cfg, out, patience, client=None):
 
 def _header(trainer, out, resumed) -> str:
     cfg, task, model = trainer.config, trainer.task, trainer.model
-    source = os.path.basename(task.path) + (" (embedded)" if getattr(task, "embedded", False) else "")
+    source = os.path.basename(task.path or "numbers-en-fr") + (" (embedded)" if getattr(task, "embedded", False) else "")
     rnn = model.rnn
     arch = (f"{cfg.gate} {rnn.hidden_size}x{rnn.num_layers}"
             + (" bidirectional" if rnn.bidirectional else "") + f" {cfg.dtype}")
@@ -284,7 +287,8 @@ def _header(trainer, out, resumed) -> str:
                         f"{cfg.window}-step windows",
             "classify": f"classify into {getattr(task, 'num_classes', '?')} classes",
             "charlm": f"character LM, vocabulary {getattr(getattr(task, 'vocab', None), 'size', '?')}, "
-                      f"BPTT {cfg.window}"}[cfg.task]
+                      f"BPTT {cfg.window}",
+            "translate": "translate with attention"}[cfg.task]
     lead = f"resuming {out} at epoch {trainer.state.epoch + 1}" if resumed else f"training -> {out}"
     where = ""
     if cfg.shards is not None:
@@ -335,6 +339,8 @@ def _epoch_line(trainer, r) -> str:
         parts.append(f"acc {r['val_accuracy']:.3f}")
     if "val_bpc" in r:
         parts.append(f"bpc {r['val_bpc']:.4g}")
+    if "val_exact" in r:
+        parts.append(f"exact {100 * r['val_exact']:.1f}%  chrF {r['val_chrf']:.1f}")
     if r.get("seq_per_s"):
         parts.append(f"{r['seq_per_s']:,.0f} seq/s")
     parts.append(f"{r['seconds']:.2f}s")
@@ -359,6 +365,11 @@ def _summary(trainer, out) -> list[str]:
         majority = max((task.y_val == c).mean() for c in range(task.num_classes))
         lines.append(f"validation ({task.describe_validation()}): accuracy {metrics['val_accuracy']:.3f}, "
                      f"cross-entropy {metrics['val_loss']:.4f} (majority class: accuracy {majority:.3f})")
+    elif cfg.task == "translate":
+        base = task.baseline()
+        lines.append(f"validation ({task.describe_validation()}): exact match: {100 * metrics['val_exact']:.1f}%, "
+                     f"chrF {metrics['val_chrf']:.1f} (nearest training source by edit distance: exact match "
+                     f"{100 * base['exact']:.1f}%, chrF {base['chrf']:.1f})")
     else:
         lines.append(f"validation ({task.describe_validation()}): {metrics['val_bpc']:.3f} bits/char, "
                      f"cross-entropy {metrics['val_loss']:.4f} (uniform: "

@@ -38,6 +38,19 @@ them with the loop variable only (see :func:`blocks` for why)::
 
 Backward gets the same ``gx`` and ``gh`` that forward saw and recomputes what it needs,
 so a gate keeps no tape of its own.
+
+Scan form (:class:`ScanForm`, optional; one batch row, one time step) of a gate whose
+step is the linear recurrence h_t = a_t * h_{t-1} + b_t with a_t > 0 and b_t > 0 computed
+from ``gx`` alone (minGRU, minLSTM)::
+
+    log_coefficients(gx, clip, log_a, log_b)
+    log_coefficients_backward(gx, clip, d_log_a, d_log_b, dgx)
+
+    gx       (G,)   input projection
+    log_a    (H,)   out: log a_t
+    log_b    (H,)   out: log b_t
+    d_log_a, d_log_b (H,) in: dLoss/d(log a_t), dLoss/d(log b_t)
+    dgx      (G,)   out: dLoss/dgx
 """
 
 from __future__ import annotations
@@ -68,6 +81,7 @@ __all__ = [
     "Activation",
     "ExtraParam",
     "Gate",
+    "ScanForm",
     "blocks",
     "clamp",
     "clip_grad",
@@ -105,6 +119,16 @@ class ExtraParam:
 
 
 @dataclass(frozen=True)
+class ScanForm:
+    """The log-space coefficients of a gate whose step is h_t = a_t h_{t-1} + b_t (see the
+    module docstring for the signatures): the engine then trains it as a parallel scan over
+    time instead of a step loop."""
+
+    log_coefficients: Callable
+    log_coefficients_backward: Callable
+
+
+@dataclass(frozen=True)
 class Gate:
     """A gate (cell) plugin. See the module docstring for the step signatures.
 
@@ -131,7 +155,13 @@ class Gate:
     LSTM with projections): the engine keeps the gate's unprojected h in the state and
     projects it after each step.
 
-    ``lstm-numba plugins check`` verifies the elementwise, additive and projectable claims.
+    ``scan``: a :class:`ScanForm` for a gate with one state, h, no recurrent weights
+    (``recurrent=False``) and no extra parameters whose ``forward`` is
+    h_t = a_t h_{t-1} + b_t, a_t and b_t positive functions of ``gx`` alone (minGRU,
+    minLSTM). Training (a forward that keeps the tape) then runs as a parallel scan over
+    time in log space; inference and ``LSTM.step`` run ``forward`` step by step.
+
+    ``lstm-numba plugins check`` verifies the elementwise, additive, projectable and scan claims.
     """
 
     n_blocks: int
@@ -144,6 +174,7 @@ class Gate:
     doc: str = ""
     recurrent: bool = True
     projectable: bool = False
+    scan: ScanForm | None = None
 
 
 # ---------------------------------------------------------------------------------------

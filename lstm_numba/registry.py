@@ -88,6 +88,9 @@ def validate_gate(gate) -> None:
         raise ValueError(f"state_names must be a tuple of str starting with 'h', got {names!r}")
     if not gate.recurrent and not gate.additive:
         raise ValueError("a gate without recurrent weights (recurrent=False) must be additive: its gh is always zero")
+    if gate.scan is not None and (gate.recurrent or len(names) != 1 or gate.extra_params):
+        raise ValueError("a gate with a scan form (scan=ScanForm(...)) must have one state, h, no recurrent weights "
+                         "(recurrent=False) and no extra parameters")
     _check_function("gate", gate, "forward", 8)
     _check_function("gate", gate, "backward", 12)
     for extra in gate.extra_params:

@@ -9,6 +9,8 @@ against a copy of their own code.
             c_{t-1}, p_o on c_t
 - coupled   ONNX ``input_forget=1``: f = 1 - i, three blocks i, g, o
 - gru       PyTorch ``nn.GRU`` (gates r, z, n), b_hn inside r * (W_hn h + b_hn)
+- mingru    minGRU (Feng et al. 2024): h = (1 - z) h_{t-1} + z g(k_h), z = sigmoid(k_z), x only
+- minlstm   minLSTM (Feng et al. 2024): h = f' h_{t-1} + i' g(k_h), f', i' = f, i over f + i
 - indrnn    IndRNN (Li et al. 2018) as haste's IndRNN: h = act(W x + b + u * h_{t-1}), u per unit
             (``recurrent_scale``), no W_hh
 - slstm     xLSTM's sLSTM (Beck et al. 2024, eqs. 8-17 with the stabiliser m; gates i, f, z,
@@ -280,12 +282,65 @@ class IndRNNCell:
         return dz, dz, (dz * p)[None], (dz * h0).sum(0)
 
 
+def _g(x):
+    """Feng et al. 2024's g: x + 1/2 for x >= 0, sigmoid(x) below; and dg/dx."""
+    s = _sigmoid(x)
+    return np.where(x >= 0, x + 0.5, s), np.where(x >= 0, 1.0, s * (1.0 - s))
+
+
+class MinGRUCell:
+    """minGRU (Feng et al. 2024, eq. of section 3.1): z = sigmoid(k_z), h~ = g(k_h),
+    h = (1 - z) h0 + z h~; blocks z, h~; activations unused."""
+
+    n_blocks, n_state, n_extra = 2, 1, 0
+
+    def forward(self, zx, zh, state, p, cfg):
+        (h0,) = state
+        kz, kh = np.split(zx + zh, 2, axis=1)
+        z, (cand, _) = _sigmoid(cfg.clamp(kz)), _g(cfg.clamp(kh))
+        return ((1.0 - z) * h0 + z * cand)[None], (kz, kh, h0)
+
+    def backward(self, cache, dstate, p, cfg):
+        kz, kh, h0 = cache
+        dh = dstate[0]
+        z, (cand, dcand) = _sigmoid(cfg.clamp(kz)), _g(cfg.clamp(kh))
+        dz = np.concatenate([dh * (cand - h0) * z * (1.0 - z) * cfg.clamp_grad(kz),
+                             dh * z * dcand * cfg.clamp_grad(kh)], axis=1)
+        return dz, dz, (dh * (1.0 - z))[None], np.zeros(0)
+
+
+class MinLSTMCell:
+    """minLSTM (Feng et al. 2024, section 3.2, with h~ = g(k_h) of its log-space version):
+    f = sigmoid(k_f), i = sigmoid(k_i), f' = f / (f + i), i' = i / (f + i),
+    h = f' h0 + i' h~; blocks f, i, h~."""
+
+    n_blocks, n_state, n_extra = 3, 1, 0
+
+    def forward(self, zx, zh, state, p, cfg):
+        (h0,) = state
+        kf, ki, kh = np.split(zx + zh, 3, axis=1)
+        f, i, (cand, _) = _sigmoid(cfg.clamp(kf)), _sigmoid(cfg.clamp(ki)), _g(cfg.clamp(kh))
+        return (f / (f + i) * h0 + i / (f + i) * cand)[None], (kf, ki, kh, h0)
+
+    def backward(self, cache, dstate, p, cfg):
+        kf, ki, kh, h0 = cache
+        dh = dstate[0]
+        f, i, (cand, dcand) = _sigmoid(cfg.clamp(kf)), _sigmoid(cfg.clamp(ki)), _g(cfg.clamp(kh))
+        total = f + i
+        # h = (f h0 + i h~) / (f + i): quotient rule in f and i
+        df = dh * (h0 - cand) * i / total ** 2
+        di = dh * (cand - h0) * f / total ** 2
+        dz = np.concatenate([df * f * (1.0 - f) * cfg.clamp_grad(kf), di * i * (1.0 - i) * cfg.clamp_grad(ki),
+                             dh * i / total * dcand * cfg.clamp_grad(kh)], axis=1)
+        return dz, dz, (dh * f / total)[None], np.zeros(0)
+
+
 CELLS = {"lstm": LSTMCell(), "peephole": PeepholeCell(), "coupled": CoupledCell(), "gru": GRUCell(),
-         "slstm": SLSTMCell(), "indrnn": IndRNNCell()}
+         "slstm": SLSTMCell(), "indrnn": IndRNNCell(), "mingru": MinGRUCell(), "minlstm": MinLSTMCell()}
 
 #: Name of each gate's extra parameter vector in the state_dict (None: no extra params).
 EXTRA_PARAM = {"lstm": None, "peephole": "weight_peephole", "coupled": None, "gru": None, "slstm": None,
-               "indrnn": "recurrent_scale"}
+               "indrnn": "recurrent_scale", "mingru": None, "minlstm": None}
 
 
 def random_state(gate, rng, shape):

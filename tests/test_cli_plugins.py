@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 from lstm_numba_cli.main import cli
 
-BUILTIN_GATES = {"lstm", "peephole", "coupled", "gru", "slstm", "indrnn"}
+BUILTIN_GATES = {"lstm", "peephole", "coupled", "gru", "slstm", "indrnn", "layernorm_lstm", "layernorm_gru", "mingru",
+                 "minlstm"}
 BUILTIN_ACTIVATIONS = {"sigmoid", "tanh", "hard_sigmoid", "relu", "leaky_relu", "elu", "softsign", "softplus",
                        "scaled_tanh"}
 

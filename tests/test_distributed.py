@@ -18,6 +18,7 @@ from train_helpers import write_series, write_text
 
 from lstm_numba.training import checkpoint as ck
 from lstm_numba.training import distributed as D
+from lstm_numba.training import shards
 from lstm_numba.training import sweep as S
 from lstm_numba.training.config import TrainConfig
 from lstm_numba.training.trainer import Callbacks, Trainer
@@ -78,7 +79,7 @@ def assert_bitwise(params, expected):
 
 # ----------------------------------------------------------------------------- shards
 def _result(shard, grads):
-    return D.ShardResult(shard, float(shard), {"w": np.asarray(grads, dtype=np.float32)}, 1)
+    return shards.ShardResult(shard, float(shard), {"w": np.asarray(grads, dtype=np.float32)}, 1)
 
 
 def test_sum_shards_adds_in_shard_index_order_whatever_the_arrival_order():
@@ -89,11 +90,11 @@ def test_sum_shards_adds_in_shard_index_order_whatever_the_arrival_order():
     other_order = ((np.float32(1e8) + np.float32(-1e8)) + np.float32(1)) + np.float32(1)
     assert expected != other_order  # the order matters, so the test can tell
     for arrival in ([0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]):
-        loss, grads, n = D.sum_shards([results[i] for i in arrival])
+        loss, grads, n = shards.sum_shards([results[i] for i in arrival])
         assert grads["w"][0] == expected and loss == 6.0 and n == 4
     assert results[0].grads["w"][0] == np.float32(1e8)  # the inputs are not modified
     with pytest.raises(ValueError, match="twice"):
-        D.sum_shards([results[0], results[0]])
+        shards.sum_shards([results[0], results[0]])
 
 
 def test_shards_cover_each_batch_once_with_weights_summing_to_one(data, tmp_path):
@@ -101,13 +102,13 @@ def test_shards_cover_each_batch_once_with_weights_summing_to_one(data, tmp_path
 
     task = make_task(config(data).resolved())
     batch = np.arange(100, 110)  # 10 rows in 4 shards: 3, 3, 2, 2
-    parts = [D.shard_part(task, batch, s, 4) for s in range(4)]
+    parts = [shards.shard_part(task, batch, s, 4) for s in range(4)]
     assert [len(p) for p, _ in parts] == [3, 3, 2, 2]
     assert np.array_equal(np.concatenate([p for p, _ in parts]), batch)
     assert sum(w for _, w in parts) == pytest.approx(1.0)
-    assert D.live_shards(task, np.arange(2), 4) == [0, 1]  # a short last batch
+    assert shards.live_shards(task, np.arange(2), 4) == [0, 1]  # a short last batch
     text = make_task(TrainConfig(data=write_text(tmp_path / "t.txt", 2000), window=16, batch_size=5).resolved())
-    streams = [D.shard_part(text, 0, s, 2)[0] for s in range(2)]
+    streams = [shards.shard_part(text, 0, s, 2)[0] for s in range(2)]
     assert [list(s) for s in streams] == [[0, 1, 2], [3, 4]]
 
 
@@ -117,7 +118,7 @@ def test_shard_gradients_sum_to_the_global_batch_mean_and_runs_agree_to_toleranc
     task, model = trainer.task, trainer.model
     batch = np.arange(16)
     loss, grads, n = task.train_step(model, batch)
-    sharded = D.sum_shards([D.shard_gradient(task, model, batch, s, 4, 0, cfg.seed) for s in range(4)])
+    sharded = shards.sum_shards([shards.shard_gradient(task, model, batch, s, 4, 0, cfg.seed) for s in range(4)])
     assert sharded[0] == pytest.approx(loss, rel=1e-6) and sharded[2] == n == 16
     for key in grads:
         np.testing.assert_allclose(sharded[1][key], grads[key], rtol=1e-5, atol=1e-7)

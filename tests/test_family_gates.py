@@ -25,9 +25,13 @@ from test_plugins_gates import _layer_fd, assert_small, compare_with_reference
 
 import lstm_numba as ln
 
-NEW_GATES = ["indrnn"]
-#: A non-default activation pair per gate (float64, slow).
-NONDEFAULT = {"indrnn": dict(activation="relu")}
+#: minGRU and minLSTM compile the scan kernels besides the step loop: their checks here are slow
+#: (the default run checks the gate-independent scan kernels in test_minrnn.py)
+NEW_GATES = ["indrnn", pytest.param("mingru", marks=pytest.mark.slow),
+             pytest.param("minlstm", marks=pytest.mark.slow)]
+#: A non-default activation pair per gate (float64, slow); the minimal RNNs use none.
+NONDEFAULT = {"indrnn": dict(activation="relu"), "mingru": dict(activation="relu"),
+              "minlstm": dict(activation="relu")}
 
 
 @pytest.mark.parametrize("gate", NEW_GATES)
@@ -103,10 +107,16 @@ DETERMINISM_SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 @pytest.mark.parametrize("gate", NEW_GATES)
 def test_bitwise_identical_across_thread_counts(tmp_path, gate, tiling):
+    assert_bitwise_across_thread_counts(tmp_path, gate, tiling)
+
+
+def assert_bitwise_across_thread_counts(tmp_path, gate, tiling):
+    """Outputs, final states and gradients of a 2-layer bidirectional float32 layer with
+    lengths, in processes with 1, 2 and 3 Numba threads, are bitwise equal."""
     results = {}
     for threads in ("1", "2", "3"):
         out = tmp_path / f"run{threads}.npz"
-        env = dict(os.environ, NUMBA_NUM_THREADS=threads)
+        env = dict(os.environ, NUMBA_NUM_THREADS=threads, LSTM_NUMBA_ADAPTIVE_THREADS="0")
         proc = subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT, str(out), gate, tiling,
                                str(Path(__file__).parent)], env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr

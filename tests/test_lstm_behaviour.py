@@ -126,7 +126,8 @@ def test_bitwise_identical_across_thread_counts(tmp_path, tiling, parts):
     results = {}
     for threads in ("1", "2", "3"):
         out = tmp_path / f"run{threads}.npz"
-        env = dict(os.environ, NUMBA_NUM_THREADS=threads, LSTM_NUMBA_CACHE_DIR=str(tmp_path / "kernels"))
+        env = dict(os.environ, NUMBA_NUM_THREADS=threads, LSTM_NUMBA_ADAPTIVE_THREADS="0",
+                   LSTM_NUMBA_CACHE_DIR=str(tmp_path / "kernels"))  # really on that many threads
         proc = subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT, str(out), tiling,
                                str(Path(__file__).parent)], env=env,
                               capture_output=True, text=True, timeout=600)

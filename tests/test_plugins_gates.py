@@ -218,7 +218,7 @@ def test_check_plugin_passes_builtin_gate(gate):
         ("gate", gate, "lstm-numba", ln.__version__)
     names = [c.name for c in report.checks]
     assert names == ["load", "gradient", "gradient with clip", "writes", "elementwise", "additive", "projectable",
-                     "float32 step", "layer float64", "layer float32"]
+                     "scan", "float32 step", "layer float64", "layer float32"]
     assert "clip=0.9 changed" in report.checks[2].detail
     text = str(report)
     assert text.splitlines()[0] == f"gate '{gate}' from lstm-numba {ln.__version__} " \

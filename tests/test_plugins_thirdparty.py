@@ -1,5 +1,7 @@
-"""The example third-party distribution ``plugins/example_layernorm`` (``lstm-numba-layernorm``,
-gate ``layernorm_lstm``), installed for real with pip into the running environment.
+"""The example third-party distribution ``plugins/example_elman`` (``lstm-numba-elman``, gate
+``elman_rnn``, the Elman RNN cell; not named ``elman``, the plugin guide's copy that
+test_plugins_docs registers), installed for real with pip into the running environment, and
+checked against ``torch.nn.RNN`` and float64 finite differences.
 
 The install copies the source to a temporary directory first (so no ``build/`` or
 ``*.egg-info`` lands in the repository), runs offline (``--no-index``, ``--no-deps``,
@@ -30,8 +32,8 @@ from conftest import max_rel_err
 import lstm_numba as ln
 from lstm_numba.registry import REGISTRY
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "plugins" / "example_layernorm"
-DIST, PACKAGE, GATE = "lstm-numba-layernorm", "lstm_numba_layernorm", "layernorm_lstm"
+EXAMPLE = Path(__file__).resolve().parents[1] / "plugins" / "example_elman"
+DIST, PACKAGE, GATE = "lstm-numba-elman", "lstm_numba_elman", "elman_rnn"
 
 
 def _pip(*args):
@@ -69,7 +71,7 @@ def installed(tmp_path_factory):
     if _pip("--version").returncode != 0:
         pytest.skip("pip is not available in this environment")
     was_installed = _installed_version() is not None
-    source = tmp_path_factory.mktemp("dist") / "example_layernorm"
+    source = tmp_path_factory.mktemp("dist") / "example_elman"
     shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     if _can_build_offline():
         result = _pip("install", "--no-deps", "--no-build-isolation", "--no-index", str(source))
@@ -109,11 +111,8 @@ def test_found_through_its_entry_point(installed):
     assert Path(sys.modules[f"{PACKAGE}.gate"].__file__).resolve().parent != (EXAMPLE / PACKAGE).resolve()
     rnn = ln.LSTM(3, 4, gate=GATE)
     assert rnn.plugins["gate"] == {"name": GATE, "distribution": DIST, "version": "0.1.0"}
-    params = rnn.state_dict()
-    assert np.all(params["ln_gamma_x_l0"] == 1) and params["ln_gamma_x_l0"].shape == (16,)
-    assert np.all(params["ln_gamma_h_l0"] == 1) and np.all(params["ln_beta_l0"] == 0)
-    assert np.all(params["ln_gamma_c_l0"] == 1) and np.all(params["ln_beta_c_l0"] == 0)
-    assert params["ln_gamma_c_l0"].shape == (4,)
+    assert list(rnn.state_dict()) == ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]
+    assert rnn.state_names == ("h",)
 
 
 def test_check_plugin_passes(installed):
@@ -122,43 +121,50 @@ def test_check_plugin_passes(installed):
     assert (report.kind, report.distribution, report.version) == ("gate", DIST, "0.1.0")
 
 
-def _layer_norm(v, eps=1e-5):
-    mean = v.mean(axis=-1, keepdims=True)
-    return (v - mean) / np.sqrt(v.var(axis=-1, keepdims=True) + eps)
-
-
-def _sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def _reference(params, x, h0, c0, clip):
-    """haste's LayerNormLSTM equations, one layer, forward direction, plain NumPy."""
-    h, c = h0, c0
-    ys = []
+def _reference(params, x, h0, clip):
+    """The Elman equations, one layer, forward direction, plain NumPy."""
+    h, ys = h0, []
     for t in range(x.shape[0]):
-        z = (params["ln_gamma_x_l0"] * _layer_norm(x[t] @ params["weight_ih_l0"].T + params["bias_ih_l0"])
-             + params["ln_gamma_h_l0"] * _layer_norm(h @ params["weight_hh_l0"].T + params["bias_hh_l0"])
-             + params["ln_beta_l0"])
-        z = np.clip(z, -clip, clip)
-        zi, zf, zg, zo = np.split(z, 4, axis=1)
-        c = _sigmoid(zf) * c + _sigmoid(zi) * np.tanh(zg)
-        h = _sigmoid(zo) * np.tanh(params["ln_gamma_c_l0"] * _layer_norm(c) + params["ln_beta_c_l0"])
+        z = x[t] @ params["weight_ih_l0"].T + params["bias_ih_l0"] + h @ params["weight_hh_l0"].T + params["bias_hh_l0"]
+        h = np.tanh(np.clip(z, -clip, clip))
         ys.append(h)
-    return np.stack(ys), h, c
+    return np.stack(ys), h
 
 
 @pytest.mark.parametrize("clip", [None, 0.7])
-def test_matches_the_layernorm_lstm_equations(installed, clip):
+def test_matches_the_elman_equations(installed, clip):
     rnn = ln.LSTM(3, 5, dtype="float64", seed=0, gate=GATE, clip=clip)
     rng = np.random.default_rng(1)
-    params = {k: v + 0.3 * rng.normal(size=v.shape) for k, v in rnn.state_dict().items()}  # gains != 1
-    rnn.load_state_dict(params)
-    x = rng.normal(size=(6, 2, 3))
-    h0, c0 = rng.normal(size=(1, 2, 5)), rng.normal(size=(1, 2, 5))
-    y, (h_n, c_n) = rnn(x, (h0, c0))
-    y_ref, h_ref, c_ref = _reference(params, x, h0[0], c0[0], np.inf if clip is None else clip)
-    assert max_rel_err(y, y_ref) < 1e-12
-    assert max_rel_err(h_n[0], h_ref) < 1e-12 and max_rel_err(c_n[0], c_ref) < 1e-12
+    x, h0 = rng.normal(size=(6, 2, 3)), rng.normal(size=(1, 2, 5))
+    y, h_n = rnn(x, h0)
+    y_ref, h_ref = _reference(rnn.state_dict(), x, h0[0], np.inf if clip is None else clip)
+    assert max_rel_err(y, y_ref) < 1e-12 and max_rel_err(h_n[0], h_ref) < 1e-12
+    if clip is not None:
+        assert max_rel_err(ln.LSTM(3, 5, dtype="float64", seed=0, gate=GATE)(x, h0)[0], y) > 1e-3
+
+
+def test_matches_torch_rnn(installed):
+    """torch.nn.RNN (tanh) with the same weights: 2 layers, bidirectional, lengths through
+    packed sequences; outputs, h_n and every gradient."""
+    torch = pytest.importorskip("torch")
+    rnn = ln.LSTM(3, 4, num_layers=2, bidirectional=True, dtype="float64", seed=0, gate=GATE)
+    ref = torch.nn.RNN(3, 4, num_layers=2, bidirectional=True, dtype=torch.float64)
+    ref.load_state_dict({k: torch.from_numpy(v) for k, v in rnn.state_dict().items()})
+    rng = np.random.default_rng(3)
+    lengths = np.array([5, 2, 4])
+    x, h0 = rng.normal(size=(5, 3, 3)), rng.normal(size=(4, 3, 4))
+    wy, wh = rng.normal(size=(5, 3, 8)), rng.normal(size=(4, 3, 4))
+    y, h_n = rnn(x, h0, lengths=lengths)
+    g = rnn.backward(wy, wh)
+    xt, h0t = torch.tensor(x, requires_grad=True), torch.tensor(h0, requires_grad=True)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(xt, torch.tensor(lengths), enforce_sorted=False)
+    out, h_t = ref(packed, h0t)
+    y_t, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=5)
+    (torch.sum(torch.tensor(wy) * y_t) + torch.sum(torch.tensor(wh) * h_t)).backward()
+    assert max_rel_err(y, y_t.detach().numpy()) < 1e-12 and max_rel_err(h_n, h_t.detach().numpy()) < 1e-12
+    assert max_rel_err(g.x, xt.grad.numpy()) < 1e-12 and max_rel_err(g.state, h0t.grad.numpy()) < 1e-12
+    for name, param in ref.named_parameters():
+        assert max_rel_err(g.params[name], param.grad.numpy()) < 1e-12, name
 
 
 @pytest.mark.parametrize("clip", [None, 0.5], ids=["noclip", "clip"])

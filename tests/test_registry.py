@@ -24,7 +24,8 @@ from lstm_numba import registry
 from lstm_numba.plugin_check import gates as gate_checks
 from lstm_numba.registry import REGISTRY, PluginError
 
-BUILTIN_GATES = {"lstm", "peephole", "coupled", "gru", "slstm", "indrnn"}
+BUILTIN_GATES = {"lstm", "peephole", "coupled", "gru", "slstm", "indrnn", "layernorm_lstm", "layernorm_gru", "mingru",
+                 "minlstm"}
 BUILTIN_ACTIVATIONS = {"sigmoid", "tanh", "hard_sigmoid", "relu", "leaky_relu", "elu", "softsign", "softplus",
                        "scaled_tanh"}
 

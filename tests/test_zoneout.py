@@ -17,6 +17,7 @@ import pytest
 from conftest import max_rel_err, worst_gradient_errors
 
 import lstm_numba as ln
+from lstm_numba.nn import recurrent_heads
 
 T, B, I, H = 5, 3, 2, 4
 LENGTHS = np.array([5, 2, 4])
@@ -31,17 +32,23 @@ def _state_tuple(final, gate):
     return final if isinstance(final, tuple) else (final,)
 
 
-def _compare_with_reference(gate, dtype, training, zoneout=0.3, zoneout_cell=0.2, layers=2):
+def _dense(state, n_blocks):
+    """A state_dict with block-diagonal (num_heads) recurrent weights made dense, for the reference."""
+    return {k: recurrent_heads.dense(v, n_blocks) if k.startswith("weight_hh") and v.ndim == 3 else v
+            for k, v in state.items()}
+
+
+def _compare_with_reference(gate, dtype, training, zoneout=0.3, zoneout_cell=0.2, layers=2, num_heads=1):
     x, dy = _problem()
     cell = zoneout_cell if gate in ("lstm", "peephole", "coupled", "slstm") else 0.0
     rnn = ln.LSTM(I, H, num_layers=layers, bidirectional=True, dtype=dtype, seed=3, gate=gate,
-                  zoneout=zoneout, zoneout_cell=cell)
+                  zoneout=zoneout, zoneout_cell=cell, num_heads=num_heads)
     rnn.train(training)
     y, final = rnn(x.astype(dtype), lengths=LENGTHS, need_grad=True)
     grads = rnn.backward(dy.astype(dtype))
     masks = {"zoneout": {k: v.copy() for k, v in rnn.last_masks["zoneout"].items()}}
     assert len(masks["zoneout"]) == 2 * layers
-    ref = ng.NaiveRNN(gate, rnn.state_dict(), layers, True, masks=masks)
+    ref = ng.NaiveRNN(gate, _dense(rnn.state_dict(), rnn.gate.n_blocks), layers, True, masks=masks)
     y_ref, final_ref = ref.forward(x, None, LENGTHS)
     g_ref, dx_ref, _ = ref.backward(dy)
     tol = 1e-9 if dtype == "float64" else 2e-4
@@ -49,8 +56,9 @@ def _compare_with_reference(gate, dtype, training, zoneout=0.3, zoneout_cell=0.2
     for k, value in enumerate(_state_tuple(final, gate)):
         assert max_rel_err(value, final_ref[k]) < tol
     assert max_rel_err(grads.x, dx_ref) < tol
-    for name, value in g_ref.items():
-        assert max_rel_err(grads.params[name], value) < tol, name
+    for name, value in grads.params.items():  # with heads, the dense reference's diagonal blocks
+        expected = recurrent_heads.blocks_of(g_ref[name], num_heads) if value.ndim == 3 else g_ref[name]
+        assert max_rel_err(value, expected) < tol, name
     return rnn
 
 
@@ -129,10 +137,20 @@ def test_bad_zoneout_arguments_are_named():
         ln.LSTM(I, H, gate="gru", zoneout_cell=0.1)
     with pytest.raises(ValueError, match="proj_size"):
         ln.LSTM(I, H, proj_size=2, zoneout=0.1)
+    for gate in ("mingru", "minlstm"):  # trained as a parallel scan: refused, not silently ignored
+        with pytest.raises(ValueError, match=f"zoneout: not available with gate '{gate}'"):
+            ln.LSTM(I, H, gate=gate, zoneout=0.1)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("gate", ["gru", "peephole", "slstm", "indrnn"])
+@pytest.mark.parametrize("training", [True, False])
+def test_slstm_heads_match_the_dense_numpy_reference(training):
+    """num_heads: zoneout acts on the states, so block-diagonal W_hh changes nothing about it."""
+    _compare_with_reference("slstm", "float64", training, num_heads=2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gate", ["gru", "peephole", "coupled", "slstm", "indrnn"])
 @pytest.mark.parametrize("training", [True, False])
 def test_other_gates_match_the_numpy_reference(gate, training):
     _compare_with_reference(gate, "float64", training)

@@ -53,6 +53,9 @@ gate_forward = _gate.forward
 gate_backward = _gate.backward
 ADDITIVE = bool(_gate.additive)
 RECURRENT = bool(_gate.recurrent)
+_scan = _gate.scan
+scan_log_coefficients = None if _scan is None else _scan.log_coefficients
+scan_log_coefficients_backward = None if _scan is None else _scan.log_coefficients_backward
 
 _act = _act_module.{act.attr}
 _act_forward = _act.forward

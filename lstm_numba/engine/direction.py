@@ -6,7 +6,8 @@ the compiled time loop (or, where :func:`lstm_numba.engine.tiling.fuses_input_pr
 says so, the time loop alone, its step GEMM reading ``[x_s, 1, h_{s-1}]``). Backward: the
 compiled reverse time loop, then the weight and bias gradients as one GEMM over the tape's
 ``[x, 1, h]`` rows (two for a gate that is not additive) and ``dx`` as another. BLAS is
-held to one thread throughout (:mod:`lstm_numba.engine.blas_control`). Every kernel call
+held to one thread throughout (:mod:`lstm_numba.engine.blas_control`), and each pass runs on
+the cores other processes leave free (:mod:`lstm_numba.engine.threads`). Every kernel call
 goes through :func:`lstm_numba.engine.hooks.run`.
 """
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from lstm_numba.engine import blas_control, hooks, tiling
+from lstm_numba.engine import blas_control, hooks, threads, tiling
 from lstm_numba.engine.kernels import arrays, gemm
 from lstm_numba.engine.layout import DirectionWeights, aligned_empty
 
@@ -81,6 +82,7 @@ class DirectionGrads:
     w_hr: np.ndarray | None = None
 
 
+@threads.adaptive
 def forward_direction(kernels, workspace, x, w_ih, w_hh, b_ih, b_hh, extra, clip, lengths, reverse, state0,
                       keep_tape, start=0, weight_cache=None, keep_states=False, w_hr=None, zoneout=None):
     """Run one direction of ``kernels.gate`` over ``x`` (T, B, I) from ``state0``, a list of
@@ -194,6 +196,7 @@ def _every_state(states, n_state, parts, lengths, order):
     return list(every)
 
 
+@threads.adaptive
 def backward_direction(kernels, workspace, tape: DirectionTape, clip, dy, dstate) -> DirectionGrads:
     """Backpropagate ``dy`` (T, B, H) ((T, B, R) projected) and ``dstate`` (a list of the S
     state vectors' gradients, shaped as the state) through one direction."""

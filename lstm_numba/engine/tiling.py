@@ -18,6 +18,7 @@ Blocks are used only where they were measured to win (:func:`gemm_blocks`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numba
@@ -328,3 +329,11 @@ def fused_step_blocks(rows: int, part_gates: int, depth: int, itemsize: int, sma
         if short * wide * depth <= SMALL_KERNEL_MAX_MNK:
             return short, min(wide, part_gates), depth
     return rows, col_block, depth_block
+
+
+def scan_chunk_steps(steps: int) -> int:
+    """Steps per time chunk of the parallel scan (:mod:`lstm_numba.engine.kernels.scan`):
+    about sqrt(T), at least 16, so that the sequential carry over the chunks and each
+    chunk's own pass are both short. A function of T alone: results do not depend on the
+    thread count."""
+    return max(16, math.isqrt(max(steps - 1, 0)) + 1)

@@ -19,7 +19,8 @@ from lstm_numba import registry
 from lstm_numba.engine import layout
 from lstm_numba.engine.codegen import load_kernels
 from lstm_numba.engine.direction import backward_direction, forward_direction
-from lstm_numba.nn import memory, validation
+from lstm_numba.engine.scan import ScanTape, scan_backward_direction, scan_forward_direction
+from lstm_numba.nn import memory, recurrent_heads, validation
 from lstm_numba.nn import zoneout as zoneout_module
 from lstm_numba.nn.parameters import ParameterOwner, check_live
 
@@ -125,6 +126,8 @@ class LSTM(ParameterOwner):
     ONNX's ``clip`` does. ``zoneout`` and ``zoneout_cell`` (probabilities) apply zoneout to
     h and to the cell state c (:mod:`lstm_numba.nn.zoneout`). ``seed`` fixes the
     initialisation and the dropout and zoneout masks.
+    ``num_heads`` makes W_hh block-diagonal, xLSTM's heads (``weight_hh_l{k}`` is then
+    (num_heads, n_blocks * H / num_heads, H / num_heads); see :mod:`lstm_numba.nn.recurrent_heads`).
     """
 
     default_gate = "lstm"
@@ -132,7 +135,7 @@ class LSTM(ParameterOwner):
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, batch_first=False,
                  bias=True, dropout=0.0, dtype="float32", seed=None, *, gate=None, activation="tanh",
                  recurrent_activation="sigmoid", activation_alpha=None, activation_beta=None,
-                 recurrent_activation_alpha=None, recurrent_activation_beta=None, clip=None, proj_size=0,
+                 recurrent_activation_alpha=None, recurrent_activation_beta=None, clip=None, proj_size=0, num_heads=1,
                  zoneout=0.0, zoneout_cell=0.0):
         self.input_size = validation.positive_int("input_size", input_size)
         self.hidden_size = validation.positive_int("hidden_size", hidden_size)
@@ -158,8 +161,9 @@ class LSTM(ParameterOwner):
         if self.proj_size and not self.gate.projectable:
             raise ValueError(f"proj_size: gate {self.gate_name!r} is not projectable (its h is part of its state); "
                              "projectable gates keep h as an output only (lstm, peephole, coupled, slstm)")
+        self.num_heads = self._check_heads(num_heads)
         self._zoneout = zoneout_module.state_probabilities(self.gate_name, self.state_names, zoneout, zoneout_cell,
-                                                           self.proj_size)
+                                                           self.proj_size, self.gate.scan is not None)
         self.zoneout, self.zoneout_cell = float(zoneout), float(zoneout_cell)
         self._activations = tuple(
             self._resolve_activation(label, name, alpha, beta)
@@ -186,6 +190,14 @@ class LSTM(ParameterOwner):
         self._stream_workspaces, self._stream_weights = {}, {}
 
     # ------------------------------------------------------------------ configuration
+    def _check_heads(self, num_heads) -> int:
+        """``num_heads``: block-diagonal recurrent weights (see :mod:`lstm_numba.nn.recurrent_heads`)."""
+        recurrent_heads.head_width(self.hidden_size, num_heads)
+        if num_heads > 1 and (not self.gate.recurrent or self.proj_size):
+            raise ValueError(f"num_heads={num_heads}: needs a gate with recurrent weights and proj_size=0 "
+                             f"(gate {self.gate_name!r}, proj_size={self.proj_size})")
+        return int(num_heads)
+
     @staticmethod
     def _resolve_activation(label, name, alpha, beta):
         entry = registry.get_activation(validation.plugin_name(label, name))
@@ -280,7 +292,7 @@ class LSTM(ParameterOwner):
             activation_alpha=act_ab[0], activation_beta=act_ab[1],
             recurrent_activation_alpha=ract_ab[0], recurrent_activation_beta=ract_ab[1],
             clip=None if math.isinf(self.clip) else self.clip, proj_size=self.proj_size,
-            zoneout=self.zoneout, zoneout_cell=self.zoneout_cell,
+            num_heads=self.num_heads, zoneout=self.zoneout, zoneout_cell=self.zoneout_cell,
         )
 
     @property
@@ -326,7 +338,8 @@ class LSTM(ParameterOwner):
         recurrent = self.gate.recurrent
         shapes = {f"weight_ih{slot.suffix}": (n_gates, slot.input_size)}
         if recurrent:
-            shapes[f"weight_hh{slot.suffix}"] = (n_gates, self.output_size)
+            shapes[f"weight_hh{slot.suffix}"] = (n_gates, self.output_size) if self.num_heads == 1 else \
+                (self.num_heads, n_gates // self.num_heads, self.hidden_size // self.num_heads)
         if self.bias:
             shapes[f"bias_ih{slot.suffix}"] = (n_gates,)
             if recurrent:
@@ -362,7 +375,10 @@ class LSTM(ParameterOwner):
         b_hh = self._params[f"bias_hh{s}"] if self.bias and self.gate.recurrent else zeros
         extras = [self._params[f"{e.name}{s}"] for e in self.gate.extra_params]
         extra = np.concatenate(extras) if extras else np.zeros(0, dtype=self.dtype)
-        return (self._params[f"weight_ih{s}"], self._params.get(f"weight_hh{s}"), b_ih, b_hh, extra,
+        w_hh = self._params.get(f"weight_hh{s}")
+        if self.num_heads > 1:
+            w_hh = recurrent_heads.dense(w_hh, self.gate.n_blocks)
+        return (self._params[f"weight_ih{s}"], w_hh, b_ih, b_hh, extra,
                 self._params.get(f"weight_hr{s}"))
 
     # ------------------------------------------------------------------ modes
@@ -477,6 +493,8 @@ class LSTM(ParameterOwner):
         self.last_masks = {"zoneout": {}}
         layer_input = x
         every = None
+        # a scan gate trains as a parallel scan over time; inference and streaming run its steps
+        run_direction = scan_forward_direction if self.gate.scan is not None and keep_tape else forward_direction
         for layer in range(self.num_layers):
             outputs, states = [], []
             last = layer == self.num_layers - 1
@@ -488,7 +506,7 @@ class LSTM(ParameterOwner):
                                                      self.hidden_size, dropout, self._rng, self.dtype)
                 if zone is not None:
                     self.last_masks["zoneout"][(layer, direction)] = zone
-                y_dir, final, tape, every_dir = forward_direction(
+                y_dir, final, tape, every_dir = run_direction(
                     self.kernels, workspaces[slot], layer_input, w_ih, w_hh, b_ih, b_hh, extra,
                     self.clip, lengths, bool(direction), [np.ascontiguousarray(a[index]) for a in states0], keep_tape,
                     start=start, weight_cache=None if weight_caches is None else weight_caches[slot],
@@ -606,7 +624,8 @@ class LSTM(ParameterOwner):
                 slot = self._slots[layer * self.num_directions + direction]
                 index = layer * self.num_directions + direction
                 out = slice(direction * self.output_size, (direction + 1) * self.output_size)
-                g = backward_direction(self.kernels, self._workspaces[slot], tapes[slot], self.clip,
+                run_backward = scan_backward_direction if isinstance(tapes[slot], ScanTape) else backward_direction
+                g = run_backward(self.kernels, self._workspaces[slot], tapes[slot], self.clip,
                                        d_output[:, :, out], [np.ascontiguousarray(a[index]) for a in dstates])
                 self._store_grads(grads, slot, g)
                 for k, value in enumerate(g.state):
@@ -623,7 +642,7 @@ class LSTM(ParameterOwner):
         s = slot.suffix
         grads[f"weight_ih{s}"] = g.w_ih
         if self.gate.recurrent:
-            grads[f"weight_hh{s}"] = g.w_hh
+            grads[f"weight_hh{s}"] = g.w_hh if self.num_heads == 1 else recurrent_heads.blocks_of(g.w_hh, self.num_heads)
         if self.bias:
             grads[f"bias_ih{s}"] = g.b_ih
             if self.gate.recurrent:

@@ -7,7 +7,8 @@ drawn with P(m = 1) = 1 - p from the layer's generator (each unit keeps its prev
 value with probability p); in evaluation m = 1 - p everywhere, the expectation, as
 haste's LSTM does. ``zoneout`` acts on h, ``zoneout_cell`` on the cell state c (gates
 whose state has a ``"c"``). The kernels apply the weights around the gate's pointwise
-code (:mod:`lstm_numba.engine.kernels.template`), so every gate gets them.
+code (:mod:`lstm_numba.engine.kernels.template`), so every step-loop gate gets them;
+the scan gates (minGRU, minLSTM) refuse zoneout, and so does a projected layer (``proj_size``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ import numpy as np
 from lstm_numba.nn import validation
 
 
-def state_probabilities(gate_name: str, state_names: tuple, zoneout, zoneout_cell, proj_size: int) -> tuple:
-    """The zoneout probability of each state vector (h first), validated; all zeros when off."""
+def state_probabilities(gate_name: str, state_names: tuple, zoneout, zoneout_cell, proj_size: int,
+                        scan: bool) -> tuple:
+    """The zoneout probability of each state vector (h first), validated; all zeros when off.
+
+    Refused with ``proj_size`` and for a gate that trains as a parallel scan (``scan``:
+    minGRU, minLSTM), whose log-space coefficients the masks would have to enter."""
     p_h = validation.probability("zoneout", zoneout)
     p_c = validation.probability("zoneout_cell", zoneout_cell)
     if p_c > 0 and "c" not in state_names:
@@ -27,6 +32,9 @@ def state_probabilities(gate_name: str, state_names: tuple, zoneout, zoneout_cel
     if (p_h > 0 or p_c > 0) and proj_size:
         raise ValueError("zoneout, zoneout_cell: not available with proj_size (a projected layer's h is not "
                          "a state of its gate)")
+    if (p_h > 0 or p_c > 0) and scan:
+        raise ValueError(f"zoneout: not available with gate {gate_name!r}, which trains as a parallel scan over "
+                         "time (its steps are not run one by one)")
     return tuple(p_h if name == "h" else p_c if name == "c" else 0.0 for name in state_names)
 
 

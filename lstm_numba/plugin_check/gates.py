@@ -258,6 +258,46 @@ def _check_gate_projectable(kernels, gate) -> tuple:
     return True, "s_next ignores the h part of s_prev and ds_prev's h part is zero"
 
 
+def _scan_coefficients(kernels, gx, clip):
+    log_a, log_b = (np.full((1, 1, _GATE_HIDDEN), np.nan) for _ in range(2))
+    kernels.scan_coefficients(gx[None, None], clip, np.ones(1, np.int64), log_a, log_b)
+    return log_a[0, 0], log_b[0, 0]
+
+
+def _check_gate_scan(kernels, gate) -> tuple:
+    """The scan form against the step: exp(log a) h_prev + exp(log b) must equal forward's
+    s_next, and the coefficients' backward must match central differences of
+    sum(w_a log a + w_b log b) over gx."""
+    if gate.scan is None:
+        return True, "no scan form: the layer trains with the step loop"
+    prob = _step_problem(gate, _GATE_HIDDEN, seed=10, spread=1.5)
+    zero_gh = np.zeros_like(prob.gh)
+    s_next = _step_forward(kernels, prob, math.inf, dict(prob.inputs, gh=zero_gh))
+    log_a, log_b = _scan_coefficients(kernels, prob.gx, math.inf)
+    problems = []
+    if not np.allclose(np.exp(log_a) * prob.s_prev + np.exp(log_b), s_next, rtol=1e-10, atol=1e-12):
+        problems.append("exp(log_a) * h_prev + exp(log_b) differs from forward's s_next")
+    rng = np.random.default_rng(11)
+    w_a, w_b = rng.normal(size=_GATE_HIDDEN), rng.normal(size=_GATE_HIDDEN)
+    dgx = np.full((1, 1, prob.gx.size), np.nan)
+    kernels.scan_coefficients_backward(prob.gx[None, None], math.inf, np.ones(1, np.int64), w_a[None, None],
+                                       w_b[None, None], dgx)
+    numeric = np.empty_like(prob.gx)
+    for k in range(prob.gx.size):
+        values = []
+        for sign in (1.0, -1.0):
+            gx = prob.gx.copy()
+            gx[k] += sign * 1e-6
+            la, lb = _scan_coefficients(kernels, gx, math.inf)
+            values.append(np.dot(w_a, la) + np.dot(w_b, lb))
+        numeric[k] = (values[0] - values[1]) / 2e-6
+    if not np.allclose(dgx[0, 0], numeric, rtol=1e-6, atol=1e-7):
+        problems.append("log_coefficients_backward differs from finite differences")
+    if problems:
+        return False, f"scan form: {'; '.join(problems)}"
+    return True, "exp(log a) h_prev + exp(log b) equals the step, and its backward matches finite differences"
+
+
 _PROMOTIONS = {
     "float to double": re.compile(r"fpext float [^\n]* to double"),
     "int to double": re.compile(r"[su]itofp [^\n]* to double"),
@@ -358,6 +398,7 @@ def check_gate(report: PluginReport, entry, name: str) -> None:
         run_check(report, "elementwise", _check_gate_elementwise, kernels, gate)
         run_check(report, "additive", _check_gate_additive, kernels, gate)
         run_check(report, "projectable", _check_gate_projectable, kernels, gate)
+        run_check(report, "scan", _check_gate_scan, kernels, gate)
     run_check(report, "float32 step", _check_gate_float32, entry, gate)
     for dtype in ("float64", "float32"):
         run_check(report, f"layer {dtype}", _check_gate_layer, name, dtype)

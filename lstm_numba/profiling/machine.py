@@ -13,7 +13,7 @@ from lstm_numba.profiling.timing import time_calls
 
 #: Environment variables that change which OpenBLAS kernels run (docs/performance.md).
 BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-            "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER")
+            "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "LSTM_NUMBA_ADAPTIVE_THREADS")
 
 
 def env_settings() -> dict:
@@ -67,7 +67,11 @@ def engine_limiter_gaps() -> list[str]:
 def threads_info() -> dict:
     import numba
 
-    info = {"numba": numba.get_num_threads(), "numba_threading_layer": None, "cpus": os.cpu_count()}
+    from lstm_numba.engine import threads
+
+    passes, why = threads.chosen_threads()
+    info = {"numba": numba.get_num_threads(), "numba_threading_layer": None, "cpus": os.cpu_count(),
+            "passes": passes, "passes_why": why}
     with contextlib.suppress(ValueError):  # only known after a parallel region ran
         info["numba_threading_layer"] = numba.threading_layer()
     torch = import_torch()
@@ -95,3 +99,38 @@ def blas_peak_gflops(dtype, threads: int, n: int = 1024, repeat: int = 7) -> flo
     with threadpool_limits(limits=threads, user_api="blas"):
         best = min(time_calls(lambda: np.matmul(a, b, out=out), repeat, warmup=2))
     return 2.0 * n ** 3 / best / 1e9
+
+
+#: The vector extensions that decide which kernels LLVM and BLAS pick, as /proc/cpuinfo names them.
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "amx_tile", "asimd", "sve")
+
+
+def cpu_model() -> dict:
+    """The CPU's model name and which of :data:`ISA_FLAGS` it has (from /proc/cpuinfo; the
+    platform's processor string and no flags where that is not readable), plus the
+    instruction set LLVM compiles the kernels for."""
+    import platform
+
+    from numba.core import config as numba_config
+
+    model, flags = platform.processor() or platform.machine(), set()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "Model") and model in ("", platform.processor(), platform.machine()):
+                    model = value.strip()
+                elif key in ("flags", "Features"):
+                    flags = set(value.split())
+    import llvmlite.binding as llvm
+
+    return {"model": model, "isa": [flag for flag in ISA_FLAGS if flag in flags],
+            "llvm_cpu": numba_config.CPU_NAME or llvm.get_host_cpu_name()}
+
+
+def cpu_description() -> str:
+    """The CPU's model name and widest x86 vector ISA, e.g. ``Intel(R) Xeon(R) ... (AVX-512)``."""
+    cpu = cpu_model()
+    isa = "AVX-512" if "avx512f" in cpu["isa"] else "AVX2" if "avx2" in cpu["isa"] else "no AVX2"
+    return f"{cpu['model']} ({isa})"

@@ -139,6 +139,8 @@ def format_report(result: dict) -> str:
     th = result["threads"]
     lines.append(f"threads: numba {th['numba']} ({th.get('numba_threading_layer') or '?'} layer)"
                  + (f", torch {th['torch']}" if "torch" in th else "") + f", {th['cpus']} CPUs")
+    if "passes" in th:
+        lines.append(f"direction passes: {th['passes']} thread(s) ({th['passes_why']})")
     env = ", ".join(f"{k}={v}" for k, v in result["env"].items() if v is not None) or "none set"
     lines.append(f"env: {env}")
     for row in result["blas"]:

@@ -20,12 +20,12 @@ from __future__ import annotations
 import math
 import re
 
-from lstm_numba.nn.models import MODEL_TYPES
+from lstm_numba.nn.models import MODEL_TYPES, REGULARISERS
 from lstm_numba.training import optim, schedules
 from lstm_numba.training.checkpoint import CheckpointError, rng_from_json
 
 #: The model type each task trains.
-TASK_MODELS = {"forecast": "forecaster", "classify": "classifier", "charlm": "charlm"}
+TASK_MODELS = {"forecast": "forecaster", "classify": "classifier", "charlm": "charlm", "translate": "seq2seq"}
 _DTYPES = ("float32", "float64")
 _ROLES = ("gate", "activation", "recurrent_activation")
 _PROGRESS = {"epoch", "step", "best_val", "best_epoch", "bad_epochs", "finished", "stopped_early"}
@@ -139,30 +139,37 @@ def check_structure(path, meta: dict) -> None:
     _check_schedule(c, meta["schedule"], train, progress)
 
 
-_ZONEOUT = ("zoneout", "zoneout_cell")  # optional model and model.rnn keys (LSTM's zoneout)
-
-
 def _check_model(c: _Checker, model, task) -> dict:
     kind = TASK_MODELS[task]
     common = ("type", "hidden_size", "num_layers", "dropout", "dtype", "gate", "activation",
               "recurrent_activation", "seed")
     own = {"forecaster": ("input_size", "output_size", "return_sequences", "bidirectional"),
            "classifier": ("input_size", "num_classes", "bidirectional"),
-           "charlm": ("vocab_size", "embedding_dim")}[kind]
-    c.dict("model", model, required=common + own, allowed=common + own + ("rnn",) + _ZONEOUT)
-    c.same("model.type", c.str("model.type", model["type"], choices=tuple(MODEL_TYPES)), "the task's model type", kind)
+           "charlm": ("vocab_size", "embedding_dim"),
+           "seq2seq": ("src_vocab_size", "tgt_vocab_size", "embedding_dim", "bidirectional", "decoder_size",
+                       "attention")}[kind]
+    c.dict("model", model, required=common + own, allowed=common + own + ("rnn", "num_heads") + REGULARISERS)
+    c.same("model.type", c.str("model.type", model["type"], choices=(*MODEL_TYPES, "seq2seq")),
+           "the task's model type", kind)
     for key in ("hidden_size", "num_layers"):
         c.int(f"model.{key}", model[key], minimum=1)
-    for key in ("input_size", "output_size", "num_classes", "vocab_size"):
+    heads = c.int("model.num_heads", model.get("num_heads"), minimum=1, none=True) or 1  # absent: 1
+    if model["hidden_size"] % heads:
+        c.fail("model.num_heads", f"a divisor of model.hidden_size={model['hidden_size']}", heads)
+    for key in ("input_size", "output_size", "num_classes", "vocab_size", "src_vocab_size", "tgt_vocab_size",
+                "decoder_size"):
         if key in own:
             c.int(f"model.{key}", model[key], minimum=2 if key == "num_classes" else 1)
+    if kind == "seq2seq":
+        c.int("model.embedding_dim", model["embedding_dim"], minimum=1)
+        c.str("model.attention", model["attention"], choices=("dot", "general", "additive"))
     if kind == "charlm":
         c.int("model.embedding_dim", model["embedding_dim"], minimum=1, none=True)
     else:
         c.bool("model.bidirectional", model["bidirectional"])
     if kind == "forecaster":
         c.bool("model.return_sequences", model["return_sequences"])
-    for key in ("dropout",) + _ZONEOUT:  # zoneout: absent from files written before it
+    for key in ("dropout",) + REGULARISERS:  # the regularisers: absent when off
         c.number(f"model.{key}", model.get(key, 0.0), 0.0, 1.0, open_max=True)
     c.str("model.dtype", model["dtype"], choices=_DTYPES)
     for role in _ROLES:
@@ -177,10 +184,12 @@ def _check_rnn(c: _Checker, model) -> None:
     keys = ("input_size", "hidden_size", "num_layers", "bidirectional", "batch_first", "bias", "dropout",
             "dtype", "seed", "gate", "activation", "recurrent_activation", "activation_alpha",
             "activation_beta", "recurrent_activation_alpha", "recurrent_activation_beta", "clip")
-    rnn = c.dict("model.rnn", model["rnn"], required=keys, allowed=keys + ("proj_size",) + _ZONEOUT)
-    for key in _ZONEOUT:
+    rnn = c.dict("model.rnn", model["rnn"], required=keys, allowed=keys + ("proj_size", "num_heads") + REGULARISERS)
+    for key in REGULARISERS:
         c.same(f"model.rnn.{key}", rnn.get(key, 0.0), f"model.{key}", model.get(key, 0.0))
     c.int("model.rnn.proj_size", rnn.get("proj_size"), minimum=0, none=True)  # 0: no projection (PyTorch)
+    c.int("model.rnn.num_heads", rnn.get("num_heads"), minimum=1, none=True)  # 1: a full W_hh
+    c.same("model.rnn.num_heads", rnn.get("num_heads") or 1, "model.num_heads", model.get("num_heads") or 1)
     inputs = model.get("input_size") or model.get("embedding_dim") or model.get("vocab_size")
     c.same("model.rnn.input_size", rnn["input_size"], "the model's input size", inputs)
     for key in ("hidden_size", "num_layers", "dropout", "dtype", "gate", "activation", "recurrent_activation"):
@@ -297,6 +306,16 @@ def _check_data(c: _Checker, data, task, model, train) -> None:
         c.same("data.input_size", c.int("data.input_size", data["input_size"], minimum=1),
                "model.input_size", model["input_size"])
         _normalizer(c, "data.normalizer", data["normalizer"], data["input_size"])
+    elif task == "translate":
+        c.dict("data", data, required=("src_vocab", "tgt_vocab", "max_len", "beam", "length_penalty"))
+        for side in ("src", "tgt"):
+            tokens = c.dict(f"data.{side}_vocab", data[f"{side}_vocab"], required=("tokens",))["tokens"]
+            if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
+                c.fail(f"data.{side}_vocab.tokens", "a list of tokens", tokens)
+            c.same(f"data.{side}_vocab.tokens", len(tokens), f"model.{side}_vocab_size", model[f"{side}_vocab_size"])
+        c.int("data.max_len", data["max_len"], minimum=1)
+        c.int("data.beam", data["beam"], minimum=1)
+        c.number("data.length_penalty", data["length_penalty"], 0.0)
     else:
         c.dict("data", data, required=("vocab",))
         vocab = c.dict("data.vocab", data["vocab"], required=("chars",))
@@ -347,9 +366,17 @@ def _check_schedule(c: _Checker, schedule, train, progress) -> None:
 def expected_params(model: dict, gate) -> dict:
     """``{name: shape}`` of the parameters a model configuration implies, for ``gate`` (a
     :class:`lstm_numba.contract.Gate`); the caller has checked the sizes."""
+    if model["type"] == "seq2seq":
+        from lstm_numba.nn.seq2seq import expected_param_shapes
+
+        return expected_param_shapes(model, lambda hidden: gate.n_blocks * hidden,
+                                     [(e.name, e.blocks) for e in gate.extra_params])
     hidden, layers = model["hidden_size"], model["num_layers"]
     directions = 2 if model.get("bidirectional") else 1
     n_gates = gate.n_blocks * hidden
+    heads = model.get("num_heads") or 1
+    # with heads, W_hh is stored as its diagonal blocks (see lstm_numba.nn.recurrent_heads)
+    recurrent = (n_gates, hidden) if heads == 1 else (heads, n_gates // heads, hidden // heads)
     inputs = model.get("input_size") or model.get("embedding_dim") or model.get("vocab_size")
     shapes = {}
     if model["type"] == "charlm" and model.get("embedding_dim"):
@@ -359,7 +386,7 @@ def expected_params(model: dict, gate) -> dict:
             suffix = f"_l{layer}" + ("_reverse" if direction else "")
             width = inputs if layer == 0 else hidden * directions
             shapes[f"rnn.weight_ih{suffix}"] = (n_gates, width)
-            shapes[f"rnn.weight_hh{suffix}"] = (n_gates, hidden)
+            shapes[f"rnn.weight_hh{suffix}"] = recurrent
             shapes[f"rnn.bias_ih{suffix}"] = (n_gates,)
             shapes[f"rnn.bias_hh{suffix}"] = (n_gates,)
             for extra in gate.extra_params:
@@ -371,6 +398,8 @@ def expected_params(model: dict, gate) -> dict:
 
 
 def _count_params(model: dict, gate) -> int:
+    if model["type"] == "seq2seq":
+        return len(expected_params(model, gate))
     directions = 2 if model.get("bidirectional") else 1
     per_slot = 4 + len(gate.extra_params)
     embedding = 1 if model["type"] == "charlm" and model.get("embedding_dim") else 0

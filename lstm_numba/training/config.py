@@ -42,6 +42,8 @@ def infer_task(path) -> str:
         return "charlm"
     if suffix == ".npz":
         return "classify"
+    if suffix == ".tsv":
+        return "translate"
     if suffix == ".csv":
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: no such file")
@@ -56,7 +58,7 @@ def default_checkpoint(task: str, data) -> str:
     if data is None:
         from lstm_numba import datasets
 
-        stem = datasets.DEFAULT_TEXT if task == "charlm" else datasets.DEFAULT_SERIES
+        stem = {"charlm": datasets.DEFAULT_TEXT, "translate": "numbers"}.get(task, datasets.DEFAULT_SERIES)
     else:
         stem = os.path.splitext(os.path.basename(os.fspath(data)))[0]
     return os.path.join("runs", f"{stem}.npz")
@@ -75,6 +77,9 @@ TASK_DEFAULTS = {
     "charlm": dict(window=64, horizon=None, hidden_size=128, epochs=10, batch_size=32,
                    lr=1e-2, optimizer="adam", clip_grad=1.0, patience=None,
                    val_fraction=0.1, relative=False, schedule="none"),
+    "translate": dict(window=None, horizon=None, hidden_size=256, epochs=4, batch_size=64,
+                      lr=3e-3, optimizer="adam", clip_grad=1.0, patience=None,
+                      val_fraction=0.1, relative=False, schedule="cosine"),
 }
 
 
@@ -124,6 +129,7 @@ class TrainConfig:
     gate: str = "lstm"
     activation: str = "tanh"
     recurrent_activation: str = "sigmoid"
+    num_heads: int = 1
     dropout: float = 0.0
     embedding_dim: int | None = 32
     dtype: str = "float32"
@@ -175,7 +181,7 @@ class TrainConfig:
         if self.task != "forecast":
             given = [name for name in ("target", "columns", "horizon", "season") if getattr(self, name)]
             given += ["seq2seq"] if self.seq2seq else []
-            given += ["window"] if self.task == "classify" and self.window else []
+            given += ["window"] if self.task in ("classify", "translate") and self.window else []
             if given:
                 raise ValueError(f"{', '.join(n.replace('_', '-') for n in given)}: only for --task "
                                  f"forecast, not {self.task}")
@@ -216,6 +222,8 @@ class TrainConfig:
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
         number("dropout", 0, False, high=1)
+        if isinstance(self.num_heads, bool) or not isinstance(self.num_heads, (int, np.integer)) or self.num_heads < 1:
+            raise ValueError(f"num-heads must be an integer >= 1, got {self.num_heads!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
         # Plugins by name, so an unknown gate fails before any data is read.

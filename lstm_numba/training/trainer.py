@@ -58,7 +58,7 @@ from lstm_numba.training.config import (
     TrainConfig,
     TrainingError,
 )
-from lstm_numba.training.tasks.common import NonFiniteLoss, file_digest
+from lstm_numba.training.tasks.common import NonFiniteLoss
 from lstm_numba.training.tasks.registry import make_task
 
 
@@ -194,14 +194,17 @@ class Trainer:
         self.step_losses = []  # this process's per-step losses (not checkpointed)
 
     def _make_shards(self, client, workers):
-        """Data parallelism (:mod:`lstm_numba.training.distributed`): None when unsharded."""
+        """Data parallelism (:mod:`lstm_numba.training.shards`, and
+        :mod:`lstm_numba.training.distributed` on a cluster): None when unsharded."""
         cfg = self.config
         if cfg.shards is None:
             return None
+        if client is None:
+            from lstm_numba.training.shards import InProcessShards
+
+            return InProcessShards(self.task, cfg.shards, cfg.seed)
         from lstm_numba.training import distributed
 
-        if client is None:
-            return distributed.InProcessShards(self.task, cfg.shards, cfg.seed)
         return distributed.ClusterShards(client, self.task, self.model, cfg.shards, cfg.seed,
                                          workers=workers)
 
@@ -395,7 +398,7 @@ class Trainer:
                 raise ckpt.CheckpointError(path, f"training data {data_path!r} is missing; "
                                                  "resuming needs the same file")
         trainer = cls(cfg, client=client, workers=workers)
-        current = file_digest(trainer.task.path)
+        current = trainer.task.data_state()["sha256"]
         if data.get("sha256") and current != data["sha256"]:
             raise ckpt.CheckpointError(path, f"training data {trainer.task.path!r} changed since "
                                              "the checkpoint was written (SHA-256 differs)")

@@ -26,6 +26,10 @@ Row ``b`` is active at step ``s`` while ``s < lengths[b]``; inactive rows keep t
 and output zeros. The kernels run in step order only: for the reverse direction the engine
 reverses each row's valid steps beforehand (and the outputs back afterwards).
 
+A gate with a scan form (``Gate.scan``: minGRU, minLSTM) also gets ``scan_coefficients``
+and ``scan_coefficients_backward``, the per-step halves of the parallel scan that
+:mod:`lstm_numba.engine.scan` runs; they compile only when called.
+
 A gate without recurrent weights (``Gate.recurrent`` false: IndRNN) gets no recurrent GEMM
 in either loop; its ``gx``, hoisted, is the whole pre-activation, and ``w_rec`` and
 ``w_hh`` are empty (U, 0, .) arrays that only carry the part shapes.
@@ -40,6 +44,7 @@ the tape row [x_s, 1, h_{s-1}] computes ``gx`` whole, and no pass writes it befo
 
 # Placeholders so that this file imports on its own; codegen replaces them.
 gate_forward = gate_backward = act = ract = None
+scan_log_coefficients = scan_log_coefficients_backward = None
 ADDITIVE = False
 RECURRENT = True
 FASTMATH: set = set()
@@ -490,3 +495,38 @@ def step_forward(gx, gh, s_prev, p, clip, s_next):
 def step_backward(gx, gh, s_prev, p, clip, ds_next, dgx, dgh, ds_prev, dp):
     """The gate's backward for one row and one step (for plugin checks)."""
     gate_backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp)
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
+def scan_coefficients(gx, clip, lengths, log_a, log_b):
+    """The scan form's log coefficients of every step (``Gate.scan``).
+
+    gx (T, B, G) input projections in step order; lengths (B,); log_a, log_b (T, B, H)
+    out: log a_t and log b_t of h_t = a_t h_{t-1} + b_t; at padded steps a = 1 and b = 0
+    (log b = -inf), so that the state is kept.
+    """
+    steps, batch = gx.shape[0], gx.shape[1]
+    for task in prange(steps * batch):
+        s, b = task // batch, task % batch
+        row_a, row_b = log_a[s, b], log_b[s, b]
+        if s < lengths[b]:
+            scan_log_coefficients(gx[s, b], clip, row_a, row_b)
+        else:
+            for j in range(row_a.size):
+                row_a[j] = 0.0
+                row_b[j] = -np.inf
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
+def scan_coefficients_backward(gx, clip, lengths, d_log_a, d_log_b, dgx):
+    """dgx (T, B, G) out from d_log_a, d_log_b (T, B, H), the gradients of the log
+    coefficients; gx (T, B, G) as forward saw it; zero at padded steps."""
+    steps, batch = gx.shape[0], gx.shape[1]
+    for task in prange(steps * batch):
+        s, b = task // batch, task % batch
+        row = dgx[s, b]
+        if s < lengths[b]:
+            scan_log_coefficients_backward(gx[s, b], clip, d_log_a[s, b], d_log_b[s, b], row)
+        else:
+            for j in range(row.size):
+                row[j] = 0.0

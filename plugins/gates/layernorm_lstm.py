@@ -1,6 +1,5 @@
-"""Layer-normalised LSTM (haste's LayerNormLSTM), as an lstm-numba gate plugin.
-
-One batch row, one step; G = 4H, gate order i, f, g, o as in the built-in ``lstm``::
+"""Layer-normalised LSTM: haste's LayerNormLSTM (lmnt-com/haste, ``layer_norm_lstm.py``), in
+PyTorch's gate order i, f, g, o. One batch row, one step; G = 4H::
 
     x_hat = LN(gx)      h_hat = LN(gh)                  LN over all G values
     z     = gamma_x * x_hat + gamma_h * h_hat + beta    (G,)
@@ -9,65 +8,23 @@ One batch row, one step; G = 4H, gate order i, f, g, o as in the built-in ``lstm
     c_hat = LN(c_t)                                     LN over the H values
     h_t   = o * act(gamma_c * c_hat + beta_c)
 
-with ``LN(v) = (v - mean(v)) / sqrt(var(v) + EPS)``. The extra parameters, concatenated in
-``p`` in this order: ``ln_gamma_x`` (4H, ones), ``ln_gamma_h`` (4H, ones), ``ln_beta``
-(4H, zeros), ``ln_gamma_c`` (H, ones), ``ln_beta_c`` (H, zeros).
+with ``LN`` of :mod:`layer_norm` (epsilon 1e-5). The extra parameters, concatenated in ``p``
+in this order: ``ln_gamma_x`` (4H, ones), ``ln_gamma_h`` (4H, ones), ``ln_beta`` (4H,
+zeros), ``ln_gamma_c`` (H, ones), ``ln_beta_c`` (H, zeros). haste has no bias inside the
+norms (its one ``bias`` is ``ln_beta``): with ``bias=False`` the layer is haste's cell
+exactly (``gamma`` = [ln_gamma_x, ln_gamma_h], ``gamma_h``/``beta_h`` = ln_gamma_c/ln_beta_c,
+haste's blocks i, g, f, o reordered); with the layer's biases, ``b_ih`` and ``b_hh`` are
+added before their norms.
 
-Layer normalisation couples the units of a row, so unlike the built-in gates this one declares
-neither ``elementwise`` nor ``additive`` (see the plugin guide), and the loops
-below make several passes over the row. They need no scratch memory: forward keeps c_t in
-``s_next`` until its statistics are known, and backward uses its own outputs (``ds_prev``,
-``dgx``) as scratch before writing their final values. As the contract asks, per-unit
-loops index block views (``blocks``) with the loop variable only.
-
-Everything stays in the kernel's float type: a Python float literal or an integer count in
-the arithmetic would promote float32 to float64, so constants go through :func:`like`.
+Layer normalisation couples the units of a row, so the gate declares neither
+``elementwise`` nor ``additive``, and the loops below make several passes over the row.
+They need no scratch memory: forward keeps c_t in ``s_next`` until its statistics are
+known, and backward uses its own outputs (``ds_prev``, ``dgx``) as scratch before writing
+their final values.
 """
 
-import numpy as np
-from numba import types
-from numba.extending import overload
-
-from lstm_numba.contract import (
-    ExtraParam,
-    Gate,
-    blocks,
-    clamp,
-    clip_grad,
-    one,
-    pointwise,
-    zero,
-)
-
-EPS = 1e-5
-
-
-def like(x, value):
-    """``value`` converted to the float type of ``x`` (inside jitted code)."""
-    return float(value)
-
-
-@overload(like, inline="always")
-def _like_impl(x, value):
-    if isinstance(x, types.Float):
-        convert = np.float32 if x == types.float32 else np.float64
-        return lambda x, value: convert(value)
-    return None
-
-
-@pointwise
-def _moments(v, eps):
-    """Mean and 1/sqrt(var + eps) of the vector ``v`` (two passes, for accuracy)."""
-    n = like(eps, v.size)
-    mean = zero(eps)
-    for k in range(v.size):
-        mean += v[k]
-    mean = mean / n
-    var = zero(eps)
-    for k in range(v.size):
-        d = v[k] - mean
-        var += d * d
-    return mean, one(eps) / np.sqrt(var / n + eps)
+from lstm_numba.contract import ExtraParam, Gate, blocks, clamp, clip_grad, one, pointwise, zero
+from lstm_numba_plugins.gates.layer_norm import EPS, like, moments, norm_backward
 
 
 @pointwise
@@ -103,10 +60,10 @@ def forward(gx, gh, s_prev, p, clip, act, ract, s_next):
     c_prev = blocks(s_prev, 2)[1]
     h_next, c_next = blocks(s_next, 2)
     eps = like(gx[0], EPS)
-    mx, rx = _moments(gx, eps)
-    mh, rh = _moments(gh, eps)
+    mx, rx = moments(gx, eps)
+    mh, rh = moments(gh, eps)
     _cell(gx, gh, p, c_prev, clip, act, ract, mx, rx, mh, rh, c_next)
-    mc, rc = _moments(c_next, eps)
+    mc, rc = moments(c_next, eps)
     for j in range(h_next.size):
         o = ract(clamp(_z(axo, xo, aho, ho, bo, j, mx, rx, mh, rh), clip))[0]
         h_next[j] = o * act(gamma_c[j] * (c_next[j] - mc) * rc + beta_c[j])[0]
@@ -127,12 +84,12 @@ def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp)
     dh_next, dc_next = blocks(ds_next, 2)
     dh_prev, dc_prev = blocks(ds_prev, 2)
     eps = like(gx[0], EPS)
-    mx, rx = _moments(gx, eps)
-    mh, rh = _moments(gh, eps)
+    mx, rx = moments(gx, eps)
+    mh, rh = moments(gh, eps)
 
     # Pass 1: recompute c_t, into dc_prev as scratch.
     _cell(gx, gh, p, c_prev, clip, act, ract, mx, rx, mh, rh, dc_prev)
-    mc, rc = _moments(dc_prev, eps)
+    mc, rc = moments(dc_prev, eps)
 
     # Pass 2: through h_t = o * act(gamma_c * c_hat + beta_c). dLoss/dc_hat goes to dh_prev
     # as scratch, dLoss/dz_o to its final place in dgx.
@@ -172,34 +129,12 @@ def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp)
         dc_prev[j] = dc * f
         dh_prev[j] = zero(dc)
 
-    # Pass 4: the parameter gradients and the sums that the two gate norms' backward needs.
-    sx1 = zero(eps)
-    sx2 = zero(eps)
-    sh1 = zero(eps)
-    sh2 = zero(eps)
+    # Pass 4: beta's gradient, then the two norms' backward from dLoss/dz (in dgx until the
+    # input norm's backward overwrites it).
     for k in range(n_gates):
-        dz = dgx[k]
-        x_hat = (gx[k] - mx) * rx
-        h_hat = (gh[k] - mh) * rh
-        dbeta[k] += dz
-        dgamma_x[k] += dz * x_hat
-        dgamma_h[k] += dz * h_hat
-        sx1 += dz * gamma_x[k]
-        sx2 += dz * gamma_x[k] * x_hat
-        sh1 += dz * gamma_h[k]
-        sh2 += dz * gamma_h[k] * h_hat
-    inv_g = one(eps) / like(eps, n_gates)
-    sx1 *= inv_g
-    sx2 *= inv_g
-    sh1 *= inv_g
-    sh2 *= inv_g
-
-    # Pass 5: the norms' backward, dv = r * (dv_hat - mean(dv_hat) - v_hat * mean(dv_hat * v_hat))
-    # with dv_hat = gamma * dz; dgx holds dz until it is overwritten.
-    for k in range(n_gates):
-        dz = dgx[k]
-        dgh[k] = (dz * gamma_h[k] - sh1 - (gh[k] - mh) * rh * sh2) * rh
-        dgx[k] = (dz * gamma_x[k] - sx1 - (gx[k] - mx) * rx * sx2) * rx
+        dbeta[k] += dgx[k]
+    norm_backward(gh, mh, rh, gamma_h, dgx, dgamma_h, dgh)
+    norm_backward(gx, mx, rx, gamma_x, dgx, dgamma_x, dgx)
 
 
 gate = Gate(
