@@ -160,3 +160,38 @@ def test_other_gates_match_the_numpy_reference(gate, training):
 @pytest.mark.parametrize("training", [True, False])
 def test_float32_lstm_matches_the_numpy_reference(training):
     _compare_with_reference("lstm", "float32", training)
+
+
+@pytest.mark.slow
+def test_cli_train_with_zoneout_writes_a_checkpoint_that_loads_and_predicts(tmp_path):
+    from click.testing import CliRunner
+    from lstm_numba_cli.main import cli
+    from train_helpers import write_series
+
+    from lstm_numba.training.checkpoint import load_checkpoint
+
+    data = write_series(tmp_path / "s.csv", n=60)
+    out = tmp_path / "f.npz"
+    args = ["train", str(data), "--window", "6", "--horizon", "2", "--hidden-size", "4", "--batch-size", "16",
+            "--epochs", "1", "--out", str(out)]
+    result = CliRunner().invoke(cli, args + ["--zoneout", "0.2", "--zoneout-cell", "0.1"])
+    assert result.exit_code == 0, result.output
+    meta = load_checkpoint(out).meta
+    assert (meta["model"]["zoneout"], meta["model"]["zoneout_cell"]) == (0.2, 0.1)
+    assert (meta["model"]["rnn"]["zoneout"], meta["train"]["zoneout_cell"]) == (0.2, 0.1)
+    assert CliRunner().invoke(cli, ["predict", str(out)]).exit_code == 0
+    bad = CliRunner().invoke(cli, args + ["--zoneout", "1.5"])
+    assert bad.exit_code != 0 and "Traceback" not in bad.output and "--zoneout" in bad.output, bad.output
+    bad = CliRunner().invoke(cli, args + ["--gate", "gru", "--zoneout-cell", "0.1", "--force"])
+    assert bad.exit_code != 0 and "zoneout_cell: gate 'gru' has no cell state" in bad.output, bad.output
+
+
+def test_models_keep_zoneout_in_their_config_only_when_on():
+    from lstm_numba.nn.models import CharLM, SequenceRegressor, build_model
+
+    model = SequenceRegressor(I, 1, H, zoneout=0.2, zoneout_cell=0.1, seed=0)
+    cfg = model.config()
+    assert (cfg["zoneout"], cfg["zoneout_cell"]) == (0.2, 0.1)
+    rebuilt = build_model(cfg)
+    assert (rebuilt.rnn.zoneout, rebuilt.rnn.zoneout_cell) == (0.2, 0.1)
+    assert "zoneout" not in CharLM(10, 8, seed=0).config()  # off: absent, as in files written before it

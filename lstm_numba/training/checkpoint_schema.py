@@ -224,6 +224,8 @@ def _check_train(c: _Checker, train, task, model) -> dict:
             c.same(f"train.{key}", train[key], f"model.{model_key}", model[model_key])
     c.same("train.bidirectional", train.get("bidirectional", False), "model.bidirectional",
            model.get("bidirectional", False))
+    for key in REGULARISERS:  # absent from files written before them: off
+        c.same(f"train.{key}", train.get(key, 0.0), f"model.{key}", model.get(key, 0.0))
     c.int("train.embedding_dim", train.get("embedding_dim"), minimum=0, none=True)
     c.int("train.epochs", train["epochs"], minimum=1)
     c.int("train.batch_size", train["batch_size"], minimum=1)
