@@ -15,6 +15,7 @@ import naive_gates as ng
 import numpy as np
 import pytest
 from conftest import max_rel_err, worst_gradient_errors
+from test_family_gates import assert_bitwise_across_thread_counts
 
 import lstm_numba as ln
 from lstm_numba.nn import recurrent_heads
@@ -154,6 +155,12 @@ def test_slstm_heads_match_the_dense_numpy_reference(training):
 @pytest.mark.parametrize("training", [True, False])
 def test_other_gates_match_the_numpy_reference(gate, training):
     _compare_with_reference(gate, "float64", training)
+
+
+@pytest.mark.slow
+def test_bitwise_identical_across_thread_counts(tmp_path, tiling):
+    """Training masks, 1, 2 and 3 threads, both tilings (float32, 2 layers, bidirectional, lengths)."""
+    assert_bitwise_across_thread_counts(tmp_path, "lstm", tiling, zoneout=0.2, zoneout_cell=0.1)
 
 
 @pytest.mark.slow

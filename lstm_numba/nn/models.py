@@ -55,7 +55,7 @@ def derive_seed(seed: int, purpose: str) -> int:
 
 
 #: The rnn's regularisers beyond dropout; a model's config holds those that are on.
-REGULARISERS = ("zoneout", "zoneout_cell")
+REGULARISERS = ("zoneout", "zoneout_cell", "recurrent_dropout")
 
 
 def regularisers(rnn_config: dict) -> dict:
@@ -73,14 +73,15 @@ class _RecurrentModel(ParameterOwner):
     type_name = ""
 
     def __init__(self, input_size, hidden_size, num_layers, *, bidirectional, dropout, dtype,
-                 seed, gate, activation, recurrent_activation, num_heads=1, zoneout=0.0, zoneout_cell=0.0):
+                 seed, gate, activation, recurrent_activation, num_heads=1, zoneout=0.0, zoneout_cell=0.0,
+                 recurrent_dropout=0.0):
         seed = validation.seed("seed", seed)
         self.seed = _fresh_seed() if seed is None else seed
         self.rnn = LSTM(input_size, hidden_size, num_layers, bidirectional=bidirectional,
                         batch_first=True, dropout=dropout, dtype=dtype,
                         seed=derive_seed(self.seed, "rnn"), gate="lstm" if gate is None else gate,
                         activation=activation, recurrent_activation=recurrent_activation, num_heads=num_heads,
-                        zoneout=zoneout, zoneout_cell=zoneout_cell)
+                        zoneout=zoneout, zoneout_cell=zoneout_cell, recurrent_dropout=recurrent_dropout)
         self.dtype = self.rnn.dtype
         self.training = True
         self.parts = {"rnn": self.rnn}
@@ -169,11 +170,11 @@ class SequenceRegressor(_RecurrentModel):
                  bidirectional: bool = False, dropout: float = 0.0, dtype="float32",
                  seed: int | None = None, gate: str = "lstm", activation: str = "tanh",
                  recurrent_activation: str = "sigmoid", num_heads: int = 1, zoneout: float = 0.0,
-                 zoneout_cell: float = 0.0):
+                 zoneout_cell: float = 0.0, recurrent_dropout: float = 0.0):
         super().__init__(input_size, hidden_size, num_layers, bidirectional=bidirectional,
                          dropout=dropout, dtype=dtype, seed=seed, gate=gate,
                          activation=activation, recurrent_activation=recurrent_activation, num_heads=num_heads,
-                         zoneout=zoneout, zoneout_cell=zoneout_cell)
+                         zoneout=zoneout, zoneout_cell=zoneout_cell, recurrent_dropout=recurrent_dropout)
         self.output_size = validation.positive_int("output_size", output_size)
         self.return_sequences = bool(return_sequences)
         self.head = Dense(self.features, self.output_size, self.dtype,
@@ -304,7 +305,7 @@ class CharLM(_RecurrentModel):
                  dropout: float = 0.0, dtype="float32", seed: int | None = None,
                  gate: str = "lstm", activation: str = "tanh",
                  recurrent_activation: str = "sigmoid", num_heads: int = 1, zoneout: float = 0.0,
-                 zoneout_cell: float = 0.0):
+                 zoneout_cell: float = 0.0, recurrent_dropout: float = 0.0):
         if bidirectional:
             raise ValueError("a character language model predicts the next character; "
                              "it cannot be bidirectional")
@@ -315,7 +316,7 @@ class CharLM(_RecurrentModel):
         super().__init__(input_size, hidden_size, num_layers, bidirectional=False,
                          dropout=dropout, dtype=dtype, seed=seed, gate=gate,
                          activation=activation, recurrent_activation=recurrent_activation, num_heads=num_heads,
-                         zoneout=zoneout, zoneout_cell=zoneout_cell)
+                         zoneout=zoneout, zoneout_cell=zoneout_cell, recurrent_dropout=recurrent_dropout)
         parts = {}
         if self.embedding_dim:
             self.embedding = Embedding(self.vocab_size, self.embedding_dim, self.dtype,

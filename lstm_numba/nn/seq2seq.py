@@ -41,7 +41,7 @@ class Seq2Seq(ParameterOwner):
                  decoder_size: int | None = None, attention: str = "general", dropout: float = 0.0,
                  dtype="float32", seed: int | None = None, gate: str = "lstm", activation: str = "tanh",
                  recurrent_activation: str = "sigmoid", num_heads: int = 1,
-                 zoneout: float = 0.0, zoneout_cell: float = 0.0):
+                 zoneout: float = 0.0, zoneout_cell: float = 0.0, recurrent_dropout: float = 0.0):
         seed = validation.seed("seed", seed)
         self.seed = _fresh_seed() if seed is None else seed
         self.src_vocab_size = validation.positive_int("src_vocab_size", src_vocab_size)
@@ -52,7 +52,8 @@ class Seq2Seq(ParameterOwner):
         self.rnn = LSTM(self.embedding_dim, hidden_size, num_layers, bidirectional=bidirectional,
                         batch_first=True, dropout=dropout, dtype=dtype, seed=derive_seed(self.seed, "rnn"),
                         gate=gate, activation=activation, recurrent_activation=recurrent_activation,
-                        num_heads=num_heads, zoneout=zoneout, zoneout_cell=zoneout_cell)
+                        num_heads=num_heads, zoneout=zoneout, zoneout_cell=zoneout_cell,
+                        recurrent_dropout=recurrent_dropout)
         self.dtype = self.rnn.dtype
         memory = self.rnn.num_directions * self.rnn.hidden_size
         self.decoder_size = validation.positive_int("decoder_size", decoder_size or memory)
