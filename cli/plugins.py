@@ -31,7 +31,8 @@ def list_plugins(kind, as_json):
     """Show every plugin with its distribution, version, status and a one-line description.
 
     The description is the plugin's own (its ``description``, else the first line of its
-    docstring); for a plugin that is not ok, the reason stands in its place. Status is ok, broken (failed to import or to validate; the reason says why) or
+    docstring); for a plugin that is not ok, the reason stands in its place. Status is ok,
+    broken (failed to import or to validate; the reason says why) or
     shadowed (another distribution's plugin of the same name wins; reach this one as
     DISTRIBUTION:NAME). A broken plugin does not stop the others from working.
     """
@@ -40,7 +41,8 @@ def list_plugins(kind, as_json):
     entries = registered(kind)
     if as_json:
         rows = [{"name": e.name, "kind": e.kind, "distribution": e.distribution, "version": e.version,
-                 "status": e.status, "reason": e.reason, "description": e.description, "target": e.target} for e in entries]
+                 "status": e.status, "reason": e.reason, "description": e.description, "target": e.target}
+                for e in entries]
         click.echo(json.dumps(rows, indent=2))
         return
     if not entries:

@@ -119,7 +119,7 @@ relu = Activation(_relu, _relu_grad, doc="max(0, x)", description="max(0, x): re
 leaky_relu = Activation(_leaky_relu, _leaky_relu_grad, alpha=0.01, doc="x if x >= 0 else alpha*x",
                         description="x if x >= 0 else alpha*x: leaky rectifier (ONNX LeakyRelu)")
 elu = Activation(_elu, _elu_grad, alpha=1.0, doc="x if x >= 0 else alpha*(exp(x) - 1)",
-                 description="x if x >= 0 else alpha*(exp(x) - 1): exponential linear unit (ONNX Elu; Clevert et al. 2016)")
+                 description="x if x >= 0 else alpha*(exp(x) - 1): exponential linear unit (ONNX Elu, Clevert et al.)")
 softsign = Activation(_softsign, _softsign_grad, doc="x / (1 + |x|)",
                       description="x / (1 + |x|): softsign (ONNX Softsign)")
 softplus = Activation(_softplus, _softplus_grad, doc="log(1 + exp(x))",

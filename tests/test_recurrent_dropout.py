@@ -18,6 +18,7 @@ from conftest import max_rel_err, worst_gradient_errors
 from test_family_gates import assert_bitwise_across_thread_counts
 
 import lstm_numba as ln
+from lstm_numba.nn import recurrent_heads
 
 T, B, I, H = 5, 3, 2, 4
 LENGTHS = np.array([5, 2, 4])
@@ -36,7 +37,10 @@ def _compare_with_reference(gate, dtype, p=0.4, layers=2, **layer_kwargs):
     grads = rnn.backward(dy.astype(dtype))
     masks = {kind: {k: v.copy() for k, v in rnn.last_masks[kind].items()} for kind in rnn.last_masks}
     assert len(masks["recurrent_dropout"]) == 2 * layers
-    ref = ng.NaiveRNN(gate, rnn.state_dict(), layers, True, masks=masks)
+    heads = rnn.num_heads
+    dense = {k: recurrent_heads.dense(v, rnn.gate.n_blocks) if k.startswith("weight_hh") and heads > 1 else v
+             for k, v in rnn.state_dict().items()}
+    ref = ng.NaiveRNN(gate, dense, layers, True, masks=masks)
     y_ref, final_ref = ref.forward(x, None, LENGTHS)
     g_ref, dx_ref, _ = ref.backward(dy)
     tol = 1e-9 if dtype == "float64" else 2e-4
@@ -44,8 +48,9 @@ def _compare_with_reference(gate, dtype, p=0.4, layers=2, **layer_kwargs):
     for k, value in enumerate(final if isinstance(final, tuple) else (final,)):
         assert max_rel_err(value, final_ref[k]) < tol
     assert max_rel_err(grads.x, dx_ref) < tol
-    for name, value in grads.params.items():
-        assert max_rel_err(value, g_ref[name]) < tol, name
+    for name, value in grads.params.items():  # with heads, the dense reference's diagonal blocks
+        expected = recurrent_heads.blocks_of(g_ref[name], heads) if value.ndim == 3 else g_ref[name]
+        assert max_rel_err(value, expected) < tol, name
     return rnn
 
 
@@ -57,6 +62,11 @@ def test_training_matches_the_numpy_reference(gate):
     mask = rnn.last_masks["recurrent_dropout"][(0, 0)]
     assert mask.shape == (B, rnn.gate.n_blocks, H)
     assert set(np.unique(mask)) == {0.0, 1.0 / 0.6}  # Bernoulli(1 - p) / (1 - p)
+
+
+@pytest.mark.slow
+def test_slstm_heads_match_the_dense_numpy_reference():
+    _compare_with_reference("slstm", "float64", num_heads=2)
 
 
 @pytest.mark.slow

@@ -186,7 +186,8 @@ def _keep_to_kernel(zoneout, order, n_state, batch, hidden, parts, dtype):
         return np.zeros((0, batch, n_state * hidden), dtype)
     steps = zoneout.shape[0]
     keep = np.broadcast_to(np.asarray(zoneout, dtype), (steps, batch, n_state, hidden))
-    keep = keep.reshape(steps, batch, n_state, parts, hidden // parts).transpose(0, 1, 3, 2, 4).reshape(steps, batch, -1)
+    keep = keep.reshape(steps, batch, n_state, parts, hidden // parts).transpose(0, 1, 3, 2, 4)
+    keep = keep.reshape(steps, batch, -1)
     return np.ascontiguousarray(keep if order is None or steps == 1 else reorder(keep, order))
 
 
