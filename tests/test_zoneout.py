@@ -202,3 +202,12 @@ def test_models_keep_zoneout_in_their_config_only_when_on():
     rebuilt = build_model(cfg)
     assert (rebuilt.rnn.zoneout, rebuilt.rnn.zoneout_cell) == (0.2, 0.1)
     assert "zoneout" not in CharLM(10, 8, seed=0).config()  # off: absent, as in files written before it
+
+
+def test_onnx_export_refuses_zoneout_and_takes_recurrent_dropout():
+    from lstm_numba.interop.common import InteropError
+    from lstm_numba.interop.onnx_export import check_exportable
+
+    with pytest.raises(InteropError, match="cannot export zoneout to ONNX"):
+        check_exportable(ln.LSTM(I, H, zoneout_cell=0.1))
+    check_exportable(ln.LSTM(I, H, recurrent_dropout=0.1))  # the identity in evaluation: nothing to refuse
