@@ -14,43 +14,16 @@ from __future__ import annotations
 import naive_gates as ng
 import numpy as np
 import pytest
-from conftest import max_rel_err, worst_gradient_errors
+from conftest import worst_gradient_errors
 from test_family_gates import assert_bitwise_across_thread_counts
+from test_zoneout import LENGTHS, B, H, I, T, problem, run_against_reference
 
 import lstm_numba as ln
-from lstm_numba.nn import recurrent_heads
-
-T, B, I, H = 5, 3, 2, 4
-LENGTHS = np.array([5, 2, 4])
-
-
-def _problem(seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(T, B, I)), rng.normal(size=(T, B, 2 * H))
-
 
 def _compare_with_reference(gate, dtype, p=0.4, layers=2, **layer_kwargs):
-    x, dy = _problem()
     rnn = ln.LSTM(I, H, num_layers=layers, bidirectional=True, dtype=dtype, seed=3, gate=gate,
                   recurrent_dropout=p, **layer_kwargs)
-    y, final = rnn(x.astype(dtype), lengths=LENGTHS)
-    grads = rnn.backward(dy.astype(dtype))
-    masks = {kind: {k: v.copy() for k, v in rnn.last_masks[kind].items()} for kind in rnn.last_masks}
-    assert len(masks["recurrent_dropout"]) == 2 * layers
-    heads = rnn.num_heads
-    dense = {k: recurrent_heads.dense(v, rnn.gate.n_blocks) if k.startswith("weight_hh") and heads > 1 else v
-             for k, v in rnn.state_dict().items()}
-    ref = ng.NaiveRNN(gate, dense, layers, True, masks=masks)
-    y_ref, final_ref = ref.forward(x, None, LENGTHS)
-    g_ref, dx_ref, _ = ref.backward(dy)
-    tol = 1e-9 if dtype == "float64" else 2e-4
-    assert max_rel_err(y, y_ref) < tol
-    for k, value in enumerate(final if isinstance(final, tuple) else (final,)):
-        assert max_rel_err(value, final_ref[k]) < tol
-    assert max_rel_err(grads.x, dx_ref) < tol
-    for name, value in grads.params.items():  # with heads, the dense reference's diagonal blocks
-        expected = recurrent_heads.blocks_of(g_ref[name], heads) if value.ndim == 3 else g_ref[name]
-        assert max_rel_err(value, expected) < tol, name
+    assert len(run_against_reference(rnn, dtype)["recurrent_dropout"]) == 2 * layers
     return rnn
 
 
@@ -106,7 +79,7 @@ def test_gradients_by_finite_differences_with_fixed_masks():
 
 @pytest.mark.slow
 def test_p0_and_evaluation_are_the_plain_layer_bitwise():
-    x, dy = _problem(1)
+    x, dy = problem(1)
     plain = ln.LSTM(I, H, num_layers=2, bidirectional=True, dtype="float64", seed=3)
     off = ln.LSTM(I, H, num_layers=2, bidirectional=True, dtype="float64", seed=3, recurrent_dropout=0.0)
     on = ln.LSTM(I, H, num_layers=2, bidirectional=True, dtype="float64", seed=3, recurrent_dropout=0.3)
@@ -164,23 +137,3 @@ def test_projection_refuses_it_and_models_keep_it_in_their_config():
     assert cfg["recurrent_dropout"] == 0.2 and build_model(cfg).rnn.recurrent_dropout == 0.2
     assert "recurrent_dropout" not in SequenceRegressor(I, 1, H, seed=0).config()
 
-
-@pytest.mark.slow
-def test_cli_train_with_recurrent_dropout_writes_a_checkpoint_that_loads(tmp_path):
-    from click.testing import CliRunner
-    from lstm_numba_cli.main import cli
-    from train_helpers import write_series
-
-    from lstm_numba.training.checkpoint import load_checkpoint
-
-    data = write_series(tmp_path / "s.csv", n=60)
-    out = tmp_path / "f.npz"
-    args = ["train", str(data), "--window", "6", "--horizon", "2", "--hidden-size", "4", "--batch-size", "16",
-            "--epochs", "1", "--out", str(out)]
-    result = CliRunner().invoke(cli, args + ["--recurrent-dropout", "0.2"])
-    assert result.exit_code == 0, result.output
-    meta = load_checkpoint(out).meta
-    assert meta["model"]["recurrent_dropout"] == meta["model"]["rnn"]["recurrent_dropout"] == 0.2
-    assert CliRunner().invoke(cli, ["predict", str(out)]).exit_code == 0
-    bad = CliRunner().invoke(cli, args + ["--gate", "indrnn", "--recurrent-dropout", "0.1", "--force"])
-    assert bad.exit_code != 0 and "recurrent_dropout: gate 'indrnn'" in bad.output, bad.output

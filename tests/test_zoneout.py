@@ -24,42 +24,42 @@ T, B, I, H = 5, 3, 2, 4
 LENGTHS = np.array([5, 2, 4])
 
 
-def _problem(seed=0):
+def problem(seed=0):
     rng = np.random.default_rng(seed)
     return rng.normal(size=(T, B, I)), rng.normal(size=(T, B, 2 * H))
 
 
-def _state_tuple(final, gate):
-    return final if isinstance(final, tuple) else (final,)
-
-
-def _dense(state, n_blocks):
-    """A state_dict with block-diagonal (num_heads) recurrent weights made dense, for the reference."""
-    return {k: recurrent_heads.dense(v, n_blocks) if k.startswith("weight_hh") and v.ndim == 3 else v
-            for k, v in state.items()}
+def run_against_reference(rnn, dtype, lengths=LENGTHS):
+    """Forward and backward of ``rnn`` (I -> H, bidirectional, in its mode) on ``problem()``
+    against the NumPy driver given the masks the layer drew (``last_masks``): outputs,
+    final states and every gradient (with num_heads, the dense reference's diagonal blocks)."""
+    x, dy = problem()
+    y, final = rnn(x.astype(dtype), lengths=lengths, need_grad=True)
+    grads = rnn.backward(dy.astype(dtype))
+    masks = {kind: {k: v.copy() for k, v in drawn.items()} for kind, drawn in rnn.last_masks.items()}
+    heads, n_blocks = rnn.num_heads, rnn.gate.n_blocks
+    dense = {k: recurrent_heads.dense(v, n_blocks) if k.startswith("weight_hh") and heads > 1 else v
+             for k, v in rnn.state_dict().items()}
+    ref = ng.NaiveRNN(rnn.gate_name, dense, rnn.num_layers, True, masks=masks)
+    y_ref, final_ref = ref.forward(x, None, lengths)
+    g_ref, dx_ref, _ = ref.backward(dy)
+    tol = 1e-9 if dtype == "float64" else 2e-4
+    assert max_rel_err(y, y_ref) < tol
+    for k, value in enumerate(final if isinstance(final, tuple) else (final,)):
+        assert max_rel_err(value, final_ref[k]) < tol
+    assert max_rel_err(grads.x, dx_ref) < tol
+    for name, value in grads.params.items():
+        expected = recurrent_heads.blocks_of(g_ref[name], heads) if value.ndim == 3 else g_ref[name]
+        assert max_rel_err(value, expected) < tol, name
+    return masks
 
 
 def _compare_with_reference(gate, dtype, training, zoneout=0.3, zoneout_cell=0.2, layers=2, num_heads=1):
-    x, dy = _problem()
     cell = zoneout_cell if gate in ("lstm", "peephole", "coupled", "slstm") else 0.0
     rnn = ln.LSTM(I, H, num_layers=layers, bidirectional=True, dtype=dtype, seed=3, gate=gate,
                   zoneout=zoneout, zoneout_cell=cell, num_heads=num_heads)
     rnn.train(training)
-    y, final = rnn(x.astype(dtype), lengths=LENGTHS, need_grad=True)
-    grads = rnn.backward(dy.astype(dtype))
-    masks = {"zoneout": {k: v.copy() for k, v in rnn.last_masks["zoneout"].items()}}
-    assert len(masks["zoneout"]) == 2 * layers
-    ref = ng.NaiveRNN(gate, _dense(rnn.state_dict(), rnn.gate.n_blocks), layers, True, masks=masks)
-    y_ref, final_ref = ref.forward(x, None, LENGTHS)
-    g_ref, dx_ref, _ = ref.backward(dy)
-    tol = 1e-9 if dtype == "float64" else 2e-4
-    assert max_rel_err(y, y_ref) < tol
-    for k, value in enumerate(_state_tuple(final, gate)):
-        assert max_rel_err(value, final_ref[k]) < tol
-    assert max_rel_err(grads.x, dx_ref) < tol
-    for name, value in grads.params.items():  # with heads, the dense reference's diagonal blocks
-        expected = recurrent_heads.blocks_of(g_ref[name], num_heads) if value.ndim == 3 else g_ref[name]
-        assert max_rel_err(value, expected) < tol, name
+    assert len(run_against_reference(rnn, dtype)["zoneout"]) == 2 * layers
     return rnn
 
 
@@ -71,7 +71,7 @@ def test_training_masks_match_the_numpy_reference_lstm():
 
 
 def test_evaluation_is_the_expectation_and_p0_is_the_plain_layer():
-    x, _ = _problem(1)
+    x, _ = problem(1)
     plain = ln.LSTM(I, H, num_layers=2, bidirectional=True, dtype="float64", seed=3)
     off = ln.LSTM(I, H, num_layers=2, bidirectional=True, dtype="float64", seed=3, zoneout=0.0, zoneout_cell=0.0)
     y_plain, _ = plain(x, lengths=LENGTHS)
@@ -170,7 +170,16 @@ def test_float32_lstm_matches_the_numpy_reference(training):
 
 
 @pytest.mark.slow
-def test_cli_train_with_zoneout_writes_a_checkpoint_that_loads_and_predicts(tmp_path):
+@pytest.mark.parametrize("options, stored, refused, message", [
+    (["--zoneout", "0.2", "--zoneout-cell", "0.1"], {"zoneout": 0.2, "zoneout_cell": 0.1},
+     ["--gate", "gru", "--zoneout-cell", "0.1"], "zoneout_cell: gate 'gru' has no cell state"),
+    (["--recurrent-dropout", "0.2"], {"recurrent_dropout": 0.2},
+     ["--gate", "indrnn", "--recurrent-dropout", "0.1"], "recurrent_dropout: gate 'indrnn' has no recurrent weights"),
+])
+def test_cli_train_with_a_regulariser_writes_a_checkpoint_that_loads(tmp_path, options, stored, refused, message):
+    """lstm-numba train --zoneout/--zoneout-cell/--recurrent-dropout: model, model.rnn and
+    train keep the values, the checkpoint predicts; out-of-range and unsupported values fail
+    with one line naming the option."""
     from click.testing import CliRunner
     from lstm_numba_cli.main import cli
     from train_helpers import write_series
@@ -181,17 +190,16 @@ def test_cli_train_with_zoneout_writes_a_checkpoint_that_loads_and_predicts(tmp_
     out = tmp_path / "f.npz"
     args = ["train", str(data), "--window", "6", "--horizon", "2", "--hidden-size", "4", "--batch-size", "16",
             "--epochs", "1", "--out", str(out)]
-    result = CliRunner().invoke(cli, args + ["--zoneout", "0.2", "--zoneout-cell", "0.1"])
+    result = CliRunner().invoke(cli, args + options)
     assert result.exit_code == 0, result.output
     meta = load_checkpoint(out).meta
-    assert (meta["model"]["zoneout"], meta["model"]["zoneout_cell"]) == (0.2, 0.1)
-    assert (meta["model"]["rnn"]["zoneout"], meta["train"]["zoneout_cell"]) == (0.2, 0.1)
+    for key, value in stored.items():
+        assert meta["model"][key] == meta["model"]["rnn"][key] == meta["train"][key] == value, key
     assert CliRunner().invoke(cli, ["predict", str(out)]).exit_code == 0
-    bad = CliRunner().invoke(cli, args + ["--zoneout", "1.5"])
-    assert bad.exit_code != 0 and "Traceback" not in bad.output and "--zoneout" in bad.output, bad.output
-    bad = CliRunner().invoke(cli, args + ["--gate", "gru", "--zoneout-cell", "0.1", "--force"])
-    assert bad.exit_code != 0 and "zoneout_cell: gate 'gru' has no cell state" in bad.output, bad.output
-
+    bad = CliRunner().invoke(cli, args + [options[0], "1.5"])
+    assert bad.exit_code != 0 and "Traceback" not in bad.output and options[0] in bad.output, bad.output
+    bad = CliRunner().invoke(cli, args + refused + ["--force"])
+    assert bad.exit_code != 0 and message in bad.output, bad.output
 
 def test_models_keep_zoneout_in_their_config_only_when_on():
     from lstm_numba.nn.models import CharLM, SequenceRegressor, build_model
