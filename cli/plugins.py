@@ -28,9 +28,11 @@ def plugins():
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
 @friendly_errors
 def list_plugins(kind, as_json):
-    """Show every plugin with its distribution, version and status.
+    """Show every plugin with its distribution, version, status and a one-line description.
 
-    Status is ok, broken (failed to import or to validate; the reason says why) or
+    The description is the plugin's own (its ``description``, else the first line of its
+    docstring); for a plugin that is not ok, the reason stands in its place. Status is ok,
+    broken (failed to import or to validate; the reason says why) or
     shadowed (another distribution's plugin of the same name wins; reach this one as
     DISTRIBUTION:NAME). A broken plugin does not stop the others from working.
     """
@@ -39,14 +41,16 @@ def list_plugins(kind, as_json):
     entries = registered(kind)
     if as_json:
         rows = [{"name": e.name, "kind": e.kind, "distribution": e.distribution, "version": e.version,
-                 "status": e.status, "reason": e.reason, "target": e.target} for e in entries]
+                 "status": e.status, "reason": e.reason, "description": e.description, "target": e.target}
+                for e in entries]
         click.echo(json.dumps(rows, indent=2))
         return
     if not entries:
         click.echo("no plugins registered")
         return
-    header = ("NAME", "KIND", "DISTRIBUTION", "VERSION", "STATUS", "REASON")
-    rows = [(e.name, e.kind, e.distribution, e.version or "-", e.status, e.reason) for e in entries]
+    header = ("NAME", "KIND", "DISTRIBUTION", "VERSION", "STATUS", "DESCRIPTION")
+    rows = [(e.name, e.kind, e.distribution, e.version or "-", e.status, e.reason if e.reason else e.description)
+            for e in entries]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header) - 1)]
     for row in [header, *rows]:
         cells = [str(cell).ljust(width) for cell, width in zip(row, widths)]

@@ -93,6 +93,15 @@ def _default_help(key: str, none=None) -> str:
               help="Gate activation plugin (Keras `recurrent_activation`).")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=_DEFAULT["dropout"], show_default=True,
               help="Dropout between stacked layers (needs --layers >= 2), as in torch.nn.LSTM.")
+@click.option("--zoneout", type=click.FloatRange(0, 1, max_open=True), default=_DEFAULT["zoneout"], show_default=True,
+              help="Zoneout on h (Krueger et al. 2016): in training each unit keeps its previous value with this "
+                   "probability. Not for mingru/minlstm. See docs/regularisation.md.")
+@click.option("--zoneout-cell", type=click.FloatRange(0, 1, max_open=True), default=_DEFAULT["zoneout_cell"],
+              show_default=True, help="Zoneout on the cell state c (gates with a c: lstm, peephole, coupled, slstm, "
+                                      "layernorm_lstm).")
+@click.option("--recurrent-dropout", type=click.FloatRange(0, 1, max_open=True), default=_DEFAULT["recurrent_dropout"],
+              show_default=True, help="Keras's recurrent_dropout: in training, h_{t-1} in each gate's recurrent "
+                                      "product dropped with one mask per sequence and gate. Gates with W_hh only.")
 @click.option("--embedding-dim", type=_NONNEG, default=_DEFAULT["embedding_dim"], show_default=True,
               help="Charlm: character embedding size; 0 feeds one-hot vectors instead.")
 @click.option("--dtype", type=click.Choice(list(DTYPES)), default=_DEFAULT["dtype"], show_default=True,

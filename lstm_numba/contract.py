@@ -96,13 +96,16 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Activation:
-    """An activation plugin: jitted ``forward`` and ``derivative`` plus default parameters."""
+    """An activation plugin: jitted ``forward`` and ``derivative`` plus default parameters.
+
+    ``description``: one line for ``lstm-numba plugins list`` (default: ``doc``'s first line)."""
 
     forward: Callable
     derivative: Callable
     alpha: float = 0.0
     beta: float = 0.0
     doc: str = ""
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,9 @@ class Gate:
     time in log space; inference and ``LSTM.step`` run ``forward`` step by step.
 
     ``lstm-numba plugins check`` verifies the elementwise, additive, projectable and scan claims.
+
+    ``description``: one line for ``lstm-numba plugins list``, ideally naming the source of
+    the equations; empty, the first line of ``doc`` stands in (:func:`summary`).
     """
 
     n_blocks: int
@@ -176,6 +182,13 @@ class Gate:
     recurrent: bool = True
     projectable: bool = False
     scan: ScanForm | None = None
+    description: str = ""
+
+
+def summary(plugin) -> str:
+    """A plugin's one-line description: ``description``, else the first line of ``doc``."""
+    text = plugin.description or next((line for line in plugin.doc.splitlines() if line.strip()), "")
+    return " ".join(text.split())
 
 
 # ---------------------------------------------------------------------------------------

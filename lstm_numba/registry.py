@@ -22,7 +22,7 @@ from importlib import metadata
 
 from numba.core.dispatcher import Dispatcher
 
-from lstm_numba.contract import Activation, ExtraParam, Gate
+from lstm_numba.contract import Activation, ExtraParam, Gate, summary
 
 GROUPS = {"gate": "lstm_numba.gates", "activation": "lstm_numba.activations"}
 BUILTIN_DISTRIBUTION = "lstm-numba"
@@ -45,6 +45,7 @@ class PluginEntry:
     version: str
     status: str = "ok"  # "ok", "broken" or "shadowed"
     reason: str = ""
+    description: str = ""  # the plugin's one line (contract.summary), for a plugin that loaded
     obj: object = field(default=None, compare=False, hash=False, repr=False)
 
     @property
@@ -62,6 +63,12 @@ def _distribution_of(entry_point) -> tuple[str, str]:
     if dist is None:
         return "unknown", ""
     return dist.metadata["Name"] or "unknown", dist.version or ""
+
+
+def _check_text(kind: str, plugin) -> None:
+    for attr in ("doc", "description"):
+        if not isinstance(getattr(plugin, attr), str):
+            raise TypeError(f"{kind} {attr} must be a str, got {type(getattr(plugin, attr)).__name__}")
 
 
 def _check_function(owner: str, obj, attr: str, n_args: int) -> None:
@@ -91,6 +98,7 @@ def validate_gate(gate) -> None:
     if gate.scan is not None and (gate.recurrent or len(names) != 1 or gate.extra_params):
         raise ValueError("a gate with a scan form (scan=ScanForm(...)) must have one state, h, no recurrent weights "
                          "(recurrent=False) and no extra parameters")
+    _check_text("gate", gate)
     _check_function("gate", gate, "forward", 8)
     _check_function("gate", gate, "backward", 12)
     for extra in gate.extra_params:
@@ -108,6 +116,7 @@ def validate_activation(activation) -> None:
     """Raise TypeError or ValueError if ``activation`` breaks the activation contract."""
     if not isinstance(activation, Activation):
         raise TypeError(f"expected a lstm_numba.contract.Activation, got {type(activation).__name__}")
+    _check_text("activation", activation)
     _check_function("activation", activation, "forward", 3)
     _check_function("activation", activation, "derivative", 4)
     for attr in ("alpha", "beta"):
@@ -130,7 +139,7 @@ def _load(kind: str, entry_point) -> PluginEntry:
         _VALIDATORS[kind](obj)
     except (TypeError, ValueError) as exc:
         return PluginEntry(**base, status="broken", reason=f"invalid: {exc}")
-    return PluginEntry(**base, obj=obj)
+    return PluginEntry(**base, description=summary(obj), obj=obj)
 
 
 def _precedence(entry_point) -> tuple:

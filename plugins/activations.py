@@ -108,14 +108,21 @@ def _scaled_tanh_grad(x, y, alpha, beta):
     return alpha * beta * (one(x) - t * t)
 
 
-sigmoid = Activation(_sigmoid, _sigmoid_grad, doc="1 / (1 + exp(-x))")
-tanh = Activation(_tanh, _tanh_grad, doc="tanh(x)")
+sigmoid = Activation(_sigmoid, _sigmoid_grad, doc="1 / (1 + exp(-x))",
+                     description="1 / (1 + exp(-x)): logistic sigmoid (ONNX Sigmoid)")
+tanh = Activation(_tanh, _tanh_grad, doc="tanh(x)", description="tanh(x): hyperbolic tangent (ONNX Tanh)")
 hard_sigmoid = Activation(
-    _hard_sigmoid, _hard_sigmoid_grad, alpha=0.2, beta=0.5, doc="min(max(alpha*x + beta, 0), 1)"
+    _hard_sigmoid, _hard_sigmoid_grad, alpha=0.2, beta=0.5, doc="min(max(alpha*x + beta, 0), 1)",
+    description="min(max(alpha*x + beta, 0), 1): piecewise-linear sigmoid (ONNX HardSigmoid, Keras's alpha and beta)",
 )
-relu = Activation(_relu, _relu_grad, doc="max(0, x)")
-leaky_relu = Activation(_leaky_relu, _leaky_relu_grad, alpha=0.01, doc="x if x >= 0 else alpha*x")
-elu = Activation(_elu, _elu_grad, alpha=1.0, doc="x if x >= 0 else alpha*(exp(x) - 1)")
-softsign = Activation(_softsign, _softsign_grad, doc="x / (1 + |x|)")
-softplus = Activation(_softplus, _softplus_grad, doc="log(1 + exp(x))")
-scaled_tanh = Activation(_scaled_tanh, _scaled_tanh_grad, alpha=1.0, beta=1.0, doc="alpha*tanh(beta*x)")
+relu = Activation(_relu, _relu_grad, doc="max(0, x)", description="max(0, x): rectifier (ONNX Relu)")
+leaky_relu = Activation(_leaky_relu, _leaky_relu_grad, alpha=0.01, doc="x if x >= 0 else alpha*x",
+                        description="x if x >= 0 else alpha*x: leaky rectifier (ONNX LeakyRelu)")
+elu = Activation(_elu, _elu_grad, alpha=1.0, doc="x if x >= 0 else alpha*(exp(x) - 1)",
+                 description="x if x >= 0 else alpha*(exp(x) - 1): exponential linear unit (ONNX Elu, Clevert et al.)")
+softsign = Activation(_softsign, _softsign_grad, doc="x / (1 + |x|)",
+                      description="x / (1 + |x|): softsign (ONNX Softsign)")
+softplus = Activation(_softplus, _softplus_grad, doc="log(1 + exp(x))",
+                      description="log(1 + exp(x)): softplus (ONNX Softplus)")
+scaled_tanh = Activation(_scaled_tanh, _scaled_tanh_grad, alpha=1.0, beta=1.0, doc="alpha*tanh(beta*x)",
+                         description="alpha*tanh(beta*x): scaled tanh (ONNX RNN ScaledTanh)")

@@ -158,7 +158,7 @@ SCHEMA_CASES = {
     "history cut": (lambda m, o, e: m["history"].pop(), ["history has 1 records but progress.epoch is 2"]),
     "rng garbage": (lambda m, o, e: m["rng"].update(shuffle={"bit_generator": "PCG64", "state": 3}),
                     ["rng.shuffle: not a random generator state"]),
-    "unknown model field": (_set("model", "zoneout", 0.1), ["model: unexpected 'zoneout'"]),
+    "unknown model field": (_set("model", "layer_norm", 0.1), ["model: unexpected 'layer_norm'"]),
 }
 
 
@@ -211,8 +211,8 @@ def test_a_hand_edit_of_the_json_is_refused_naming_the_field(run, tmp_path):
             target[pointer[-1]] = value
         bad = _raw_edit(run, tmp_path / "hand.npz", edit)
         _refused(bad, f"{field} changed after the file was written", loader=load_checkpoint)
-    bad = _raw_edit(run, tmp_path / "added.npz", lambda doc: doc["meta"]["model"].update(zoneout=0.1))
-    _refused(bad, "meta.model.zoneout was added after the file was written", loader=load_checkpoint)
+    bad = _raw_edit(run, tmp_path / "added.npz", lambda doc: doc["meta"]["model"].update(layer_norm=0.1))
+    _refused(bad, "meta.model.layer_norm was added after the file was written", loader=load_checkpoint)
     bad = _raw_edit(run, tmp_path / "optim.npz", lambda doc: doc["optim"].update(lr=5.0))
     _refused(bad, "the optimizer state changed", loader=load_checkpoint)
 

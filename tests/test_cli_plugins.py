@@ -1,6 +1,8 @@
 """``lstm-numba plugins``: list (table and JSON), check, broken plugins, and help without numba."""
 
+import dataclasses
 import json
+import re
 import subprocess
 import sys
 from importlib.metadata import EntryPoint
@@ -8,6 +10,7 @@ from importlib.metadata import EntryPoint
 import pytest
 from click.testing import CliRunner
 from lstm_numba_cli.main import cli
+from lstm_numba_plugins.gates.lstm import gate as lstm_gate
 
 BUILTIN_GATES = {"lstm", "peephole", "coupled", "gru", "slstm", "indrnn", "layernorm_lstm", "layernorm_gru", "mingru",
                  "minlstm"}
@@ -58,13 +61,44 @@ def test_list_table(fresh_registry):
     result = CliRunner().invoke(cli, ["plugins", "list"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split() == ["NAME", "KIND", "DISTRIBUTION", "VERSION", "STATUS", "REASON"]
+    assert lines[0].split() == ["NAME", "KIND", "DISTRIBUTION", "VERSION", "STATUS", "DESCRIPTION"]
     rows = {tuple(line.split()[:2]): line.split() for line in lines[1:] if line.strip() and "plugins:" not in line}
     for name in BUILTIN_GATES:
         assert rows[(name, "gate")][2:5][0] == "lstm-numba" and rows[(name, "gate")][4] == "ok"
     for name in BUILTIN_ACTIVATIONS:
         assert rows[(name, "activation")][4] == "ok"
     assert "0 broken" in lines[-1]
+
+
+def test_list_describes_every_builtin_in_one_line_with_its_source(fresh_registry):
+    """The DESCRIPTION column is the plugin's declared one line: for every gate, the source of
+    its equations (a paper's year or the library whose form it follows)."""
+    from lstm_numba import registry
+
+    lines = CliRunner().invoke(cli, ["plugins", "list"]).output.splitlines()
+    column = lines[0].index("DESCRIPTION")
+    shown = {tuple(line.split()[:2]): line[column:] for line in lines[1:] if line.strip() and "plugins:" not in line}
+    for kind, names in (("gate", BUILTIN_GATES), ("activation", BUILTIN_ACTIVATIONS)):
+        for name in names:
+            declared = (registry.get_gate if kind == "gate" else registry.get_activation)(name).description
+            assert declared and "\n" not in declared, name
+            assert shown[(name, kind)] == declared, name
+    for name in BUILTIN_GATES:
+        assert re.search(r"(19|20)\d\d|ONNX|torch|haste", shown[(name, "gate")]), name
+    rows = json.loads(CliRunner().invoke(cli, ["plugins", "list", "--json"]).stdout)
+    assert all(r["description"] for r in rows)
+
+
+#: A third-party gate that declares no description: its docstring's first line stands in.
+UNDESCRIBED = dataclasses.replace(lstm_gate, description="", doc="\n  Elman-like test gate,\n  second line.\n")
+
+
+def test_a_plugin_without_description_shows_its_docstring_first_line(fresh_registry, monkeypatch):
+    fake = EntryPoint(name="undescribed", value=f"{__name__}:UNDESCRIBED", group="lstm_numba.gates")
+    _with_fake(monkeypatch, fresh_registry, fake)
+    rows = json.loads(CliRunner().invoke(cli, ["plugins", "list", "--json"]).stdout)
+    row = next(r for r in rows if r["name"] == "undescribed")
+    assert row["status"] == "ok" and row["description"] == "Elman-like test gate,"
 
 
 def test_list_kind_filter(fresh_registry):

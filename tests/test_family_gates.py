@@ -11,6 +11,7 @@ tiling, other activations, check_plugin, thread counts) is ``slow``.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -67,7 +68,7 @@ def test_matches_reference_unidirectional_batch_first_nondefault_activations(gat
 
 
 DETERMINISM_SCRIPT = textwrap.dedent("""
-    import sys, numpy as np, lstm_numba as ln, numba
+    import json, sys, numpy as np, lstm_numba as ln, numba
     from lstm_numba.engine import tiling
     if sys.argv[3] == "hidden-split":
         sys.path.insert(0, sys.argv[4])
@@ -75,7 +76,8 @@ DETERMINISM_SCRIPT = textwrap.dedent("""
         for target, name, value in hidden_split_settings():
             setattr(target, name, value)
     rng = np.random.default_rng(0)
-    rnn = ln.LSTM(16, 32, num_layers=2, bidirectional=True, dtype="float32", seed=0, gate=sys.argv[2])
+    rnn = ln.LSTM(16, 32, num_layers=2, bidirectional=True, dtype="float32", seed=0, gate=sys.argv[2],
+                  **json.loads(sys.argv[5]))
     x = rng.standard_normal((12, 9, 16)).astype(np.float32)
     y, final = rnn(x, lengths=[12, 3, 7, 12, 1, 9, 12, 5, 2])
     g = rnn.backward(rng.standard_normal(y.shape).astype(np.float32))
@@ -93,15 +95,15 @@ def test_bitwise_identical_across_thread_counts(tmp_path, gate, tiling):
     assert_bitwise_across_thread_counts(tmp_path, gate, tiling)
 
 
-def assert_bitwise_across_thread_counts(tmp_path, gate, tiling):
+def assert_bitwise_across_thread_counts(tmp_path, gate, tiling, **layer_kwargs):
     """Outputs, final states and gradients of a 2-layer bidirectional float32 layer with
-    lengths, in processes with 1, 2 and 3 Numba threads, are bitwise equal."""
+    lengths (and ``layer_kwargs``), in processes with 1, 2 and 3 Numba threads, are bitwise equal."""
     results = {}
     for threads in ("1", "2", "3"):
         out = tmp_path / f"run{threads}.npz"
         env = dict(os.environ, NUMBA_NUM_THREADS=threads, LSTM_NUMBA_ADAPTIVE_THREADS="0")
         proc = subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT, str(out), gate, tiling,
-                               str(Path(__file__).parent)], env=env, capture_output=True, text=True, timeout=600)
+                               str(Path(__file__).parent), json.dumps(layer_kwargs)], env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr
         threads_seen, parts = proc.stdout.split()
         assert threads_seen == threads and (int(parts) > 1) == (tiling == "hidden-split"), proc.stdout

@@ -52,6 +52,8 @@ class DirectionTape:
     gh       (T_g, U, B, G/U) recurrent projections (T_g = 1, scratch, for an additive gate)
     lengths  (B,)
     order    (T, B) or None  the reversal index of a reverse direction
+    keep     (T_k, B, S*H)   the zoneout weights forward ran with, part-major (T_k = 0: none)
+    rdrop    (K_r, B, H)     the recurrent dropout masks forward ran with (K_r = 0: none)
     weights  the parameters forward ran with, in the kernels' layout
     """
 
@@ -63,6 +65,8 @@ class DirectionTape:
     order: np.ndarray | None
     weights: DirectionWeights
     additive: bool
+    keep: np.ndarray
+    rdrop: np.ndarray
 
 
 @dataclass
@@ -82,9 +86,17 @@ class DirectionGrads:
 
 @threads.adaptive
 def forward_direction(kernels, workspace, x, w_ih, w_hh, b_ih, b_hh, extra, clip, lengths, reverse, state0,
-                      keep_tape, start=0, weight_cache=None, keep_states=False, w_hr=None):
+                      keep_tape, start=0, weight_cache=None, keep_states=False, w_hr=None, zoneout=None,
+                      recurrent_dropout=None):
     """Run one direction of ``kernels.gate`` over ``x`` (T, B, I) from ``state0``, a list of
     the S state vectors (B, H) each (h is (B, R) for a projected layer).
+
+    ``zoneout`` (T_k, B, S, H), or None for none, weights each valid step's new state
+    against the one before it: state = zoneout * new + (1 - zoneout) * previous, with
+    T_k = T (one per step, in x's time order) or T_k = 1 (the same every step). Not with
+    ``w_hr``. ``recurrent_dropout`` (n_blocks, B, H), or None, are the masks (scaled by
+    1 / (1 - p)) of h_{t-1} in each gate block's recurrent GEMM, the same every step (Keras's
+    ``recurrent_dropout``). Not with ``w_hr``.
 
     ``w_hh`` is None for a gate without recurrent weights (``Gate.recurrent`` false);
     ``w_hr`` (R, H) projects the gate's h output to R = proj_size values (PyTorch's
@@ -138,6 +150,8 @@ def forward_direction(kernels, workspace, x, w_ih, w_hh, b_ih, b_hh, extra, clip
     gh_steps = steps if keep_tape and not gate.additive else 1
     gh = workspace.array("gh", (gh_steps, tile.parts, batch, n_gates // tile.parts), dtype)
     y = aligned_empty((steps, batch, rec), dtype)
+    keep = _keep_to_kernel(zoneout, order, n_state, batch, hidden, tile.parts, dtype)
+    rdrop, rdrop_rows = _recurrent_dropout_buffers(workspace, recurrent_dropout, batch, hidden, weights.w_rec, dtype)
     with blas_control.blas_single_thread():
         if projection:
             rows = padded * batch
@@ -150,11 +164,12 @@ def forward_direction(kernels, workspace, x, w_ih, w_hh, b_ih, b_hh, extra, clip
         else:
             forward_loop = "forward_parts" if tile.parts > 1 else "forward_rows"
             hooks.run(forward_loop, getattr(kernels, forward_loop), gx, weights.w_rec, weights.b_hh, weights.extra,
-                      dtype.type(clip), lengths, tile.chunks, tile.forward_blocks, states, xh, gh, y)
+                      dtype.type(clip), lengths, tile.chunks, tile.forward_blocks, states, xh, gh, y, keep, rdrop,
+                      rdrop_rows)
     final = list(weights.state_from_kernel(states[steps % n_slots], n_state))
     if w_hr is not None:  # h after each row's last valid step: the tape's last row carries it
         final[0] = xh[steps, :, inputs + 1:].copy()
-    tape = DirectionTape(xh, gx, states, gh, lengths, order, weights, gate.additive) if keep_tape else None
+    tape = DirectionTape(xh, gx, states, gh, lengths, order, weights, gate.additive, keep, rdrop) if keep_tape else None
     y = reorder(y, order) if reverse else y
     every = None
     if keep_states:
@@ -162,6 +177,27 @@ def forward_direction(kernels, workspace, x, w_ih, w_hh, b_ih, b_hh, extra, clip
         if w_hr is not None:
             every[0] = y.copy()  # h, projected: y itself (the kernel states hold m)
     return y, final, tape, every
+
+
+def _keep_to_kernel(zoneout, order, n_state, batch, hidden, parts, dtype):
+    """Zoneout weights (T_k, B, S, H) in time order -> (T_k, B, S*H) part-major in step
+    order (``order``: a reverse direction's reversal index); None -> (0, B, S*H)."""
+    if zoneout is None:
+        return np.zeros((0, batch, n_state * hidden), dtype)
+    steps = zoneout.shape[0]
+    keep = np.broadcast_to(np.asarray(zoneout, dtype), (steps, batch, n_state, hidden))
+    keep = keep.reshape(steps, batch, n_state, parts, hidden // parts).transpose(0, 1, 3, 2, 4)
+    keep = keep.reshape(steps, batch, -1)
+    return np.ascontiguousarray(keep if order is None or steps == 1 else reorder(keep, order))
+
+
+def _recurrent_dropout_buffers(workspace, masks, batch, hidden, w_rec, dtype):
+    """The kernels' recurrent dropout masks (n_blocks, B, H) and their masked-row scratch
+    (U, B, GEMM depth); empty arrays (the kernels' plain GEMMs) when ``masks`` is None."""
+    if masks is None:
+        return np.zeros((0, batch, hidden), dtype), np.zeros((w_rec.shape[0], 0, 0), dtype)
+    rows = workspace.array("rdrop_rows", (w_rec.shape[0], batch, w_rec.shape[1]), dtype)
+    return np.ascontiguousarray(masks, dtype), rows
 
 
 def _every_state(states, n_state, parts, lengths, order):
@@ -220,13 +256,23 @@ def backward_direction(kernels, workspace, tape: DirectionTape, clip, dy, dstate
             backward_loop = "backward_parts" if tile.parts > 1 else "backward_rows"
             hooks.run(backward_loop, getattr(kernels, backward_loop), tape.gx, weights.hidden_parts_of_w_hh(),
                       weights.extra, dtype.type(clip), tape.lengths, tile.chunks, tile.backward_blocks, tape.states,
-                      tape.gh, dy, ds, dgx, dgh, dp_rows, dgh_rows)
+                      tape.gh, dy, ds, dgx, dgh, dp_rows, dgh_rows, tape.keep,
+                      workspace.array("keep_rows", (tile.parts * tile.chunks, n_state * hidden // tile.parts), dtype),
+                      tape.rdrop, workspace.array("carry_rows", (tile.parts, batch, hidden // tile.parts), dtype))
         dgx2 = dgx.reshape(rows, n_gates)
         # Rows in PyTorch's order; the weight gradients are column views of these.
         if weights.w_hh is None:  # no recurrent weights (an additive gate): [dW_ih, db] from [x, 1]
             grads = _weight_gradients(workspace, "w", dgx2, xh2[:, :inputs + 1], weights)
             w_ih_grad, b_ih_grad = grads[:, :inputs], grads[:, inputs]
             w_hh_grad = b_hh_grad = None
+        elif tape.rdrop.shape[0]:  # recurrent dropout: dW_hh block by block, from h * the block's mask
+            grads_x = _weight_gradients(workspace, "w_ih", dgx2, xh2[:, :inputs + 1], weights)
+            w_ih_grad, b_ih_grad = grads_x[:, :inputs], grads_x[:, inputs]
+            b_hh_grad = (b_ih_grad.copy() if tape.additive else
+                         _weight_gradients(workspace, "b_hh", dgh.reshape(rows, n_gates), xh2[:, inputs:inputs + 1],
+                                           weights)[:, 0])
+            w_hh_grad = _masked_w_hh_gradient(workspace, dgh.reshape(rows, n_gates), xh2[:, inputs + 1:], tape.rdrop,
+                                              weights)
         elif tape.additive:  # dgx == dgh: one GEMM gives [dW_ih, db, dW_hh]
             grads = _weight_gradients(workspace, "w", dgx2, xh2, weights)
             w_ih_grad, b_ih_grad, w_hh_grad = grads[:, :inputs], grads[:, inputs], grads[:, inputs + 1:]
@@ -247,6 +293,23 @@ def backward_direction(kernels, workspace, tape: DirectionTape, clip, dy, dstate
         extra=weights.to_natural(dp_rows.sum(axis=0)), x=x_grad if tape.order is None else reorder(x_grad, tape.order),
         state=state_grad, w_hr=w_hr_grad,
     )
+
+
+def _masked_w_hh_gradient(workspace, dgh2, h2, masks, weights: DirectionWeights) -> np.ndarray:
+    """dW_hh (G, H) in PyTorch's row order under recurrent dropout: block k's rows are
+    dgh_k^T @ (h * mask_k), dgh2 (T*B, G) part-major, h2 (T*B, H) the tape's h_{t-1}, masks
+    (n_blocks, B, H)."""
+    n_blocks, batch, hidden = masks.shape
+    rows, n_gates = dgh2.shape
+    natural = weights.natural_rows()
+    out = aligned_empty((n_gates, hidden), dgh2.dtype)
+    slabs = workspace.array("slabs_w_hh_masked", (tiling.reduction_parts(rows), hidden, hidden), dgh2.dtype)
+    for k in range(n_blocks):
+        columns = np.argsort(natural)[k * hidden:(k + 1) * hidden]  # block k's gates, in natural order
+        masked_h = (h2.reshape(rows // batch, batch, hidden) * masks[k]).reshape(rows, hidden)
+        hooks.run("weight_gradients", gemm.weight_gradients, np.ascontiguousarray(dgh2[:, columns]), masked_h,
+                  out[k * hidden:(k + 1) * hidden], slabs, np.arange(hidden))
+    return out
 
 
 def _weight_gradients(workspace, role, dg2, inputs2, weights: DirectionWeights) -> np.ndarray:

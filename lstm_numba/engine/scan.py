@@ -50,10 +50,12 @@ def _chunks(steps: int) -> tuple[int, int]:
 
 
 def scan_forward_direction(kernels, workspace, x, w_ih, w_hh, b_ih, b_hh, extra, clip, lengths, reverse, state0,
-                           keep_tape, start=0, weight_cache=None, keep_states=False, w_hr=None):
+                           keep_tape, start=0, weight_cache=None, keep_states=False, w_hr=None, zoneout=None,
+                           recurrent_dropout=None):
     """``forward_direction``'s contract (its arguments and its four results) for a scan
     gate, whose single state is h and which has no recurrent weights, extra parameters
-    or projection; ``start`` and ``weight_cache`` (a stream's) do not apply here."""
+    or projection; ``start`` and ``weight_cache`` (a stream's) do not apply here, and
+    ``zoneout`` and ``recurrent_dropout`` are None (the layer refuses them for a scan gate)."""
     steps, batch, inputs = x.shape
     n_gates = w_ih.shape[0]
     hidden = n_gates // kernels.gate.n_blocks

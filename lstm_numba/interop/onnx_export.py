@@ -67,6 +67,10 @@ def check_exportable(layer) -> None:
         why = _WHY_NOT.get(gate, "ONNX's LSTM and GRU nodes express only the lstm, peephole, coupled "
                                  "and gru gates")
         raise InteropError(f"cannot export gate {gate!r} to ONNX: {why}")
+    if layer.zoneout or layer.zoneout_cell:
+        raise InteropError("cannot export zoneout to ONNX: in evaluation each state is (1 - p) * new + p * previous, "
+                           "which ONNX's LSTM and GRU nodes do not express (recurrent dropout, the identity in "
+                           "evaluation, exports)")
     for label, entry, _ in layer._activations:
         if entry.name not in ACTIVATIONS or entry.distribution != "lstm-numba":
             raise InteropError(f"cannot export {label} {entry.name!r} to ONNX: ONNX's recurrent nodes take "

@@ -54,6 +54,15 @@ def derive_seed(seed: int, purpose: str) -> int:
     return int(state[0]) << 31 ^ int(state[1])
 
 
+#: The rnn's regularisers beyond dropout; a model's config holds those that are on.
+REGULARISERS = ("zoneout", "zoneout_cell", "recurrent_dropout")
+
+
+def regularisers(rnn_config: dict) -> dict:
+    """The regularisers of ``REGULARISERS`` an rnn's config turns on (absent ones are off)."""
+    return {key: rnn_config[key] for key in REGULARISERS if rnn_config.get(key)}
+
+
 def _fresh_seed() -> int:
     return int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
 
@@ -64,13 +73,15 @@ class _RecurrentModel(ParameterOwner):
     type_name = ""
 
     def __init__(self, input_size, hidden_size, num_layers, *, bidirectional, dropout, dtype,
-                 seed, gate, activation, recurrent_activation, num_heads=1):
+                 seed, gate, activation, recurrent_activation, num_heads=1, zoneout=0.0, zoneout_cell=0.0,
+                 recurrent_dropout=0.0):
         seed = validation.seed("seed", seed)
         self.seed = _fresh_seed() if seed is None else seed
         self.rnn = LSTM(input_size, hidden_size, num_layers, bidirectional=bidirectional,
                         batch_first=True, dropout=dropout, dtype=dtype,
                         seed=derive_seed(self.seed, "rnn"), gate="lstm" if gate is None else gate,
-                        activation=activation, recurrent_activation=recurrent_activation, num_heads=num_heads)
+                        activation=activation, recurrent_activation=recurrent_activation, num_heads=num_heads,
+                        zoneout=zoneout, zoneout_cell=zoneout_cell, recurrent_dropout=recurrent_dropout)
         self.dtype = self.rnn.dtype
         self.training = True
         self.parts = {"rnn": self.rnn}
@@ -124,7 +135,7 @@ class _RecurrentModel(ParameterOwner):
                     bidirectional=c["bidirectional"], dropout=c["dropout"], dtype=c["dtype"],
                     gate=c["gate"], activation=c["activation"],
                     recurrent_activation=c["recurrent_activation"], seed=self.seed,
-                    **({} if c["num_heads"] == 1 else {"num_heads": c["num_heads"]}))
+                    **({} if c["num_heads"] == 1 else {"num_heads": c["num_heads"]}), **regularisers(c))
 
     def config(self) -> dict:
         """JSON-able constructor arguments plus ``"type"``; :func:`build_model` inverts it."""
@@ -158,10 +169,12 @@ class SequenceRegressor(_RecurrentModel):
                  num_layers: int = 1, *, return_sequences: bool = False,
                  bidirectional: bool = False, dropout: float = 0.0, dtype="float32",
                  seed: int | None = None, gate: str = "lstm", activation: str = "tanh",
-                 recurrent_activation: str = "sigmoid", num_heads: int = 1):
+                 recurrent_activation: str = "sigmoid", num_heads: int = 1, zoneout: float = 0.0,
+                 zoneout_cell: float = 0.0, recurrent_dropout: float = 0.0):
         super().__init__(input_size, hidden_size, num_layers, bidirectional=bidirectional,
                          dropout=dropout, dtype=dtype, seed=seed, gate=gate,
-                         activation=activation, recurrent_activation=recurrent_activation, num_heads=num_heads)
+                         activation=activation, recurrent_activation=recurrent_activation, num_heads=num_heads,
+                         zoneout=zoneout, zoneout_cell=zoneout_cell, recurrent_dropout=recurrent_dropout)
         self.output_size = validation.positive_int("output_size", output_size)
         self.return_sequences = bool(return_sequences)
         self.head = Dense(self.features, self.output_size, self.dtype,
@@ -291,7 +304,8 @@ class CharLM(_RecurrentModel):
                  embedding_dim: int | None = 32, bidirectional: bool = False,
                  dropout: float = 0.0, dtype="float32", seed: int | None = None,
                  gate: str = "lstm", activation: str = "tanh",
-                 recurrent_activation: str = "sigmoid", num_heads: int = 1):
+                 recurrent_activation: str = "sigmoid", num_heads: int = 1, zoneout: float = 0.0,
+                 zoneout_cell: float = 0.0, recurrent_dropout: float = 0.0):
         if bidirectional:
             raise ValueError("a character language model predicts the next character; "
                              "it cannot be bidirectional")
@@ -301,7 +315,8 @@ class CharLM(_RecurrentModel):
         input_size = self.embedding_dim or self.vocab_size
         super().__init__(input_size, hidden_size, num_layers, bidirectional=False,
                          dropout=dropout, dtype=dtype, seed=seed, gate=gate,
-                         activation=activation, recurrent_activation=recurrent_activation, num_heads=num_heads)
+                         activation=activation, recurrent_activation=recurrent_activation, num_heads=num_heads,
+                         zoneout=zoneout, zoneout_cell=zoneout_cell, recurrent_dropout=recurrent_dropout)
         parts = {}
         if self.embedding_dim:
             self.embedding = Embedding(self.vocab_size, self.embedding_dim, self.dtype,

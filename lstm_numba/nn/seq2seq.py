@@ -24,7 +24,7 @@ from lstm_numba.nn.attention import Attention
 from lstm_numba.nn.decoding import beam_search, greedy_search
 from lstm_numba.nn.heads import Dense, Embedding
 from lstm_numba.nn.layers import LSTM
-from lstm_numba.nn.models import _fresh_seed, derive_seed
+from lstm_numba.nn.models import _fresh_seed, derive_seed, regularisers
 from lstm_numba.nn.parameters import ParameterOwner
 
 PAD, BOS, EOS = 0, 1, 2  # the first three target ids
@@ -40,7 +40,8 @@ class Seq2Seq(ParameterOwner):
                  hidden_size: int = 128, num_layers: int = 1, *, bidirectional: bool = True,
                  decoder_size: int | None = None, attention: str = "general", dropout: float = 0.0,
                  dtype="float32", seed: int | None = None, gate: str = "lstm", activation: str = "tanh",
-                 recurrent_activation: str = "sigmoid", num_heads: int = 1):
+                 recurrent_activation: str = "sigmoid", num_heads: int = 1,
+                 zoneout: float = 0.0, zoneout_cell: float = 0.0, recurrent_dropout: float = 0.0):
         seed = validation.seed("seed", seed)
         self.seed = _fresh_seed() if seed is None else seed
         self.src_vocab_size = validation.positive_int("src_vocab_size", src_vocab_size)
@@ -51,7 +52,8 @@ class Seq2Seq(ParameterOwner):
         self.rnn = LSTM(self.embedding_dim, hidden_size, num_layers, bidirectional=bidirectional,
                         batch_first=True, dropout=dropout, dtype=dtype, seed=derive_seed(self.seed, "rnn"),
                         gate=gate, activation=activation, recurrent_activation=recurrent_activation,
-                        num_heads=num_heads)
+                        num_heads=num_heads, zoneout=zoneout, zoneout_cell=zoneout_cell,
+                        recurrent_dropout=recurrent_dropout)
         self.dtype = self.rnn.dtype
         memory = self.rnn.num_directions * self.rnn.hidden_size
         self.decoder_size = validation.positive_int("decoder_size", decoder_size or memory)
@@ -82,7 +84,7 @@ class Seq2Seq(ParameterOwner):
                     bidirectional=c["bidirectional"], decoder_size=self.decoder_size,
                     attention=self.attention_kind, dropout=c["dropout"], dtype=c["dtype"], seed=self.seed,
                     gate=c["gate"], activation=c["activation"], recurrent_activation=c["recurrent_activation"],
-                    **({} if c["num_heads"] == 1 else {"num_heads": c["num_heads"]}))
+                    **({} if c["num_heads"] == 1 else {"num_heads": c["num_heads"]}), **regularisers(c))
 
     def train(self, mode: bool = True):
         self.training = bool(mode)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 
-from lstm_numba.nn.models import MODEL_TYPES
+from lstm_numba.nn.models import MODEL_TYPES, REGULARISERS
 from lstm_numba.training import optim, schedules
 from lstm_numba.training.checkpoint import CheckpointError, rng_from_json
 
@@ -148,7 +148,7 @@ def _check_model(c: _Checker, model, task) -> dict:
            "charlm": ("vocab_size", "embedding_dim"),
            "seq2seq": ("src_vocab_size", "tgt_vocab_size", "embedding_dim", "bidirectional", "decoder_size",
                        "attention")}[kind]
-    c.dict("model", model, required=common + own, allowed=common + own + ("rnn", "num_heads"))
+    c.dict("model", model, required=common + own, allowed=common + own + ("rnn", "num_heads") + REGULARISERS)
     c.same("model.type", c.str("model.type", model["type"], choices=(*MODEL_TYPES, "seq2seq")),
            "the task's model type", kind)
     for key in ("hidden_size", "num_layers"):
@@ -169,7 +169,8 @@ def _check_model(c: _Checker, model, task) -> dict:
         c.bool("model.bidirectional", model["bidirectional"])
     if kind == "forecaster":
         c.bool("model.return_sequences", model["return_sequences"])
-    c.number("model.dropout", model["dropout"], 0.0, 1.0, open_max=True)
+    for key in ("dropout",) + REGULARISERS:  # the regularisers: absent when off
+        c.number(f"model.{key}", model.get(key, 0.0), 0.0, 1.0, open_max=True)
     c.str("model.dtype", model["dtype"], choices=_DTYPES)
     for role in _ROLES:
         c.str(f"model.{role}", model[role])
@@ -183,7 +184,9 @@ def _check_rnn(c: _Checker, model) -> None:
     keys = ("input_size", "hidden_size", "num_layers", "bidirectional", "batch_first", "bias", "dropout",
             "dtype", "seed", "gate", "activation", "recurrent_activation", "activation_alpha",
             "activation_beta", "recurrent_activation_alpha", "recurrent_activation_beta", "clip")
-    rnn = c.dict("model.rnn", model["rnn"], required=keys, allowed=keys + ("proj_size", "num_heads"))
+    rnn = c.dict("model.rnn", model["rnn"], required=keys, allowed=keys + ("proj_size", "num_heads") + REGULARISERS)
+    for key in REGULARISERS:
+        c.same(f"model.rnn.{key}", rnn.get(key, 0.0), f"model.{key}", model.get(key, 0.0))
     c.int("model.rnn.proj_size", rnn.get("proj_size"), minimum=0, none=True)  # 0: no projection (PyTorch)
     c.int("model.rnn.num_heads", rnn.get("num_heads"), minimum=1, none=True)  # 1: a full W_hh
     c.same("model.rnn.num_heads", rnn.get("num_heads") or 1, "model.num_heads", model.get("num_heads") or 1)
@@ -221,6 +224,8 @@ def _check_train(c: _Checker, train, task, model) -> dict:
             c.same(f"train.{key}", train[key], f"model.{model_key}", model[model_key])
     c.same("train.bidirectional", train.get("bidirectional", False), "model.bidirectional",
            model.get("bidirectional", False))
+    for key in REGULARISERS:  # absent from files written before them: off
+        c.same(f"train.{key}", train.get(key, 0.0), f"model.{key}", model.get(key, 0.0))
     c.int("train.embedding_dim", train.get("embedding_dim"), minimum=0, none=True)
     c.int("train.epochs", train["epochs"], minimum=1)
     c.int("train.batch_size", train["batch_size"], minimum=1)

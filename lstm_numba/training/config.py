@@ -131,6 +131,9 @@ class TrainConfig:
     recurrent_activation: str = "sigmoid"
     num_heads: int = 1
     dropout: float = 0.0
+    zoneout: float = 0.0
+    zoneout_cell: float = 0.0
+    recurrent_dropout: float = 0.0
     embedding_dim: int | None = 32
     dtype: str = "float32"
     epochs: int | None = None
@@ -221,7 +224,8 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
-        number("dropout", 0, False, high=1)
+        for name in ("dropout", "zoneout", "zoneout_cell", "recurrent_dropout"):
+            number(name, 0, False, high=1)
         if isinstance(self.num_heads, bool) or not isinstance(self.num_heads, (int, np.integer)) or self.num_heads < 1:
             raise ValueError(f"num-heads must be an integer >= 1, got {self.num_heads!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:

@@ -57,4 +57,5 @@ def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp)
 
 
 gate = Gate(n_blocks=3, state_names=("h", "c"), forward=forward, backward=backward, elementwise=True, additive=True,
-            projectable=True, doc=__doc__)
+            projectable=True, doc=__doc__,
+            description="coupled input-forget LSTM, f = 1 - i (ONNX LSTM input_forget=1; Greff et al. 2017)")

@@ -48,4 +48,5 @@ def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp)
 
 
 gate = Gate(n_blocks=3, state_names=("h",), forward=forward, backward=backward, elementwise=True,
-            doc=__doc__)
+            doc=__doc__,
+            description="GRU (Cho et al. 2014) in torch.nn.GRU's form, b_hn inside the reset product")

@@ -45,4 +45,5 @@ gate = Gate(
     additive=True,
     recurrent=False,
     doc=__doc__,
+    description="IndRNN, one recurrent scale per unit (Li et al. 2018), haste's IndRNN form",
 )

@@ -101,4 +101,5 @@ gate = Gate(
         ExtraParam("ln_beta_h", blocks=3, init="zeros"),
     ),
     doc=__doc__,
+    description="layer-normalised GRU (Ba et al. 2016), haste's LayerNormGRU",
 )

@@ -150,4 +150,5 @@ gate = Gate(
         ExtraParam("ln_beta_c", blocks=1, init="zeros"),
     ),
     doc=__doc__,
+    description="layer-normalised LSTM (Ba et al. 2016), haste's LayerNormLSTM",
 )

@@ -58,4 +58,5 @@ def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp)
 
 
 gate = Gate(n_blocks=4, state_names=("h", "c"), forward=forward, backward=backward, elementwise=True, additive=True,
-            projectable=True, doc=__doc__)
+            projectable=True, doc=__doc__,
+            description="LSTM (Hochreiter & Schmidhuber 1997) in torch.nn.LSTM's form, gates i, f, g, o")

@@ -71,4 +71,5 @@ gate = Gate(
     recurrent=False,
     scan=ScanForm(log_coefficients, log_coefficients_backward),
     doc=__doc__,
+    description="minGRU, gates from x_t only, trained as a parallel scan (Feng et al. 2024, arXiv 2410.01201)",
 )

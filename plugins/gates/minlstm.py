@@ -87,4 +87,5 @@ gate = Gate(
     recurrent=False,
     scan=ScanForm(log_coefficients, log_coefficients_backward),
     doc=__doc__,
+    description="minLSTM, normalised f/i gates from x_t only, parallel scan (Feng et al. 2024, arXiv 2410.01201)",
 )

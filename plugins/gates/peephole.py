@@ -85,4 +85,5 @@ gate = Gate(
     elementwise=True,
     additive=True,
     projectable=True, doc=__doc__,
+            description="peephole LSTM (Gers & Schmidhuber 2000) in ONNX LSTM's form, P = [p_i, p_f, p_o]",
 )

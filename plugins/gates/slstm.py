@@ -107,4 +107,5 @@ def backward(gx, gh, s_prev, p, clip, act, ract, ds_next, dgx, dgh, ds_prev, dp)
 
 
 gate = Gate(n_blocks=4, state_names=("h", "c", "n", "m"), forward=forward, backward=backward, elementwise=True,
-            additive=True, projectable=True, doc=__doc__)
+            additive=True, projectable=True, doc=__doc__,
+            description="sLSTM, xLSTM's exponential-gating scalar-memory cell (Beck et al. 2024, arXiv 2405.04517)")

@@ -55,6 +55,7 @@ from numba import njit, prange  # noqa: E402
 
 from lstm_numba.engine.kernels.blas import blocked_gemm  # noqa: E402
 from lstm_numba.engine.kernels.gemm import split  # noqa: E402
+from lstm_numba.engine.kernels.recurrent_dropout import masked_carry, masked_recurrent_gemm  # noqa: E402
 from lstm_numba.engine.kernels.views import unit_stride  # noqa: E402
 
 
@@ -68,7 +69,8 @@ def tile_rows(tile, n_parts, n_chunks, block_rows, batch):
 
 
 @njit(inline="always")
-def forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, states, xh, gh_hist, y, zero_gates):
+def forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, states, xh, gh_hist, y, zero_gates,
+                 keep, rdrop, rdrop_rows):
     """Step ``s`` for rows [r0, r1) and the hidden units of ``part`` (see forward_rows)."""
     n_parts, depth, part_gates = w_rec.shape
     hidden = y.shape[2]
@@ -92,6 +94,12 @@ def forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, sta
     rec_in = xh[s, :, xh.shape[2] - depth:]
     if not RECURRENT:  # no recurrent weights (an additive gate): gx, hoisted, is the whole pre-activation
         pass
+    elif rdrop.shape[0] > 0:  # recurrent dropout: one GEMM per gate block, on h_{s-1} * its mask
+        if ADDITIVE:
+            masked_recurrent_gemm(rec_in, rdrop, w_rec[part], gx_s[:, g0:g0 + part_gates], rdrop_rows[part], r0, r1,
+                                  blocks, 1.0 if depth == hidden else 0.0)
+        else:
+            masked_recurrent_gemm(rec_in, rdrop, w_rec[part], gh, rdrop_rows[part], r0, r1, blocks, 0.0)
     elif ADDITIVE:  # gx (+)= rec_in @ w_rec: the tape keeps one pre-activation array (b_hh is in it already)
         blocked_gemm(rec_in, w_rec[part], gx_s[:, g0:g0 + part_gates], r0, r1, blocks[0], blocks[1], blocks[2],
                      1.0 if depth == hidden else 0.0)
@@ -111,6 +119,8 @@ def forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, sta
                 for j in range(part_gates):
                     gh_row[j] += bias[j]
             gate_forward(gx_row, gh_row, states[src, b, s0:s0 + part_state], p_part, clip, act, ract, s_next)
+            if keep.shape[0] > 0:
+                zone_out(keep[s % keep.shape[0], b, s0:s0 + part_state], states[src, b, s0:s0 + part_state], s_next)
             for j in range(width):
                 h_next[j] = s_next[j]
                 y_row[j] = s_next[j]
@@ -124,8 +134,16 @@ def forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, sta
                 y_row[j] = 0.0
 
 
+@njit(inline="always")
+def zone_out(keep_row, s_prev, s_next):
+    """Zoneout on one row's new state: s_next = keep * s_next + (1 - keep) * s_prev."""
+    for j in range(s_next.size):
+        s_next[j] = keep_row[j] * s_next[j] + (1.0 - keep_row[j]) * s_prev[j]
+
+
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
-def forward_rows(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, xh, gh_hist, y):
+def forward_rows(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, xh, gh_hist, y, keep, rdrop,
+                 rdrop_rows):
     """Run one direction of one layer over the whole sequence, in step order, in row chunks.
 
     Vectors of ``k`` blocks of H (gate pre-activations, states, extra parameters) are
@@ -162,6 +180,15 @@ def forward_rows(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, xh
                                step for backward, T_g = 1 keeps only scratch (always, for
                                an additive gate, which leaves it unused)
     y          (T, B, H)       out: h_s at valid steps, zeros at padded ones
+    keep       (T_k, B, S*H)   in: zoneout weights of the new state, part-major: each valid
+                               step's state is keep * (the gate's new state) + (1 - keep) *
+                               (the state before it). T_k = T: one per step (training's
+                               0/1 masks); T_k = 1: the same every step (evaluation's
+                               1 - p); T_k = 0: no zoneout, the gate's state as it is
+    rdrop      (K_r, B, H)     in: recurrent dropout, training's masks scaled by 1/(1 - p),
+                               K_r = n_blocks: gate block k's recurrent GEMM reads
+                               h_{s-1} * rdrop[k] (the same every step); K_r = 0: none
+    rdrop_rows (U, B, D)       scratch (D = the GEMM depth): the masked tape rows
 
     The tiling with U = 1: each chunk of row blocks runs every step for its rows, so the
     pass has one parallel region and no barrier per step. Tile shapes depend on the
@@ -174,16 +201,17 @@ def forward_rows(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, xh
         part, r0, r1 = tile_rows(chunk, 1, n_chunks, blocks[0], batch)
         for s in range(n_steps):
             forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, states, xh, gh_hist, y,
-                         zero_gates)
+                         zero_gates, keep, rdrop, rdrop_rows)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
-def forward_parts(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, xh, gh_hist, y):
+def forward_parts(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, xh, gh_hist, y, keep, rdrop,
+                  rdrop_rows):
     """``forward_rows`` with the hidden units split into U > 1 parts (an elementwise gate).
 
     Buffers as in ``forward_rows``: gx (T_x, B, G), w_rec (U, K, G/U), b_hh (G,), p (P,),
     lengths (B,), states (T_s, B, S*H), xh (T + 1, B, I + 1 + H), gh_hist (T_g, U, B, G/U),
-    y (T, B, H). Each step runs one tile per part and row chunk in parallel and ends with
+    y (T, B, H), keep (T_k, B, S*H), rdrop (K_r, B, H), rdrop_rows (U, B, D). Each step runs one tile per part and row chunk in parallel and ends with
     a barrier, since every part's GEMM reads the whole h_{s-1}; each thread reads only its
     own part of ``w_rec``.
     """
@@ -194,20 +222,24 @@ def forward_parts(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, x
         for tile in prange(n_parts * n_chunks):
             part, r0, r1 = tile_rows(tile, n_parts, n_chunks, blocks[0], batch)
             forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, states, xh, gh_hist, y,
-                         zero_gates)
+                         zero_gates, keep, rdrop, rdrop_rows)
 
 
 @njit(inline="always")
-def backward_carry(s, part, r0, r1, blocks, w_hh, dgh, ds):
-    """Finish step ``s`` for rows [r0, r1) and one hidden part: ds[h part] += dgh[s] @ W_hh."""
+def backward_carry(s, part, r0, r1, blocks, w_hh, dgh, ds, rdrop, carry_rows):
+    """Finish step ``s`` for rows [r0, r1) and one hidden part: ds[h part] += dgh[s] @ W_hh
+    (with recurrent dropout, each gate block's share times its mask)."""
     n_parts, _, width = w_hh.shape
     s0 = part * (ds.shape[1] // n_parts)
-    blocked_gemm(dgh[s], w_hh[part], ds[:, s0:s0 + width], r0, r1, blocks[0], blocks[1], blocks[2], 1.0)
+    if rdrop.shape[0] > 0:
+        masked_carry(dgh[s], rdrop, w_hh[part], ds[:, s0:s0 + width], carry_rows[part], part, r0, r1, blocks)
+    else:
+        blocked_gemm(dgh[s], w_hh[part], ds[:, s0:s0 + width], r0, r1, blocks[0], blocks[1], blocks[2], 1.0)
 
 
 @njit(inline="always")
 def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds_pair, dgx, dgh,
-                  dp_rows, zero_gates, dgh_scratch):
+                  dp_rows, zero_gates, dgh_scratch, keep, keep_scratch, rdrop, carry_rows):
     """Carry step ``s + 1`` into the state gradient, then the gate's backward of step ``s`` (none for s = -1).
 
     The two halves of ``ds_pair`` alternate: ``ds`` holds dLoss/d(state after step s),
@@ -227,9 +259,11 @@ def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, sta
     u0 = part * width
     p_part = p[p0:p0 + part_p]
     if RECURRENT and s + 1 < n_steps:
-        backward_carry(s + 1, part, r0, r1, blocks, w_hh, dgh, ds)
+        backward_carry(s + 1, part, r0, r1, blocks, w_hh, dgh, ds, rdrop, carry_rows)
     if s < 0:
         return
+    kept = keep_scratch[tile]  # bound outside the branches: a parallel loop's variable must have one type
+    zoned = keep.shape[0] > 0
     for b in range(r0, r1):
         ds_row = ds[b, s0:s0 + part_state]
         ds_prev_row = ds_prev[b, s0:s0 + part_state]
@@ -238,6 +272,11 @@ def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, sta
             dy_row = dy[s, b, u0:u0 + width]
             for j in range(width):
                 ds_row[j] += dy_row[j]
+            if zoned:  # split dLoss/d(zoned state) into the gate's share and the kept state's
+                keep_row = keep[s % keep.shape[0], b, s0:s0 + part_state]
+                for j in range(part_state):
+                    kept[j] = (1.0 - keep_row[j]) * ds_row[j]
+                    ds_row[j] *= keep_row[j]
             if ADDITIVE:  # dgh is dgx: the gate writes its copy, if any, to scratch
                 gh_row = zero_gates
                 dgh_row = dgh_scratch[tile]
@@ -246,6 +285,9 @@ def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, sta
                 dgh_row = dgh[s, b, g0:g0 + part_gates]
             gate_backward(gx[s, b, g0:g0 + part_gates], gh_row, states[s, b, s0:s0 + part_state], p_part, clip, act,
                           ract, ds_row, dgx_row, dgh_row, ds_prev_row, dp_rows[b, p0:p0 + part_p])
+            if zoned:
+                for j in range(part_state):
+                    ds_prev_row[j] += kept[j]
         else:
             dgh_row = dgh[s, b, g0:g0 + part_gates]
             for j in range(part_gates):
@@ -257,7 +299,7 @@ def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, sta
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def backward_rows(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist, dy, ds, dgx, dgh, dp_rows,
-                  dgh_scratch):
+                  dgh_scratch, keep, keep_scratch, rdrop, carry_rows):
     """Backpropagate one direction of one layer through the whole sequence, in row chunks.
 
     gx, p, clip, lengths, n_chunks, states, gh_hist   as in ``forward_rows`` (as training
@@ -278,6 +320,11 @@ def backward_rows(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist,
                            on the tiles
     dgh_scratch  (U * n_chunks, G/U) scratch: one row per tile, where an additive gate
                                    may write its (unused) dgh
+    keep     (T_k, B, S*H) in: the zoneout weights forward ran with (T_k = 0: none)
+    keep_scratch (U * n_chunks, S*H/U) scratch: one row per tile, the kept state's share
+                           of the state gradient while the gate runs
+    rdrop    (K_r, B, H)   in: the recurrent dropout masks forward ran with (K_r = 0: none)
+    carry_rows (U, B, W)   scratch: one gate block's share of the carry
 
     Tiles as in ``forward_rows``. Steps run from T - 1 down to -1: each first finishes the
     step after it (adds dgh[s + 1] @ W_hh to the direct part the gate left), and s = -1
@@ -289,17 +336,18 @@ def backward_rows(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist,
         part, r0, r1 = tile_rows(chunk, 1, n_chunks, blocks[0], batch)
         for s in range(n_steps - 1, -2, -1):
             backward_tile(s, chunk, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds, dgx,
-                          dgh, dp_rows, zero_gates, dgh_scratch)
+                          dgh, dp_rows, zero_gates, dgh_scratch, keep, keep_scratch, rdrop, carry_rows)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
 def backward_parts(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist, dy, ds, dgx, dgh, dp_rows,
-                   dgh_scratch):
+                   dgh_scratch, keep, keep_scratch, rdrop, carry_rows):
     """``backward_rows`` with the hidden units split into U > 1 parts (an elementwise gate).
 
     Buffers as in ``backward_rows``: gx (T, B, G), w_hh (U, G, W), p (P,), lengths (B,),
     states (T + 1, B, S*H), gh_hist (T_g, U, B, G/U), dy (T, B, H), ds (2, B, S*H),
-    dgx (T, B, G), dgh (T, B, G), dp_rows (B, P), dgh_scratch (U * n_chunks, G/U).
+    dgx (T, B, G), dgh (T, B, G), dp_rows (B, P), dgh_scratch (U * n_chunks, G/U),
+    keep (T_k, B, S*H), keep_scratch (U * n_chunks, S*H/U), rdrop (K_r, B, H), carry_rows (U, B, W).
     Finishing a step needs every part of dgh[s + 1], so each step ends with a barrier.
     """
     n_steps, batch, n_gates = gx.shape
@@ -309,7 +357,7 @@ def backward_parts(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist
         for tile in prange(n_parts * n_chunks):
             part, r0, r1 = tile_rows(tile, n_parts, n_chunks, blocks[0], batch)
             backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds, dgx,
-                          dgh, dp_rows, zero_gates, dgh_scratch)
+                          dgh, dp_rows, zero_gates, dgh_scratch, keep, keep_scratch, rdrop, carry_rows)
 
 
 # ----------------------------------------------------------------- projected LSTM (proj_size)

@@ -45,4 +45,5 @@ def rnn_kwargs(cfg) -> dict:
     return dict(hidden_size=cfg.hidden_size, num_layers=cfg.layers, bidirectional=cfg.bidirectional,
                 dropout=cfg.dropout, dtype=cfg.dtype, seed=derive_seed(cfg.seed, "model"),
                 gate=cfg.gate, activation=cfg.activation,
-                recurrent_activation=cfg.recurrent_activation, num_heads=cfg.num_heads)
+                recurrent_activation=cfg.recurrent_activation, num_heads=cfg.num_heads,
+                zoneout=cfg.zoneout, zoneout_cell=cfg.zoneout_cell, recurrent_dropout=cfg.recurrent_dropout)
