@@ -123,7 +123,8 @@ class ExtraParam:
 
 @dataclass(frozen=True)
 class ScanForm:
-    """The log-space coefficients of a gate whose step is h_t = a_t h_{t-1} + b_t (see the
+    """The log-space coefficients of a gate whose step is h_t = a_t h_{t-1} + b_t, with
+    0 < a_t <= 1 and b_t > 0 (see the
     module docstring for the signatures): the engine then trains it as a parallel scan over
     time instead of a step loop."""
 

@@ -196,7 +196,7 @@ def test_weight_gradients_land_in_pytorch_order_on_both_paths_with_hidden_parts(
         assert not np.shares_memory(split["bias_ih_l0"], split["bias_hh_l0"])
 
 
-@pytest.mark.parametrize("gate", ["lstm", "peephole"])
+@pytest.mark.parametrize("gate", ["lstm", pytest.param("peephole", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("split", [False, True], ids=["rows", "hidden-split"])
 def test_fused_input_projection_gives_the_hoisted_projections_results(rng, monkeypatch, gate, split):
     """The forward step's GEMM over whole tape rows [x_s, 1, h_{s-1}] computes what the hoisted

@@ -67,23 +67,6 @@ def test_matches_reference_unidirectional_batch_first_nondefault_activations(gat
     assert_small(errors, 1e-12)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("gate", NEW_GATES)
-def test_check_plugin_passes(gate):
-    report = ln.check_plugin(gate)
-    assert report.ok, str(report)
-    assert (report.distribution, report.target) == ("lstm-numba", f"lstm_numba_plugins.gates.{gate}:gate")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("gate", NEW_GATES)
-def test_streams_bitwise(gate, tiling):
-    from test_streaming import assert_stream_matches_forward
-
-    for dtype in ("float32", "float64"):
-        assert_stream_matches_forward(gate, dtype)
-
-
 DETERMINISM_SCRIPT = textwrap.dedent("""
     import json, sys, numpy as np, lstm_numba as ln, numba
     from lstm_numba.engine import tiling

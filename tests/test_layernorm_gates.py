@@ -272,23 +272,6 @@ def test_layer_gradients_with_clip(gate):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("gate", GATES)
-def test_check_plugin_passes(gate):
-    report = ln.check_plugin(gate)
-    assert report.ok, str(report)
-    assert (report.distribution, report.target) == ("lstm-numba", f"lstm_numba_plugins.gates.{gate}:gate")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("gate", GATES)
-def test_streams_bitwise(gate):
-    from test_streaming import assert_stream_matches_forward
-
-    for dtype in ("float32", "float64"):
-        assert_stream_matches_forward(gate, dtype)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("gate", GATES)
 def test_bitwise_identical_across_thread_counts(tmp_path, gate):
     from test_family_gates import assert_bitwise_across_thread_counts
 

@@ -74,7 +74,7 @@ def test_regressor_seq2seq_matches_torch(rng):
 
 
 @needs_torch
-@pytest.mark.parametrize("gate", ["lstm", "gru"])
+@pytest.mark.parametrize("gate", ["lstm", pytest.param("gru", marks=pytest.mark.slow)])
 def test_classifier_cross_entropy_matches_torch(rng, gate):
     model = SequenceClassifier(3, 4, hidden_size=6, bidirectional=True, dtype="float64", seed=3, gate=gate)
     ref = TorchModel(model)

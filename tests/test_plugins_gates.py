@@ -20,6 +20,9 @@ from conftest import max_rel_err, worst_gradient_errors
 import lstm_numba as ln
 
 GATES = ["lstm", "peephole", "coupled", "gru", "slstm"]
+#: The built-in gates that came later: their own test modules compare them with references;
+#: the contract checks here compile each once more, so they run in the slow pass.
+LATER_GATES = ["indrnn", "mingru", "minlstm", "layernorm_gru", "layernorm_lstm"]
 
 #: Non-default activations per gate (float64). Together they cover hard_sigmoid with its
 #: own alpha/beta and with the defaults, leaky_relu with an alpha, elu, softsign, softplus.
@@ -116,6 +119,7 @@ def test_matches_reference_nondefault_activations(gate):
     assert_small(compare_with_reference(gate, "float64", clip=0.8, seed=1, **NONDEFAULT[gate]), 1e-12)
 
 
+@pytest.mark.slow  # compiles lstm with the benchmark's activations in float32, which nothing else needs
 def test_matches_reference_float32_softsign_hard_sigmoid():
     assert_small(compare_with_reference("lstm", "float32", clip=0.8, seed=2, **BENCH_ACTIVATIONS), 1e-5)
 
@@ -210,7 +214,7 @@ def test_layer_gradients_match_finite_differences(gate, clip):
 # --------------------------------------------------------------------------- check_plugin
 
 
-@pytest.mark.parametrize("gate", GATES)
+@pytest.mark.parametrize("gate", GATES + [pytest.param(g, marks=pytest.mark.slow) for g in LATER_GATES])
 def test_check_plugin_passes_builtin_gate(gate):
     report = ln.check_plugin(gate)
     assert report.ok, str(report)

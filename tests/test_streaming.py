@@ -79,7 +79,8 @@ def test_stream_with_a_hoisted_input_projection(monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("gate", ["peephole", "coupled", "slstm"])
+@pytest.mark.parametrize("gate", ["peephole", "coupled", "slstm", "indrnn", "mingru", "minlstm",
+                                  "layernorm_gru", "layernorm_lstm"])
 def test_stream_other_gates(gate, dtype, tiling):
     assert_stream_matches_forward(gate, dtype)
 

@@ -266,7 +266,8 @@ def _scan_coefficients(kernels, gx, clip):
 
 def _check_gate_scan(kernels, gate) -> tuple:
     """The scan form against the step: exp(log a) h_prev + exp(log b) must equal forward's
-    s_next, and the coefficients' backward must match central differences of
+    s_next, log a must be <= 0 (a decay: the float32 scan's fast exp is accurate there only),
+    and the coefficients' backward must match central differences of
     sum(w_a log a + w_b log b) over gx."""
     if gate.scan is None:
         return True, "no scan form: the layer trains with the step loop"
@@ -277,6 +278,8 @@ def _check_gate_scan(kernels, gate) -> tuple:
     problems = []
     if not np.allclose(np.exp(log_a) * prob.s_prev + np.exp(log_b), s_next, rtol=1e-10, atol=1e-12):
         problems.append("exp(log_a) * h_prev + exp(log_b) differs from forward's s_next")
+    if not np.all(log_a <= 0.0):
+        problems.append(f"log_a must be <= 0 (0 < a_t <= 1), got up to {np.max(log_a):.3g}")
     rng = np.random.default_rng(11)
     w_a, w_b = rng.normal(size=_GATE_HIDDEN), rng.normal(size=_GATE_HIDDEN)
     dgx = np.full((1, 1, prob.gx.size), np.nan)
@@ -295,7 +298,8 @@ def _check_gate_scan(kernels, gate) -> tuple:
         problems.append("log_coefficients_backward differs from finite differences")
     if problems:
         return False, f"scan form: {'; '.join(problems)}"
-    return True, "exp(log a) h_prev + exp(log b) equals the step, and its backward matches finite differences"
+    return True, ("exp(log a) h_prev + exp(log b) equals the step, log a <= 0, and its backward matches "
+                  "finite differences")
 
 
 _PROMOTIONS = {

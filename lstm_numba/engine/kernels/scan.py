@@ -19,14 +19,17 @@ import numpy as np
 from numba import njit, prange
 
 from lstm_numba.config import FASTMATH
+from lstm_numba.contract import fast_exp, fast_log1p
 
 
 @njit(inline="always", error_model="numpy", fastmath=FASTMATH)
 def logaddexp(x, y):
     """log(exp(x) + exp(y)), -inf when both are -inf; the
-    select on ``low`` (not a branch) keeps the loop free of branches."""
+    select on ``low`` (not a branch) keeps the loop free of branches, and the float32
+    ``fast_exp`` of a non-positive argument with ``fast_log1p`` (no libm calls) lets LLVM
+    vectorise it."""
     high, low = max(x, y), min(x, y)
-    summed = high + np.log1p(np.exp(low - high))
+    summed = high + fast_log1p(fast_exp(low - high))
     return high if low == -np.inf else summed
 
 
@@ -64,7 +67,7 @@ def log_scan_forward(log_a, log_b, h0, chunk, cum_a, log_h, carry_a, carry_h, h)
         for t in range(c * chunk, min(steps, (c + 1) * chunk)):
             for j in range(hidden):
                 from_zero = logaddexp(carry_h[c, b, j] + cum_a[t, b, j], log_h[t, b, j])
-                h[t, b, j] = np.exp(from_zero) + np.exp(carry_a[c, b, j] + cum_a[t, b, j]) * h0[b, j]
+                h[t, b, j] = np.exp(from_zero) + fast_exp(carry_a[c, b, j] + cum_a[t, b, j]) * h0[b, j]
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
@@ -88,7 +91,7 @@ def linear_scan_backward(log_a, log_b, h, h0, dh, chunk, prod, local, carry, d_l
             local[t1 - 1, b, j] = dh[t1 - 1, b, j]
         for t in range(t1 - 2, t0 - 1, -1):
             for j in range(hidden):
-                a_next = np.exp(log_a[t + 1, b, j])
+                a_next = fast_exp(log_a[t + 1, b, j])
                 prod[t, b, j] = prod[t + 1, b, j] * a_next
                 local[t, b, j] = dh[t, b, j] + a_next * local[t + 1, b, j]
     for b in prange(batch):  # 2: the carry, from the last chunk back
@@ -98,13 +101,13 @@ def linear_scan_backward(log_a, log_b, h, h0, dh, chunk, prod, local, carry, d_l
             first = (c + 1) * chunk
             for j in range(hidden):
                 g_first = local[first, b, j] + prod[first, b, j] * carry[c + 1, b, j]
-                carry[c, b, j] = np.exp(log_a[first, b, j]) * g_first
+                carry[c, b, j] = fast_exp(log_a[first, b, j]) * g_first
     for task in prange(n_chunks * batch):  # 3: each step's gradient from its chunk's carry
         c, b = task // batch, task % batch
         for t in range(c * chunk, min(steps, (c + 1) * chunk)):
             for j in range(hidden):
                 g = local[t, b, j] + prod[t, b, j] * carry[c, b, j]
-                a = np.exp(log_a[t, b, j])
+                a = fast_exp(log_a[t, b, j])
                 h_prev = h0[b, j] if t == 0 else h[t - 1, b, j]
                 d_log_a[t, b, j] = g * a * h_prev
                 d_log_b[t, b, j] = g * np.exp(log_b[t, b, j])
