@@ -19,6 +19,7 @@ Blocks are used only where they were measured to win (:func:`gemm_blocks`).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numba
@@ -233,6 +234,10 @@ class Tiling:
     forward_blocks: tuple
     backward_blocks: tuple
     fused_input: bool = False
+    #: Whether each loop's step GEMM runs on the engine's microkernel (else BLAS in the
+    #: blocks above): :func:`step_kernel`.
+    forward_micro: bool = False
+    backward_micro: bool = False
     #: A projected layer's (proj_size) blocks: h = m @ W_hr^T in the forward loop,
     #: dL/dm = dL/dh @ W_hr in the backward loop; () without a projection.
     project_blocks: tuple = ()
@@ -286,7 +291,10 @@ def choose_tiling(elementwise: bool, additive: bool, batch: int, inputs: int, hi
                       project_blocks=(block_rows, *gemm_blocks(block_rows, proj_size, hidden, itemsize, small)),
                       unproject_blocks=(block_rows, *gemm_blocks(block_rows, hidden, proj_size, itemsize, small)))
     backward_blocks = (block_rows, *gemm_blocks(block_rows, width, n_gates, itemsize, small))
-    return Tiling(parts, chunks, forward_blocks, backward_blocks, fused)
+    forward_depth = inputs + 1 + rec_width if fused else rec_width
+    return Tiling(parts, chunks, forward_blocks, backward_blocks, fused,
+                  forward_micro=recurrent and step_kernel(block_rows, forward_depth, part_gates, small)[0],
+                  backward_micro=recurrent and step_kernel(block_rows, n_gates, width, small)[0])
 
 
 def fuses_input_projection(rows: int, part_gates: int, depth: int, itemsize: int, small_kernel: bool) -> bool:
@@ -337,3 +345,30 @@ def scan_chunk_steps(steps: int) -> int:
     chunk's own pass are both short. A function of T alone: results do not depend on the
     thread count."""
     return max(16, math.isqrt(max(steps - 1, 0)) + 1)
+
+
+#: Environment variable that forces the time loops' step GEMMs onto one kernel: ``micro``
+#: (the engine's microkernel, :mod:`lstm_numba.engine.kernels.microkernel`), ``blas``, or
+#: ``auto`` (the default: :func:`step_kernel`'s rule).
+STEP_KERNEL_ENV = "LSTM_NUMBA_STEP_KERNEL"
+STEP_KERNEL_CHOICES = ("auto", "micro", "blas")
+
+
+def forced_step_kernel() -> str:
+    """``LSTM_NUMBA_STEP_KERNEL``'s value (``auto`` when unset); raises ValueError naming
+    the variable for any other value."""
+    value = os.environ.get(STEP_KERNEL_ENV, "auto").strip().lower() or "auto"
+    if value not in STEP_KERNEL_CHOICES:
+        raise ValueError(f"{STEP_KERNEL_ENV}={value!r}: expected one of {', '.join(STEP_KERNEL_CHOICES)}")
+    return value
+
+
+def step_kernel(rows: int, depth: int, cols: int, small_kernel: bool) -> tuple[bool, str]:
+    """(microkernel?, why) for a time step's ``rows x depth @ depth x cols`` GEMM.
+
+    RULE_PLACEHOLDER
+    """
+    forced = forced_step_kernel()
+    if forced != "auto":
+        return forced == "micro", f"forced by {STEP_KERNEL_ENV}={forced}"
+    return True, "auto: the microkernel"

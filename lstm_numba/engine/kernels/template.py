@@ -55,6 +55,7 @@ from numba import njit, prange  # noqa: E402
 
 from lstm_numba.engine.kernels.blas import blocked_gemm  # noqa: E402
 from lstm_numba.engine.kernels.gemm import split  # noqa: E402
+from lstm_numba.engine.kernels.microkernel import step_gemm  # noqa: E402
 from lstm_numba.engine.kernels.views import unit_stride  # noqa: E402
 
 
@@ -68,7 +69,8 @@ def tile_rows(tile, n_parts, n_chunks, block_rows, batch):
 
 
 @njit(inline="always")
-def forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, states, xh, gh_hist, y, zero_gates):
+def forward_tile(s, part, r0, r1, blocks, gx, w_rec, w_packed, b_hh, p, clip, lengths, states, xh, gh_hist, y,
+                 zero_gates):
     """Step ``s`` for rows [r0, r1) and the hidden units of ``part`` (see forward_rows)."""
     n_parts, depth, part_gates = w_rec.shape
     hidden = y.shape[2]
@@ -93,10 +95,10 @@ def forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, sta
     if not RECURRENT:  # no recurrent weights (an additive gate): gx, hoisted, is the whole pre-activation
         pass
     elif ADDITIVE:  # gx (+)= rec_in @ w_rec: the tape keeps one pre-activation array (b_hh is in it already)
-        blocked_gemm(rec_in, w_rec[part], gx_s[:, g0:g0 + part_gates], r0, r1, blocks[0], blocks[1], blocks[2],
-                     1.0 if depth == hidden else 0.0)
+        step_gemm(rec_in, w_rec[part], w_packed[part], gx_s[:, g0:g0 + part_gates], r0, r1, blocks,
+                  1.0 if depth == hidden else 0.0)
     else:
-        blocked_gemm(rec_in, w_rec[part], gh, r0, r1, blocks[0], blocks[1], blocks[2], 0.0)
+        step_gemm(rec_in, w_rec[part], w_packed[part], gh, r0, r1, blocks, 0.0)
     # Loops index 1-D views with the loop variable only, so that LLVM vectorises them.
     for b in range(r0, r1):
         h_next = unit_stride(xh[s + 1, b, h0:h0 + width])
@@ -125,7 +127,7 @@ def forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, sta
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
-def forward_rows(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, xh, gh_hist, y):
+def forward_rows(gx, w_rec, w_packed, b_hh, p, clip, lengths, n_chunks, blocks, states, xh, gh_hist, y):
     """Run one direction of one layer over the whole sequence, in step order, in row chunks.
 
     Vectors of ``k`` blocks of H (gate pre-activations, states, extra parameters) are
@@ -144,6 +146,9 @@ def forward_rows(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, xh
                                scratch. Otherwise, in: x_s @ W_ih^T + b_ih, T_x = T
     w_rec      (U, K, G/U)     in: one contiguous column part per hidden part of W_hh^T
                                (K = H), or of [W_ih^T; b_ih + b_hh; W_hh^T] (fused)
+    w_packed   (U, P, K, PANEL) in: each part of ``w_rec`` in the microkernel's panels
+                               (``kernels.microkernel.pack_panels``), or (U, 0, 0, PANEL):
+                               the step GEMM then runs on BLAS (``tiling.step_kernel``)
     b_hh       (G,)            in: part-major (unused for an additive gate: it is in gx)
     p          (P,)            in: extra gate parameters, part-major
     clip       scalar          in: cell clip (inf when off)
@@ -173,15 +178,16 @@ def forward_rows(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, xh
     for chunk in prange(n_chunks):
         part, r0, r1 = tile_rows(chunk, 1, n_chunks, blocks[0], batch)
         for s in range(n_steps):
-            forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, states, xh, gh_hist, y,
-                         zero_gates)
+            forward_tile(s, part, r0, r1, blocks, gx, w_rec, w_packed, b_hh, p, clip, lengths, states, xh, gh_hist,
+                         y, zero_gates)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
-def forward_parts(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, xh, gh_hist, y):
+def forward_parts(gx, w_rec, w_packed, b_hh, p, clip, lengths, n_chunks, blocks, states, xh, gh_hist, y):
     """``forward_rows`` with the hidden units split into U > 1 parts (an elementwise gate).
 
-    Buffers as in ``forward_rows``: gx (T_x, B, G), w_rec (U, K, G/U), b_hh (G,), p (P,),
+    Buffers as in ``forward_rows``: gx (T_x, B, G), w_rec (U, K, G/U),
+    w_packed (U, P, K, PANEL) or (U, 0, 0, PANEL), b_hh (G,), p (P,),
     lengths (B,), states (T_s, B, S*H), xh (T + 1, B, I + 1 + H), gh_hist (T_g, U, B, G/U),
     y (T, B, H). Each step runs one tile per part and row chunk in parallel and ends with
     a barrier, since every part's GEMM reads the whole h_{s-1}; each thread reads only its
@@ -193,21 +199,21 @@ def forward_parts(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, x
     for s in range(n_steps):
         for tile in prange(n_parts * n_chunks):
             part, r0, r1 = tile_rows(tile, n_parts, n_chunks, blocks[0], batch)
-            forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, states, xh, gh_hist, y,
-                         zero_gates)
+            forward_tile(s, part, r0, r1, blocks, gx, w_rec, w_packed, b_hh, p, clip, lengths, states, xh, gh_hist,
+                         y, zero_gates)
 
 
 @njit(inline="always")
-def backward_carry(s, part, r0, r1, blocks, w_hh, dgh, ds):
+def backward_carry(s, part, r0, r1, blocks, w_hh, w_hh_packed, dgh, ds):
     """Finish step ``s`` for rows [r0, r1) and one hidden part: ds[h part] += dgh[s] @ W_hh."""
     n_parts, _, width = w_hh.shape
     s0 = part * (ds.shape[1] // n_parts)
-    blocked_gemm(dgh[s], w_hh[part], ds[:, s0:s0 + width], r0, r1, blocks[0], blocks[1], blocks[2], 1.0)
+    step_gemm(dgh[s], w_hh[part], w_hh_packed[part], ds[:, s0:s0 + width], r0, r1, blocks, 1.0)
 
 
 @njit(inline="always")
-def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds_pair, dgx, dgh,
-                  dp_rows, zero_gates, dgh_scratch):
+def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, w_hh_packed, p, clip, lengths, states, gh_hist, dy, ds_pair,
+                  dgx, dgh, dp_rows, zero_gates, dgh_scratch):
     """Carry step ``s + 1`` into the state gradient, then the gate's backward of step ``s`` (none for s = -1).
 
     The two halves of ``ds_pair`` alternate: ``ds`` holds dLoss/d(state after step s),
@@ -227,7 +233,7 @@ def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, sta
     u0 = part * width
     p_part = p[p0:p0 + part_p]
     if RECURRENT and s + 1 < n_steps:
-        backward_carry(s + 1, part, r0, r1, blocks, w_hh, dgh, ds)
+        backward_carry(s + 1, part, r0, r1, blocks, w_hh, w_hh_packed, dgh, ds)
     if s < 0:
         return
     for b in range(r0, r1):
@@ -256,7 +262,7 @@ def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, sta
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
-def backward_rows(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist, dy, ds, dgx, dgh, dp_rows,
+def backward_rows(gx, w_hh, w_hh_packed, p, clip, lengths, n_chunks, blocks, states, gh_hist, dy, ds, dgx, dgh, dp_rows,
                   dgh_scratch):
     """Backpropagate one direction of one layer through the whole sequence, in row chunks.
 
@@ -265,6 +271,8 @@ def backward_rows(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist,
     blocks   3 ints        in: (rows, columns, depth) of the recurrent GEMM's blocks
     w_hh     (U, G, W)     in: W_hh with part-major rows, one contiguous column part per
                            hidden part (W = H / U)
+    w_hh_packed (U, P, G, PANEL) in: each part of ``w_hh`` in the microkernel's panels, or
+                           (U, 0, 0, PANEL) for BLAS (as ``forward_rows``' ``w_packed``)
     dy       (T, B, H)     in: dLoss/dy
     ds       (2, B, S*H)   in: ds[0] = dLoss/d(final state); out: ds[T % 2] =
                            dLoss/d(initial state); part-major. The two halves alternate as
@@ -288,16 +296,17 @@ def backward_rows(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist,
     for chunk in prange(n_chunks):
         part, r0, r1 = tile_rows(chunk, 1, n_chunks, blocks[0], batch)
         for s in range(n_steps - 1, -2, -1):
-            backward_tile(s, chunk, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds, dgx,
-                          dgh, dp_rows, zero_gates, dgh_scratch)
+            backward_tile(s, chunk, part, r0, r1, blocks, gx, w_hh, w_hh_packed, p, clip, lengths, states, gh_hist, dy,
+                          ds, dgx, dgh, dp_rows, zero_gates, dgh_scratch)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
-def backward_parts(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist, dy, ds, dgx, dgh, dp_rows,
+def backward_parts(gx, w_hh, w_hh_packed, p, clip, lengths, n_chunks, blocks, states, gh_hist, dy, ds, dgx, dgh, dp_rows,
                    dgh_scratch):
     """``backward_rows`` with the hidden units split into U > 1 parts (an elementwise gate).
 
-    Buffers as in ``backward_rows``: gx (T, B, G), w_hh (U, G, W), p (P,), lengths (B,),
+    Buffers as in ``backward_rows``: gx (T, B, G), w_hh (U, G, W),
+    w_hh_packed (U, P, G, PANEL) or (U, 0, 0, PANEL), p (P,), lengths (B,),
     states (T + 1, B, S*H), gh_hist (T_g, U, B, G/U), dy (T, B, H), ds (2, B, S*H),
     dgx (T, B, G), dgh (T, B, G), dp_rows (B, P), dgh_scratch (U * n_chunks, G/U).
     Finishing a step needs every part of dgh[s + 1], so each step ends with a barrier.
@@ -308,8 +317,8 @@ def backward_parts(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist
     for s in range(n_steps - 1, -2, -1):
         for tile in prange(n_parts * n_chunks):
             part, r0, r1 = tile_rows(tile, n_parts, n_chunks, blocks[0], batch)
-            backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds, dgx,
-                          dgh, dp_rows, zero_gates, dgh_scratch)
+            backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, w_hh_packed, p, clip, lengths, states, gh_hist, dy,
+                          ds, dgx, dgh, dp_rows, zero_gates, dgh_scratch)
 
 
 # ----------------------------------------------------------------- projected LSTM (proj_size)
