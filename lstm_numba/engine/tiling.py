@@ -366,9 +366,51 @@ def forced_step_kernel() -> str:
 def step_kernel(rows: int, depth: int, cols: int, small_kernel: bool) -> tuple[bool, str]:
     """(microkernel?, why) for a time step's ``rows x depth @ depth x cols`` GEMM.
 
-    RULE_PLACEHOLDER
+    The microkernel (:mod:`lstm_numba.engine.kernels.microkernel`) runs every forward step
+    GEMM (as deep as it is narrow or shallower: ``depth <= cols``), and every step GEMM
+    when the BLAS lacks OpenBLAS's AVX-512 small-matrix kernel (``small_kernel`` false: an
+    AVX2 machine, or ``OPENBLAS_CORETYPE`` set to an older core). BLAS keeps the backward
+    carry (deep and narrow: ``dgh (rows x G) @ W_hh (G x W)``) where it has that kernel.
+    Measured, 2-core Xeon (Ice Lake, AVX-512), shared, float32, 2 threads, one process,
+    both forced (``benchmarks/bench_lstm.py --step-kernels``), see docs/performance.md:
+    with SkylakeX kernels the microkernel took medium forward 46 -> 32 ms and large
+    forward 1.47 -> 1.09 s, but medium forward+backward 104 -> 127 ms (its backward GEMM,
+    64x1024 @ 1024x128, ran at 0.8-1.0x BLAS's speed alone, ``bench_step_gemm.py``); with
+    the Haswell kernels and an AVX2 target it beat BLAS on both loops' GEMMs
+    (``bench_step_gemm.py``: 1.1-5x). ``LSTM_NUMBA_STEP_KERNEL`` overrides the rule. A
+    function of the shape and the BLAS core only, never of the thread count.
     """
     forced = forced_step_kernel()
     if forced != "auto":
         return forced == "micro", f"forced by {STEP_KERNEL_ENV}={forced}"
-    return True, "auto: the microkernel"
+    if not small_kernel:
+        return True, "auto: the BLAS has no small-matrix kernel (measured: the microkernel wins every step GEMM)"
+    if depth <= cols:
+        return True, "auto: a forward-shaped GEMM (depth <= columns; measured: the microkernel wins)"
+    return False, "auto: a deep, narrow GEMM on OpenBLAS's small-matrix kernel (measured: BLAS wins)"
+
+
+def describe_step_kernels(elementwise: bool, additive: bool, batch: int, inputs: int, hidden: int, n_gates: int,
+                          itemsize: int, recurrent: bool = True) -> dict:
+    """{"forward": text, "backward": text}: which kernel each time loop's step GEMM runs
+    for this gate and shape, its shape per tile, and why (for ``lstm-numba profile``)."""
+    from lstm_numba.engine.kernels import microkernel
+
+    tile = choose_tiling(elementwise, additive, batch, inputs, hidden, n_gates, itemsize, recurrent)
+    if not recurrent:
+        return {"forward": "none (no recurrent weights)", "backward": "none (no recurrent weights)"}
+    small = blas_control.small_kernel_available()
+    rows = tile.forward_blocks[0]
+    depth = inputs + 1 + hidden if tile.fused_input else hidden
+    shapes = {"forward": (rows, depth, n_gates // tile.parts, tile.forward_blocks),
+              "backward": (rows, n_gates, hidden // tile.parts, tile.backward_blocks)}
+    texts = {}
+    for loop, (m, k, n, blocks) in shapes.items():
+        micro, why = step_kernel(m, k, n, small)
+        if micro:
+            kernel = (f"microkernel ({8 * microkernel.VECTOR_BYTES}-bit vectors, {microkernel.TILE_ROWS}x"
+                      f"{microkernel.panel_columns(itemsize)} tiles)")
+        else:
+            kernel = f"BLAS (OpenBLAS {blas_control.kernel_names()}, blocks {blocks[0]}x{blocks[2]}@{blocks[2]}x{blocks[1]})"
+        texts[loop] = f"{kernel}, {m}x{k}@{k}x{n} per tile: {why}"
+    return texts
