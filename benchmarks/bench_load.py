@@ -32,6 +32,8 @@ import sys
 import tempfile
 import time
 
+from lstm_numba.profiling.load import busy_processes
+
 LAYER_SCRIPT = r"""
 import sys, time
 import numpy as np
@@ -69,10 +71,6 @@ SETTINGS = {
 }
 
 
-def busy_processes(n: int) -> list:
-    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
-
-
 def run_train(env: dict, workdir: str) -> float:
     cli = os.path.join(os.path.dirname(sys.executable), "lstm-numba")
     t = time.perf_counter()
@@ -95,9 +93,7 @@ def measure_load(load: int, rounds: int, workdir: str, torch: bool) -> dict:
     times = {f"{kind} {name}": [] for kind in ("train", "layer") for name in SETTINGS}
     if torch:
         times.update({"layer torch": [], "layer torch 1 thread": []})
-    procs = busy_processes(load)
-    try:
-        time.sleep(1.0)  # let the load register in the kernel's counters
+    with busy_processes(load):
         names = list(SETTINGS)
         for r in range(rounds):
             for name in (names if r % 2 == 0 else names[::-1]):
@@ -107,10 +103,6 @@ def measure_load(load: int, rounds: int, workdir: str, torch: bool) -> dict:
             if torch:
                 times["layer torch"].append(run_layer(dict(os.environ), "torch", 0))
                 times["layer torch 1 thread"].append(run_layer(dict(os.environ), "torch", 1))
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
     return {key: statistics.median(v) for key, v in times.items()}
 
 

@@ -15,7 +15,15 @@ calls for 30 ms, so that the timed ones see the steady state of a training loop
 timing, torch's forward output and gradients are checked against ours on the same weights
 and inputs.
 
-It also prints which BLAS libraries and kernels ran (threadpoolctl), the BLAS environment
+Each GFLOP/s figure is also given as a fraction of this run's sgemm peak (a NumPy float32
+2048^3 matmul on the same threads, median of 5). ``--load N`` starts N competing busy
+processes (one core each) before the timings and stops them after, so the ratios are those
+under that load. ``--step-kernels`` times our layer twice, with the time loops' step GEMMs
+forced onto the engine's microkernel and onto BLAS (``LSTM_NUMBA_STEP_KERNEL``), against
+the same torch.
+
+It also prints the CPU model and ISA, the Numba target, which step kernel each config ran
+and why, which BLAS libraries and kernels ran (threadpoolctl), the BLAS environment
 variables, and the compile time of the kernels: the first forward+backward call in a fresh
 process with an empty kernel cache (cold) and in a second process with that cache (target
 below 0.5 s). See benchmarks/README.md.
@@ -24,6 +32,7 @@ below 0.5 s). See benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -34,6 +43,8 @@ import time
 import numpy as np
 
 from lstm_numba.profiling import compile_time, machine, timing
+from lstm_numba.profiling.flops import forward_flops as layer_forward_flops
+from lstm_numba.profiling.load import busy_processes
 from lstm_numba.profiling.timing import BLOCK_WARMUP_S
 
 CONFIGS = {
@@ -66,7 +77,14 @@ def log(*args):
 
 
 def forward_flops(c) -> float:
-    return 2.0 * c["T"] * c["B"] * 4 * c["H"] * (c["I"] + c["H"])
+    return layer_forward_flops(c["T"], c["B"], c["I"], c["H"])
+
+
+#: The sgemm peak's matrix size and calls (the median is reported).
+PEAK_N, PEAK_REPEAT = 2048, 5
+#: Our layer's variants: label -> LSTM_NUMBA_STEP_KERNEL (None: as the environment says).
+DEFAULT_VARIANTS = {"ours": None}
+STEP_KERNEL_VARIANTS = {"ours micro": "micro", "ours blas": "blas"}
 
 
 def max_rel_err(actual, expected) -> float:
@@ -136,40 +154,84 @@ class Pair:
         y.backward(self.tdy)
 
 
-def run_config(name, c, rounds, calls, pause, warmup, phases) -> dict:
+@contextlib.contextmanager
+def step_kernel_env(choice):
+    """While inside, ``LSTM_NUMBA_STEP_KERNEL`` is ``choice`` (left as is for None)."""
+    from lstm_numba.engine.tiling import STEP_KERNEL_ENV
+
+    before = os.environ.get(STEP_KERNEL_ENV)
+    if choice is not None:
+        os.environ[STEP_KERNEL_ENV] = choice
+    try:
+        yield
+    finally:
+        if choice is not None and before is None:
+            del os.environ[STEP_KERNEL_ENV]
+        elif choice is not None:
+            os.environ[STEP_KERNEL_ENV] = before
+
+
+def with_step_kernel(choice, fn):
+    """``fn`` run with ``LSTM_NUMBA_STEP_KERNEL`` set to ``choice``."""
+    def run():
+        with step_kernel_env(choice):
+            fn()
+    return run
+
+
+def step_kernels_of(c, choice) -> dict:
+    """Which kernel each time loop's step GEMM runs for config ``c`` (``engine.tiling``)."""
+    from lstm_numba.engine.tiling import describe_step_kernels
+
+    with step_kernel_env(choice):
+        return describe_step_kernels(True, False, c["B"], c["I"], c["H"], 4 * c["H"], 4)
+
+
+def run_config(name, c, rounds, calls, pause, warmup, phases, variants, peak) -> dict:
     pair = Pair(c)
     check = pair.check()
-    fns = {("ours", "forward"): pair.ours_forward, ("ours", "forward+backward"): pair.ours_forward_backward,
-           ("torch", "forward"): pair.torch_forward, ("torch", "forward+backward"): pair.torch_forward_backward}
+    fns = {("torch", "forward"): pair.torch_forward, ("torch", "forward+backward"): pair.torch_forward_backward}
+    for label, choice in variants.items():
+        fns[(label, "forward")] = with_step_kernel(choice, pair.ours_forward)
+        fns[(label, "forward+backward")] = with_step_kernel(choice, pair.ours_forward_backward)
     for fn in fns.values():  # warm-up: compile / load kernels, allocator, oneDNN primitives
         fn()
+    impls = [*variants, "torch"]
     samples = {}
     for mode in MODES:
-        timed = timing.interleaved_samples({impl: fns[(impl, mode)] for impl in ("ours", "torch")}, rounds, calls,
-                                         pause, warmup)
+        timed = timing.interleaved_samples({impl: fns[(impl, mode)] for impl in impls}, rounds, calls, pause, warmup)
         samples.update({(impl, mode): values for impl, values in timed.items()})
     flops = forward_flops(c)
     rows = []
-    for mode in MODES:
-        mode_flops = flops if mode == "forward" else 3 * flops
-        ours, torch = samples[("ours", mode)], samples[("torch", mode)]
-        o_med, t_med = statistics.median(ours), statistics.median(torch)
-        target = TARGETS.get((name, mode))
-        ratio = t_med / o_med
-        rows.append({
-            "config": name, **c, "mode": mode, "samples": len(ours),
-            "ours_ms": 1e3 * o_med, "ours_min_ms": 1e3 * min(ours),
-            "torch_ms": 1e3 * t_med, "torch_min_ms": 1e3 * min(torch),
-            "ours_gflops": mode_flops / o_med / 1e9, "torch_gflops": mode_flops / t_med / 1e9,
-            "ratio": ratio, "ratio_min": min(torch) / min(ours),
-            "target": target, "met": None if target is None else ratio >= target,
-            "ours_samples_ms": [1e3 * s for s in ours], "torch_samples_ms": [1e3 * s for s in torch],
-        })
-    result = {"config": name, "sizes": c, "check": check, "rows": rows}
+    for label in variants:
+        rows += _rows(name, c, label, samples, flops, peak)
+    result = {"config": name, "sizes": c, "check": check, "rows": rows,
+              "step_kernels": {label: step_kernels_of(c, choice) for label, choice in variants.items()}}
     if phases:
         time.sleep(pause)
         result["phases"] = phases.phase_breakdown(pair.ours, pair.x, pair.dy, repeat=max(3, calls))
     return result
+
+
+def _rows(name, c, label, samples, flops, peak) -> list:
+    rows = []
+    for mode in MODES:
+        mode_flops = flops if mode == "forward" else 3 * flops
+        ours, torch = samples[(label, mode)], samples[("torch", mode)]
+        o_med, t_med = statistics.median(ours), statistics.median(torch)
+        target = TARGETS.get((name, mode))
+        ratio = t_med / o_med
+        rows.append({
+            "config": name, **c, "mode": mode, "variant": label, "samples": len(ours),
+            "ours_ms": 1e3 * o_med, "ours_min_ms": 1e3 * min(ours),
+            "torch_ms": 1e3 * t_med, "torch_min_ms": 1e3 * min(torch),
+            "ours_gflops": mode_flops / o_med / 1e9, "torch_gflops": mode_flops / t_med / 1e9,
+            "ours_peak_fraction": mode_flops / o_med / 1e9 / peak, "torch_peak_fraction": mode_flops / t_med / 1e9 / peak,
+            "ratio": ratio, "ratio_min": min(torch) / min(ours),
+            "target": target, "met": None if target is None else ratio >= target,
+            "ours_samples_ms": [1e3 * s for s in ours], "torch_samples_ms": [1e3 * s for s in torch],
+        })
+    return rows
 
 
 def print_header(info):
@@ -181,6 +243,11 @@ def print_header(info):
     th = info["threads"]
     log(f"threads: numba {th['numba']} (layer {th.get('numba_threading_layer') or '?'}), torch {th.get('torch')}, "
         f"{th['cpus']} CPUs; load average before {info['loadavg_before']}")
+    cpu = info["cpu"]
+    log(f"cpu: {cpu['description']}; ISA {' '.join(cpu['isa']) or '?'}; Numba target {cpu['llvm_cpu']} "
+        f"({cpu['vector_bits']}-bit vectors); BLAS kernel {cpu['blas_kernel']}; OPENBLAS_CORETYPE "
+        f"{'set to ' + env['OPENBLAS_CORETYPE'] if env.get('OPENBLAS_CORETYPE') else 'unset'}")
+    log(f"competing load: {info['load']} busy process(es)")
 
 
 def print_blas(rows):
@@ -203,19 +270,25 @@ def print_compile(comp):
 
 
 def print_results(results):
-    log("\nmedian ms (min in brackets), GFLOP/s, ratio = torch time / our time (> 1: lstm-numba faster)")
-    head = (f"{'config':<8}{'mode':<18}{'n':>3}{'ours ms':>17}{'torch ms':>17}{'ours GF/s':>11}"
-            f"{'torch GF/s':>11}{'ratio':>7}{'(min)':>7}{'target':>8}  met")
+    log("\nmedian ms (min in brackets), GFLOP/s, % of this run's sgemm peak, ratio = torch time / our time "
+        "(> 1: lstm-numba faster)")
+    head = (f"{'config':<8}{'mode':<18}{'ours':<12}{'n':>3}{'ours ms':>17}{'torch ms':>17}{'ours GF/s':>11}"
+            f"{'%peak':>7}{'torch GF/s':>11}{'%peak':>7}{'ratio':>7}{'(min)':>7}{'target':>8}  met")
     log(head)
     log("-" * len(head))
     for res in results:
         for r in res["rows"]:
             target = "-" if r["target"] is None else f">={r['target']:.1f}"
             met = "-" if r["met"] is None else ("yes" if r["met"] else "NO")
-            log(f"{r['config']:<8}{r['mode']:<18}{r['samples']:>3}"
+            log(f"{r['config']:<8}{r['mode']:<18}{r['variant']:<12}{r['samples']:>3}"
                 f"{r['ours_ms']:>9.2f} [{r['ours_min_ms']:>6.2f}]{r['torch_ms']:>9.2f} [{r['torch_min_ms']:>6.2f}]"
-                f"{r['ours_gflops']:>11.1f}{r['torch_gflops']:>11.1f}{r['ratio']:>7.2f}{r['ratio_min']:>7.2f}"
-                f"{target:>8}  {met}")
+                f"{r['ours_gflops']:>11.1f}{100 * r['ours_peak_fraction']:>6.0f}%{r['torch_gflops']:>11.1f}"
+                f"{100 * r['torch_peak_fraction']:>6.0f}%{r['ratio']:>7.2f}{r['ratio_min']:>7.2f}{target:>8}  {met}")
+    log("\nstep GEMM kernels (engine.tiling.step_kernel):")
+    for res in results:
+        for label, loops in res["step_kernels"].items():
+            for loop, text in loops.items():
+                log(f"  {res['config']:<8}{label:<12}{loop:<9}{text}")
     log("\nsanity (same weights and inputs): max |y - y_torch|, max |c_T - c_T torch|, "
         "max rel err of dx and of the weight gradients")
     for res in results:
@@ -237,6 +310,15 @@ def print_phases(results):
         + "".join(f"{res['phases']['forward_backward_ms']:>12.2f}" for res in results if "phases" in res))
 
 
+def cpu_info() -> dict:
+    """The CPU, the ISA Numba compiles for, the microkernel's width and the BLAS kernel."""
+    from lstm_numba.engine import blas_control
+    from lstm_numba.engine.kernels import microkernel
+
+    return {**machine.cpu_model(), "description": machine.cpu_description(),
+            "vector_bits": 8 * microkernel.VECTOR_BYTES, "blas_kernel": blas_control.kernel_names()}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -251,6 +333,10 @@ def main(argv=None) -> int:
                         help=f"seconds of untimed calls after each pause (default {BLOCK_WARMUP_S})")
     parser.add_argument("--no-compile", action="store_true", help="skip the compile-time subprocesses")
     parser.add_argument("--phases", action="store_true", help="also print our per-phase breakdown")
+    parser.add_argument("--load", type=int, default=0, metavar="N",
+                        help="competing busy processes (one core each) during the timings (default 0)")
+    parser.add_argument("--step-kernels", action="store_true",
+                        help="time ours with the step GEMMs forced onto the microkernel and onto BLAS")
     parser.add_argument("--json", metavar="PATH", default=None,
                         help="also write all results as JSON to PATH ('-': stdout, tables go to stderr)")
     args = parser.parse_args(argv)
@@ -272,7 +358,8 @@ def main(argv=None) -> int:
         "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
                                                "OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER")},
         "threads": {"numba": numba.get_num_threads(), "torch": torch.get_num_threads(), "cpus": os.cpu_count()},
-        "loadavg_before": [round(v, 2) for v in os.getloadavg()],
+        "loadavg_before": [round(v, 2) for v in os.getloadavg()], "load": args.load,
+        "cpu": cpu_info(),
     }
     print_header(info)
 
@@ -283,19 +370,23 @@ def main(argv=None) -> int:
         print_compile(compile_result)
         time.sleep(1.0)
 
+    variants = STEP_KERNEL_VARIANTS if args.step_kernels else DEFAULT_VARIANTS
     results = []
-    for name in names:
-        rounds, calls = SAMPLING[name]
-        res = run_config(name, CONFIGS[name], args.rounds or rounds, args.calls or calls, args.pause,
-                         args.warmup, args.phases)
-        results.append(res)
-        log(f"  ... {name} done")
+    peak = machine.blas_peak_gflops(np.float32, numba.get_num_threads(), n=PEAK_N, repeat=PEAK_REPEAT,
+                                    statistic=statistics.median)
+    log(f"numpy sgemm {PEAK_N}^3 on {numba.get_num_threads()} threads: {peak:.0f} GFLOP/s "
+        f"(this run's peak, median of {PEAK_REPEAT}, before any competing load)")
+    with busy_processes(args.load):
+        for name in names:
+            rounds, calls = SAMPLING[name]
+            res = run_config(name, CONFIGS[name], args.rounds or rounds, args.calls or calls, args.pause,
+                             args.warmup, args.phases, variants, peak)
+            results.append(res)
+            log(f"  ... {name} done")
     info["threads"] = machine.threads_info()
     info["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
     blas = machine.blas_info()
     print_blas(blas)
-    peak = machine.blas_peak_gflops(np.float32, info["threads"]["numba"])
-    log(f"  numpy sgemm 1024^3 on {info['threads']['numba']} threads: {peak:.0f} GFLOP/s (this run's peak)")
     gaps = machine.engine_limiter_gaps()
     if gaps:
         log(f"  WARNING: the engine's one-thread BLAS limiter does not cover {', '.join(gaps)}")

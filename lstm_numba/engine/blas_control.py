@@ -37,6 +37,14 @@ def small_kernel_available() -> bool:
 
 
 @functools.cache
+def kernel_names() -> str:
+    """The core (kernel family) of every OpenBLAS loaded, e.g. ``SkylakeX``; ``?`` if none."""
+    cores = sorted({str(info.get("architecture", "")) for info in _threadpool_controller().info()
+                    if info.get("internal_api") == "openblas"})
+    return ", ".join(cores) or "?"
+
+
+@functools.cache
 def _blas_pools() -> tuple:
     return tuple(_threadpool_controller().select(user_api="blas").lib_controllers)
 

@@ -163,9 +163,9 @@ def forward_direction(kernels, workspace, x, w_ih, w_hh, b_ih, b_hh, extra, clip
                       tile.project_blocks, states, xh, gh, y)
         else:
             forward_loop = "forward_parts" if tile.parts > 1 else "forward_rows"
-            hooks.run(forward_loop, getattr(kernels, forward_loop), gx, weights.w_rec, weights.b_hh, weights.extra,
-                      dtype.type(clip), lengths, tile.chunks, tile.forward_blocks, states, xh, gh, y, keep, rdrop,
-                      rdrop_rows)
+            hooks.run(forward_loop, getattr(kernels, forward_loop), gx, weights.w_rec, weights.w_packed, weights.b_hh,
+                      weights.extra, dtype.type(clip), lengths, tile.chunks, tile.forward_blocks, states, xh, gh, y, keep,
+                      rdrop, rdrop_rows)
     final = list(weights.state_from_kernel(states[steps % n_slots], n_state))
     if w_hr is not None:  # h after each row's last valid step: the tape's last row carries it
         final[0] = xh[steps, :, inputs + 1:].copy()
@@ -254,9 +254,11 @@ def backward_direction(kernels, workspace, tape: DirectionTape, clip, dy, dstate
                       np.arange(rec))
         else:
             backward_loop = "backward_parts" if tile.parts > 1 else "backward_rows"
-            hooks.run(backward_loop, getattr(kernels, backward_loop), tape.gx, weights.hidden_parts_of_w_hh(),
-                      weights.extra, dtype.type(clip), tape.lengths, tile.chunks, tile.backward_blocks, tape.states,
-                      tape.gh, dy, ds, dgx, dgh, dp_rows, dgh_rows, tape.keep,
+            w_hh_parts = weights.hidden_parts_of_w_hh()
+            hooks.run(backward_loop, getattr(kernels, backward_loop), tape.gx, w_hh_parts,
+                      weights.packed_hidden_parts_of_w_hh(w_hh_parts), weights.extra, dtype.type(clip), tape.lengths,
+                      tile.chunks, tile.backward_blocks, tape.states, tape.gh, dy, ds, dgx, dgh, dp_rows, dgh_rows,
+                      tape.keep,
                       workspace.array("keep_rows", (tile.parts * tile.chunks, n_state * hidden // tile.parts), dtype),
                       tape.rdrop, workspace.array("carry_rows", (tile.parts, batch, hidden // tile.parts), dtype))
         dgx2 = dgx.reshape(rows, n_gates)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstm_numba.engine.kernels import arrays
+from lstm_numba.engine.kernels import arrays, microkernel
 from lstm_numba.engine.tiling import Tiling
 
 
@@ -43,6 +43,8 @@ class DirectionWeights:
     extra     (P,)          part-major
     w_hr      (R, H)        a projected layer's W_hr (R = proj_size; the caller's array), or None
     w_hr_t    (H, R)        W_hr^T on a cache line, or None
+    w_packed  (U, P, K, PANEL)  ``w_rec`` in the microkernel's panels where the tiling runs
+                            the forward step on it, else (U, 0, 0, PANEL)
     """
 
     tiling: Tiling
@@ -55,6 +57,7 @@ class DirectionWeights:
     extra: np.ndarray
     w_hr: np.ndarray | None = None
     w_hr_t: np.ndarray | None = None
+    w_packed: np.ndarray | None = None
 
     @classmethod
     def prepare(cls, tiling: Tiling, hidden: int, w_ih, w_hh, b_ih, b_hh, extra, additive: bool,
@@ -89,7 +92,8 @@ class DirectionWeights:
             w_hh_parts = np.ascontiguousarray(w_hh).reshape(n_blocks, parts, width, rec_width)
             arrays.transpose_parts(w_hh_parts, _split_last(rec_rows, n_blocks))
         w_hr_t = None if w_hr is None else aligned_copy(np.asarray(w_hr).T)
-        return cls(tiling, hidden, w_ih, w_proj, w_hh, w_rec, b_hh, extra, w_hr, w_hr_t)
+        w_packed = microkernel.pack_panels(w_rec) if tiling.forward_micro else microkernel.no_panels(parts, w_rec.dtype)
+        return cls(tiling, hidden, w_ih, w_proj, w_hh, w_rec, b_hh, extra, w_hr, w_hr_t, w_packed)
 
     def hidden_parts_of_w_hh(self) -> np.ndarray:
         """W_hh as (U, G, W): rows part-major, one contiguous column part per hidden part
@@ -107,6 +111,14 @@ class DirectionWeights:
         out.reshape(parts, parts, n_blocks, width, width)[...] = (
             self.w_hh.reshape(n_blocks, parts, width, parts, width).transpose(3, 1, 0, 2, 4))
         return out
+
+    def packed_hidden_parts_of_w_hh(self, hidden_parts: np.ndarray) -> np.ndarray:
+        """``hidden_parts`` (:meth:`hidden_parts_of_w_hh`, (U, G, W)) in the microkernel's
+        panels, (U, P, G, PANEL), where the tiling runs the backward step on it, else
+        (U, 0, 0, PANEL)."""
+        if not self.tiling.backward_micro:
+            return microkernel.no_panels(self.tiling.parts, self.w_ih.dtype)
+        return microkernel.pack_panels(hidden_parts)
 
     def natural_rows(self) -> np.ndarray:
         """(G,) int64: the natural (PyTorch) index of each part-major gate."""

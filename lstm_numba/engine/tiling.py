@@ -19,6 +19,7 @@ Blocks are used only where they were measured to win (:func:`gemm_blocks`).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numba
@@ -233,6 +234,10 @@ class Tiling:
     forward_blocks: tuple
     backward_blocks: tuple
     fused_input: bool = False
+    #: Whether each loop's step GEMM runs on the engine's microkernel (else BLAS in the
+    #: blocks above): :func:`step_kernel`.
+    forward_micro: bool = False
+    backward_micro: bool = False
     #: A projected layer's (proj_size) blocks: h = m @ W_hr^T in the forward loop,
     #: dL/dm = dL/dh @ W_hr in the backward loop; () without a projection.
     project_blocks: tuple = ()
@@ -286,7 +291,10 @@ def choose_tiling(elementwise: bool, additive: bool, batch: int, inputs: int, hi
                       project_blocks=(block_rows, *gemm_blocks(block_rows, proj_size, hidden, itemsize, small)),
                       unproject_blocks=(block_rows, *gemm_blocks(block_rows, hidden, proj_size, itemsize, small)))
     backward_blocks = (block_rows, *gemm_blocks(block_rows, width, n_gates, itemsize, small))
-    return Tiling(parts, chunks, forward_blocks, backward_blocks, fused)
+    forward_depth = inputs + 1 + rec_width if fused else rec_width
+    return Tiling(parts, chunks, forward_blocks, backward_blocks, fused,
+                  forward_micro=recurrent and step_kernel(block_rows, forward_depth, part_gates, small)[0],
+                  backward_micro=recurrent and step_kernel(block_rows, n_gates, width, small)[0])
 
 
 def fuses_input_projection(rows: int, part_gates: int, depth: int, itemsize: int, small_kernel: bool) -> bool:
@@ -337,3 +345,72 @@ def scan_chunk_steps(steps: int) -> int:
     chunk's own pass are both short. A function of T alone: results do not depend on the
     thread count."""
     return max(16, math.isqrt(max(steps - 1, 0)) + 1)
+
+
+#: Environment variable that forces the time loops' step GEMMs onto one kernel: ``micro``
+#: (the engine's microkernel, :mod:`lstm_numba.engine.kernels.microkernel`), ``blas``, or
+#: ``auto`` (the default: :func:`step_kernel`'s rule).
+STEP_KERNEL_ENV = "LSTM_NUMBA_STEP_KERNEL"
+STEP_KERNEL_CHOICES = ("auto", "micro", "blas")
+
+
+def forced_step_kernel() -> str:
+    """``LSTM_NUMBA_STEP_KERNEL``'s value (``auto`` when unset); raises ValueError naming
+    the variable for any other value."""
+    value = os.environ.get(STEP_KERNEL_ENV, "auto").strip().lower() or "auto"
+    if value not in STEP_KERNEL_CHOICES:
+        raise ValueError(f"{STEP_KERNEL_ENV}={value!r}: expected one of {', '.join(STEP_KERNEL_CHOICES)}")
+    return value
+
+
+def step_kernel(rows: int, depth: int, cols: int, small_kernel: bool) -> tuple[bool, str]:
+    """(microkernel?, why) for a time step's ``rows x depth @ depth x cols`` GEMM.
+
+    The microkernel (:mod:`lstm_numba.engine.kernels.microkernel`) runs every forward step
+    GEMM (as deep as it is narrow or shallower: ``depth <= cols``), and every step GEMM
+    when the BLAS lacks OpenBLAS's AVX-512 small-matrix kernel (``small_kernel`` false: an
+    AVX2 machine, or ``OPENBLAS_CORETYPE`` set to an older core). BLAS keeps the backward
+    carry (deep and narrow: ``dgh (rows x G) @ W_hh (G x W)``) where it has that kernel.
+    Measured, 2-core Xeon (Ice Lake, AVX-512), shared, float32, 2 threads, one process,
+    both forced (``benchmarks/bench_lstm.py --step-kernels``), see docs/performance.md:
+    with SkylakeX kernels the microkernel took medium forward 46 -> 32 ms and large
+    forward 1.47 -> 1.09 s, but medium forward+backward 104 -> 127 ms (its backward GEMM,
+    64x1024 @ 1024x128, ran at 0.8-1.0x BLAS's speed alone, ``bench_step_gemm.py``); with
+    the Haswell kernels and an AVX2 target it beat BLAS on both loops' GEMMs
+    (``bench_step_gemm.py``: 1.1-5x). ``LSTM_NUMBA_STEP_KERNEL`` overrides the rule. A
+    function of the shape and the BLAS core only, never of the thread count.
+    """
+    forced = forced_step_kernel()
+    if forced != "auto":
+        return forced == "micro", f"forced by {STEP_KERNEL_ENV}={forced}"
+    if not small_kernel:
+        return True, "auto: the BLAS has no small-matrix kernel (measured: the microkernel wins every step GEMM)"
+    if depth <= cols:
+        return True, "auto: a forward-shaped GEMM (depth <= columns; measured: the microkernel wins)"
+    return False, "auto: a deep, narrow GEMM on OpenBLAS's small-matrix kernel (measured: BLAS wins)"
+
+
+def describe_step_kernels(elementwise: bool, additive: bool, batch: int, inputs: int, hidden: int, n_gates: int,
+                          itemsize: int, recurrent: bool = True) -> dict:
+    """{"forward": text, "backward": text}: which kernel each time loop's step GEMM runs
+    for this gate and shape, its shape per tile, and why (for ``lstm-numba profile``)."""
+    from lstm_numba.engine.kernels import microkernel
+
+    tile = choose_tiling(elementwise, additive, batch, inputs, hidden, n_gates, itemsize, recurrent)
+    if not recurrent:
+        return {"forward": "none (no recurrent weights)", "backward": "none (no recurrent weights)"}
+    small = blas_control.small_kernel_available()
+    rows = tile.forward_blocks[0]
+    depth = inputs + 1 + hidden if tile.fused_input else hidden
+    shapes = {"forward": (rows, depth, n_gates // tile.parts, tile.forward_blocks),
+              "backward": (rows, n_gates, hidden // tile.parts, tile.backward_blocks)}
+    texts = {}
+    for loop, (m, k, n, blocks) in shapes.items():
+        micro, why = step_kernel(m, k, n, small)
+        if micro:
+            kernel = (f"microkernel ({8 * microkernel.VECTOR_BYTES}-bit vectors, {microkernel.TILE_ROWS}x"
+                      f"{microkernel.panel_columns(itemsize)} tiles)")
+        else:
+            kernel = f"BLAS (OpenBLAS {blas_control.kernel_names()}, blocks {blocks[0]}x{blocks[2]}@{blocks[2]}x{blocks[1]})"
+        texts[loop] = f"{kernel}, {m}x{k}@{k}x{n} per tile: {why}"
+    return texts

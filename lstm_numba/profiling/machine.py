@@ -13,7 +13,8 @@ from lstm_numba.profiling.timing import time_calls
 
 #: Environment variables that change which OpenBLAS kernels run (docs/performance.md).
 BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-            "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "LSTM_NUMBA_ADAPTIVE_THREADS")
+            "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES",
+            "LSTM_NUMBA_ADAPTIVE_THREADS", "LSTM_NUMBA_STEP_KERNEL")
 
 
 def env_settings() -> dict:
@@ -88,8 +89,9 @@ def import_torch():
     return torch
 
 
-def blas_peak_gflops(dtype, threads: int, n: int = 1024, repeat: int = 7) -> float:
-    """GFLOP/s of the best of ``repeat`` ``(n, n) @ (n, n)`` NumPy matmuls on ``threads``."""
+def blas_peak_gflops(dtype, threads: int, n: int = 1024, repeat: int = 7, statistic=min) -> float:
+    """GFLOP/s of ``(n, n) @ (n, n)`` NumPy matmuls on ``threads``: of the best of ``repeat``
+    calls (``statistic=statistics.median``: of their median)."""
     from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(0)
@@ -97,8 +99,8 @@ def blas_peak_gflops(dtype, threads: int, n: int = 1024, repeat: int = 7) -> flo
     b = rng.standard_normal((n, n)).astype(dtype)
     out = np.empty((n, n), dtype=dtype)
     with threadpool_limits(limits=threads, user_api="blas"):
-        best = min(time_calls(lambda: np.matmul(a, b, out=out), repeat, warmup=2))
-    return 2.0 * n ** 3 / best / 1e9
+        seconds = statistic(time_calls(lambda: np.matmul(a, b, out=out), repeat, warmup=2))
+    return 2.0 * n ** 3 / seconds / 1e9
 
 
 #: The vector extensions that decide which kernels LLVM and BLAS pick, as /proc/cpuinfo names them.

@@ -91,6 +91,7 @@ def profile(model, steps: int, batch: int, repeat: int = 5, *, compile: bool = T
     phase_flops = {"input_gemm": input_flops - fused_flops, "forward_kernel": recurrent_flops + fused_flops,
                    "backward_kernel": recurrent_flops, "backward_gemms": fflops + input_flops}
     threads = threads_info()
+    result["step_kernels"] = step_kernels(model, batch)
     peak = blas_peak_gflops(dtype, threads["numba"])
     gflops = {"inference": gflops_of(fflops, inference_ms), "forward": gflops_of(fflops, forward_ms),
               "forward_backward": gflops_of(3 * fflops, fb_ms)}
@@ -124,6 +125,26 @@ def profile(model, steps: int, batch: int, repeat: int = 5, *, compile: bool = T
     return result
 
 
+def step_kernels(model, batch: int) -> list[str]:
+    """For each layer, which kernel each time loop's step GEMM runs and why
+    (:func:`lstm_numba.engine.tiling.describe_step_kernels`)."""
+    from lstm_numba.engine import tiling
+
+    gate, lines = model.gate, []
+    for key, value in model.params.items():
+        if not key.startswith("weight_ih") or key.endswith("_reverse"):
+            continue
+        layer = key[len("weight_ih"):]
+        if model.proj_size:
+            lines.append(f"layer{layer}: BLAS (a projected layer's kernels run their GEMMs on BLAS)")
+            continue
+        n_gates, inputs = value.shape
+        loops = tiling.describe_step_kernels(gate.elementwise, gate.additive, batch, inputs, model.hidden_size,
+                                             n_gates, model.dtype.itemsize, gate.recurrent)
+        lines += [f"layer{layer} {loop}: {text}" for loop, text in loops.items()]
+    return lines
+
+
 def _fmt(value, spec=".2f", missing="-"):
     return missing if value is None else format(value, spec)
 
@@ -141,6 +162,8 @@ def format_report(result: dict) -> str:
                  + (f", torch {th['torch']}" if "torch" in th else "") + f", {th['cpus']} CPUs")
     if "passes" in th:
         lines.append(f"direction passes: {th['passes']} thread(s) ({th['passes_why']})")
+    for line in result.get("step_kernels", []):
+        lines.append(f"step GEMM {line}")
     env = ", ".join(f"{k}={v}" for k, v in result["env"].items() if v is not None) or "none set"
     lines.append(f"env: {env}")
     for row in result["blas"]:

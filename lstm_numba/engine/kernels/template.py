@@ -55,6 +55,7 @@ from numba import njit, prange  # noqa: E402
 
 from lstm_numba.engine.kernels.blas import blocked_gemm  # noqa: E402
 from lstm_numba.engine.kernels.gemm import split  # noqa: E402
+from lstm_numba.engine.kernels.microkernel import step_gemm  # noqa: E402
 from lstm_numba.engine.kernels.recurrent_dropout import masked_carry, masked_recurrent_gemm  # noqa: E402
 from lstm_numba.engine.kernels.views import unit_stride  # noqa: E402
 
@@ -69,7 +70,7 @@ def tile_rows(tile, n_parts, n_chunks, block_rows, batch):
 
 
 @njit(inline="always")
-def forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, states, xh, gh_hist, y, zero_gates,
+def forward_tile(s, part, r0, r1, blocks, gx, w_rec, w_packed, b_hh, p, clip, lengths, states, xh, gh_hist, y, zero_gates,
                  keep, rdrop, rdrop_rows):
     """Step ``s`` for rows [r0, r1) and the hidden units of ``part`` (see forward_rows)."""
     n_parts, depth, part_gates = w_rec.shape
@@ -101,10 +102,10 @@ def forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, sta
         else:
             masked_recurrent_gemm(rec_in, rdrop, w_rec[part], gh, rdrop_rows[part], r0, r1, blocks, 0.0)
     elif ADDITIVE:  # gx (+)= rec_in @ w_rec: the tape keeps one pre-activation array (b_hh is in it already)
-        blocked_gemm(rec_in, w_rec[part], gx_s[:, g0:g0 + part_gates], r0, r1, blocks[0], blocks[1], blocks[2],
-                     1.0 if depth == hidden else 0.0)
+        step_gemm(rec_in, w_rec[part], w_packed[part], gx_s[:, g0:g0 + part_gates], r0, r1, blocks,
+                  1.0 if depth == hidden else 0.0)
     else:
-        blocked_gemm(rec_in, w_rec[part], gh, r0, r1, blocks[0], blocks[1], blocks[2], 0.0)
+        step_gemm(rec_in, w_rec[part], w_packed[part], gh, r0, r1, blocks, 0.0)
     # Loops index 1-D views with the loop variable only, so that LLVM vectorises them.
     for b in range(r0, r1):
         h_next = unit_stride(xh[s + 1, b, h0:h0 + width])
@@ -142,7 +143,7 @@ def zone_out(keep_row, s_prev, s_next):
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
-def forward_rows(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, xh, gh_hist, y, keep, rdrop,
+def forward_rows(gx, w_rec, w_packed, b_hh, p, clip, lengths, n_chunks, blocks, states, xh, gh_hist, y, keep, rdrop,
                  rdrop_rows):
     """Run one direction of one layer over the whole sequence, in step order, in row chunks.
 
@@ -162,6 +163,9 @@ def forward_rows(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, xh
                                scratch. Otherwise, in: x_s @ W_ih^T + b_ih, T_x = T
     w_rec      (U, K, G/U)     in: one contiguous column part per hidden part of W_hh^T
                                (K = H), or of [W_ih^T; b_ih + b_hh; W_hh^T] (fused)
+    w_packed   (U, P, K, PANEL) in: each part of ``w_rec`` in the microkernel's panels
+                               (``kernels.microkernel.pack_panels``), or (U, 0, 0, PANEL):
+                               the step GEMM then runs on BLAS (``tiling.step_kernel``)
     b_hh       (G,)            in: part-major (unused for an additive gate: it is in gx)
     p          (P,)            in: extra gate parameters, part-major
     clip       scalar          in: cell clip (inf when off)
@@ -200,16 +204,17 @@ def forward_rows(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, xh
     for chunk in prange(n_chunks):
         part, r0, r1 = tile_rows(chunk, 1, n_chunks, blocks[0], batch)
         for s in range(n_steps):
-            forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, states, xh, gh_hist, y,
+            forward_tile(s, part, r0, r1, blocks, gx, w_rec, w_packed, b_hh, p, clip, lengths, states, xh, gh_hist, y,
                          zero_gates, keep, rdrop, rdrop_rows)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
-def forward_parts(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, xh, gh_hist, y, keep, rdrop,
+def forward_parts(gx, w_rec, w_packed, b_hh, p, clip, lengths, n_chunks, blocks, states, xh, gh_hist, y, keep, rdrop,
                   rdrop_rows):
     """``forward_rows`` with the hidden units split into U > 1 parts (an elementwise gate).
 
-    Buffers as in ``forward_rows``: gx (T_x, B, G), w_rec (U, K, G/U), b_hh (G,), p (P,),
+    Buffers as in ``forward_rows``: gx (T_x, B, G), w_rec (U, K, G/U),
+    w_packed (U, P, K, PANEL) or (U, 0, 0, PANEL), b_hh (G,), p (P,),
     lengths (B,), states (T_s, B, S*H), xh (T + 1, B, I + 1 + H), gh_hist (T_g, U, B, G/U),
     y (T, B, H), keep (T_k, B, S*H), rdrop (K_r, B, H), rdrop_rows (U, B, D). Each step runs one tile per part and row chunk in parallel and ends with
     a barrier, since every part's GEMM reads the whole h_{s-1}; each thread reads only its
@@ -221,12 +226,12 @@ def forward_parts(gx, w_rec, b_hh, p, clip, lengths, n_chunks, blocks, states, x
     for s in range(n_steps):
         for tile in prange(n_parts * n_chunks):
             part, r0, r1 = tile_rows(tile, n_parts, n_chunks, blocks[0], batch)
-            forward_tile(s, part, r0, r1, blocks, gx, w_rec, b_hh, p, clip, lengths, states, xh, gh_hist, y,
+            forward_tile(s, part, r0, r1, blocks, gx, w_rec, w_packed, b_hh, p, clip, lengths, states, xh, gh_hist, y,
                          zero_gates, keep, rdrop, rdrop_rows)
 
 
 @njit(inline="always")
-def backward_carry(s, part, r0, r1, blocks, w_hh, dgh, ds, rdrop, carry_rows):
+def backward_carry(s, part, r0, r1, blocks, w_hh, w_hh_packed, dgh, ds, rdrop, carry_rows):
     """Finish step ``s`` for rows [r0, r1) and one hidden part: ds[h part] += dgh[s] @ W_hh
     (with recurrent dropout, each gate block's share times its mask)."""
     n_parts, _, width = w_hh.shape
@@ -234,11 +239,11 @@ def backward_carry(s, part, r0, r1, blocks, w_hh, dgh, ds, rdrop, carry_rows):
     if rdrop.shape[0] > 0:
         masked_carry(dgh[s], rdrop, w_hh[part], ds[:, s0:s0 + width], carry_rows[part], part, r0, r1, blocks)
     else:
-        blocked_gemm(dgh[s], w_hh[part], ds[:, s0:s0 + width], r0, r1, blocks[0], blocks[1], blocks[2], 1.0)
+        step_gemm(dgh[s], w_hh[part], w_hh_packed[part], ds[:, s0:s0 + width], r0, r1, blocks, 1.0)
 
 
 @njit(inline="always")
-def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds_pair, dgx, dgh,
+def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, w_hh_packed, p, clip, lengths, states, gh_hist, dy, ds_pair, dgx, dgh,
                   dp_rows, zero_gates, dgh_scratch, keep, keep_scratch, rdrop, carry_rows):
     """Carry step ``s + 1`` into the state gradient, then the gate's backward of step ``s`` (none for s = -1).
 
@@ -259,7 +264,7 @@ def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, sta
     u0 = part * width
     p_part = p[p0:p0 + part_p]
     if RECURRENT and s + 1 < n_steps:
-        backward_carry(s + 1, part, r0, r1, blocks, w_hh, dgh, ds, rdrop, carry_rows)
+        backward_carry(s + 1, part, r0, r1, blocks, w_hh, w_hh_packed, dgh, ds, rdrop, carry_rows)
     if s < 0:
         return
     kept = keep_scratch[tile]  # bound outside the branches: a parallel loop's variable must have one type
@@ -298,7 +303,7 @@ def backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, sta
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
-def backward_rows(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist, dy, ds, dgx, dgh, dp_rows,
+def backward_rows(gx, w_hh, w_hh_packed, p, clip, lengths, n_chunks, blocks, states, gh_hist, dy, ds, dgx, dgh, dp_rows,
                   dgh_scratch, keep, keep_scratch, rdrop, carry_rows):
     """Backpropagate one direction of one layer through the whole sequence, in row chunks.
 
@@ -307,6 +312,8 @@ def backward_rows(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist,
     blocks   3 ints        in: (rows, columns, depth) of the recurrent GEMM's blocks
     w_hh     (U, G, W)     in: W_hh with part-major rows, one contiguous column part per
                            hidden part (W = H / U)
+    w_hh_packed (U, P, G, PANEL) in: each part of ``w_hh`` in the microkernel's panels, or
+                           (U, 0, 0, PANEL) for BLAS (as ``forward_rows``' ``w_packed``)
     dy       (T, B, H)     in: dLoss/dy
     ds       (2, B, S*H)   in: ds[0] = dLoss/d(final state); out: ds[T % 2] =
                            dLoss/d(initial state); part-major. The two halves alternate as
@@ -335,16 +342,17 @@ def backward_rows(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist,
     for chunk in prange(n_chunks):
         part, r0, r1 = tile_rows(chunk, 1, n_chunks, blocks[0], batch)
         for s in range(n_steps - 1, -2, -1):
-            backward_tile(s, chunk, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds, dgx,
+            backward_tile(s, chunk, part, r0, r1, blocks, gx, w_hh, w_hh_packed, p, clip, lengths, states, gh_hist, dy, ds, dgx,
                           dgh, dp_rows, zero_gates, dgh_scratch, keep, keep_scratch, rdrop, carry_rows)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
-def backward_parts(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist, dy, ds, dgx, dgh, dp_rows,
+def backward_parts(gx, w_hh, w_hh_packed, p, clip, lengths, n_chunks, blocks, states, gh_hist, dy, ds, dgx, dgh, dp_rows,
                    dgh_scratch, keep, keep_scratch, rdrop, carry_rows):
     """``backward_rows`` with the hidden units split into U > 1 parts (an elementwise gate).
 
-    Buffers as in ``backward_rows``: gx (T, B, G), w_hh (U, G, W), p (P,), lengths (B,),
+    Buffers as in ``backward_rows``: gx (T, B, G), w_hh (U, G, W),
+    w_hh_packed (U, P, G, PANEL) or (U, 0, 0, PANEL), p (P,), lengths (B,),
     states (T + 1, B, S*H), gh_hist (T_g, U, B, G/U), dy (T, B, H), ds (2, B, S*H),
     dgx (T, B, G), dgh (T, B, G), dp_rows (B, P), dgh_scratch (U * n_chunks, G/U),
     keep (T_k, B, S*H), keep_scratch (U * n_chunks, S*H/U), rdrop (K_r, B, H), carry_rows (U, B, W).
@@ -356,7 +364,7 @@ def backward_parts(gx, w_hh, p, clip, lengths, n_chunks, blocks, states, gh_hist
     for s in range(n_steps - 1, -2, -1):
         for tile in prange(n_parts * n_chunks):
             part, r0, r1 = tile_rows(tile, n_parts, n_chunks, blocks[0], batch)
-            backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, p, clip, lengths, states, gh_hist, dy, ds, dgx,
+            backward_tile(s, tile, part, r0, r1, blocks, gx, w_hh, w_hh_packed, p, clip, lengths, states, gh_hist, dy, ds, dgx,
                           dgh, dp_rows, zero_gates, dgh_scratch, keep, keep_scratch, rdrop, carry_rows)
 
 
